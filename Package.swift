@@ -1,0 +1,38 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "prometheus-barman-exporter",
+    products: [
+        .executable(name: "prometheus-barman-exporter", targets: ["prometheus-barman-exporter"]),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CMicroHTTPD",
+            pkgConfig: "libmicrohttpd",
+            providers: [.apt(["libmicrohttpd-dev"])]
+        ),
+        .systemLibrary(
+            name: "CYAML",
+            pkgConfig: "yaml-0.1",
+            providers: [.apt(["libyaml-dev"])]
+        ),
+        // All of the exporter's logic lives in this library so the tests exercise it directly.
+        .target(
+            name: "Exporter",
+            dependencies: ["CMicroHTTPD", "CYAML"],
+            swiftSettings: [.unsafeFlags(["-warnings-as-errors"])]
+        ),
+        .executableTarget(
+            name: "prometheus-barman-exporter",
+            dependencies: ["Exporter"],
+            swiftSettings: [.unsafeFlags(["-warnings-as-errors"])]
+        ),
+        .testTarget(
+            name: "ExporterTests",
+            dependencies: ["Exporter"],
+            swiftSettings: [.unsafeFlags(["-warnings-as-errors"])]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

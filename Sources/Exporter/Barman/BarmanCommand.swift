@@ -1,0 +1,86 @@
+/// The kinds of barman command the exporter runs; the raw value is barman's sub-command and the
+/// `command` label of the exporter-health metrics.
+public enum CommandKind: String, Sendable, CaseIterable, Comparable {
+    case check = "check"
+    case listBackups = "list-backups"
+    case showBackup = "show-backup"
+
+    public static func < (lhs: CommandKind, rhs: CommandKind) -> Bool { lhs.rawValue < rhs.rawValue }
+}
+
+/// One barman invocation. Every refresh needs at most `list-backups all`, `check all`, and one
+/// `show-backup` per server that has a DONE backup.
+public enum BarmanCommand: Hashable, Sendable, CustomStringConvertible {
+    case listBackups
+    case check
+    case showBackup(server: String, backupID: String)
+
+    public var kind: CommandKind {
+        switch self {
+        case .listBackups: return .listBackups
+        case .check: return .check
+        case .showBackup: return .showBackup
+        }
+    }
+
+    /// Arguments after `barman [-c FILE] -f json`. Names from barman's own output go in as
+    /// separate arguments, never through a shell.
+    public var arguments: [String] {
+        switch self {
+        case .listBackups: return ["list-backups", "all"]
+        case .check: return ["check", "all"]
+        case .showBackup(let server, let backupID): return ["show-backup", server, backupID]
+        }
+    }
+
+    public var description: String { arguments.joined(separator: " ") }
+}
+
+/// What a finished barman process left behind.
+public struct CommandOutput: Sendable, Equatable {
+    public var stdout: [UInt8]
+    public var stderr: [UInt8]
+    public var exitStatus: Int32
+
+    public init(stdout: [UInt8], stderr: [UInt8] = [], exitStatus: Int32 = 0) {
+        self.stdout = stdout
+        self.stderr = stderr
+        self.exitStatus = exitStatus
+    }
+}
+
+/// Why a barman command produced no usable output.
+public struct CommandFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+    public var exitStatus: Int32?
+    /// The start of barman's stderr, for the log line.
+    public var stderrExcerpt: String
+
+    public init(_ message: String, exitStatus: Int32? = nil, stderr: [UInt8] = []) {
+        self.message = message
+        self.exitStatus = exitStatus
+        self.stderrExcerpt = CommandFailure.excerpt(stderr)
+    }
+
+    public var description: String { message }
+
+    static func excerpt(_ bytes: [UInt8], limit: Int = 512) -> String {
+        let text = String(decoding: bytes.prefix(limit), as: UTF8.self)
+        let trimmed = text.trimmingTrailingWhitespace()
+        return bytes.count > limit ? trimmed + "…" : trimmed
+    }
+}
+
+extension String {
+    func trimmingTrailingWhitespace() -> String {
+        var scalars = Substring(self)
+        while let last = scalars.last, last == " " || last == "\n" || last == "\t" || last == "\r" { scalars.removeLast() }
+        return String(scalars)
+    }
+}
+
+/// Where barman output comes from: the real CLI (`integration_type: shell`) or embedded sample
+/// data (`mock`). Everything after this point is shared, so the mock exercises the real decoding.
+public protocol BarmanRunner: Sendable {
+    func run(_ command: BarmanCommand) async -> Result<CommandOutput, CommandFailure>
+}

@@ -1,0 +1,203 @@
+/// A backup as `list-backups` reports it. Only DONE backups carry times and sizes.
+public struct BackupSummary: Sendable, Equatable {
+    public var id: String
+    public var status: String
+    /// Unix seconds, from `end_time_timestamp`.
+    public var endTime: Int64?
+    public var sizeBytes: Double?
+    public var walSizeBytes: Double?
+
+    public var isDone: Bool { status == "DONE" }
+
+    public init(id: String, status: String, endTime: Int64? = nil, sizeBytes: Double? = nil, walSizeBytes: Double? = nil) {
+        self.id = id
+        self.status = status
+        self.endTime = endTime
+        self.sizeBytes = sizeBytes
+        self.walSizeBytes = walSizeBytes
+    }
+}
+
+/// One `barman check` result for one server.
+public struct CheckResult: Sendable, Equatable {
+    public var name: String
+    public var ok: Bool
+
+    public init(name: String, ok: Bool) {
+        self.name = name
+        self.ok = ok
+    }
+}
+
+/// The figures `show-backup` gives for one backup. Each may be absent: barman 3.4 prints copy
+/// statistics only when it has them.
+public struct BackupDetails: Sendable, Equatable {
+    public var backupID: String
+    public var copyTimeSeconds: Double?
+    public var throughputBytesPerSecond: Double?
+    public var walFiles: Double?
+    public var walRatePerSecond: Double?
+
+    public init(backupID: String, copyTimeSeconds: Double? = nil, throughputBytesPerSecond: Double? = nil, walFiles: Double? = nil, walRatePerSecond: Double? = nil) {
+        self.backupID = backupID
+        self.copyTimeSeconds = copyTimeSeconds
+        self.throughputBytesPerSecond = throughputBytesPerSecond
+        self.walFiles = walFiles
+        self.walRatePerSecond = walRatePerSecond
+    }
+}
+
+/// Why barman's answer to a command could not be used.
+public struct DecodeFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Turns barman's JSON (3.4 and 3.20 shapes) into typed records.
+///
+/// The envelope rules come from the captured CLI (ground truth §0, §4): one JSON object whose
+/// keys are server names plus `_ERROR`/`_WARNING`/`_INFO`/... message lists; exit status 0,
+/// except `check`, which exits 1 when a check fails and is still data.
+public enum BarmanDecoding {
+    /// Server name -> that server's JSON, after checking exit status, JSON validity and `_ERROR`.
+    public static func servers(of command: BarmanCommand, _ output: CommandOutput) throws(DecodeFailure) -> [String: JSONValue] {
+        let tolerated: Set<Int32> = command.kind == .check ? [0, 1] : [0]
+        guard tolerated.contains(output.exitStatus) else {
+            throw DecodeFailure("barman \(command) exited with status \(output.exitStatus)" + errorMessages(output.stdout))
+        }
+        guard !output.stdout.isEmpty else {
+            throw DecodeFailure("barman \(command) printed nothing on stdout (is -q set in an alias or wrapper?)")
+        }
+        let document: JSONValue
+        do {
+            document = try JSONParser.parse(output.stdout)
+        } catch {
+            throw DecodeFailure("barman \(command) printed \(error)")
+        }
+        guard case .object(let members) = document else {
+            throw DecodeFailure("barman \(command) printed JSON that is not an object")
+        }
+        if let errors = members["_ERROR"] {
+            throw DecodeFailure("barman \(command) reported an error: \(messageList(errors))")
+        }
+        return members.filter { !$0.key.hasPrefix("_") }
+    }
+
+    public static func backupList(_ output: CommandOutput) throws(DecodeFailure) -> [String: [BackupSummary]] {
+        let command = BarmanCommand.listBackups
+        var result: [String: [BackupSummary]] = [:]
+        for (server, value) in try servers(of: command, output) {
+            guard case .array(let entries) = value else {
+                throw DecodeFailure("barman \(command): server '\(server)': expected a list of backups")
+            }
+            var backups: [BackupSummary] = []
+            backups.reserveCapacity(entries.count)
+            for entry in entries {
+                let context = "barman \(command): server '\(server)'"
+                let id = try requiredString(entry, "backup_id", context)
+                let where_ = "\(context): backup '\(id)'"
+                let status = try requiredString(entry, "status", where_)
+                var backup = BackupSummary(id: id, status: status)
+                if backup.isDone {
+                    guard let end = integer(entry["end_time_timestamp"]) else { throw missing("end_time_timestamp", where_) }
+                    guard let size = number(entry["size_bytes"]) else { throw missing("size_bytes", where_) }
+                    guard let walSize = number(entry["wal_size_bytes"]) else { throw missing("wal_size_bytes", where_) }
+                    backup.endTime = end
+                    backup.sizeBytes = size
+                    backup.walSizeBytes = walSize
+                }
+                backups.append(backup)
+            }
+            result[server] = backups
+        }
+        return result
+    }
+
+    public static func checks(_ output: CommandOutput) throws(DecodeFailure) -> [String: [CheckResult]] {
+        let command = BarmanCommand.check
+        var result: [String: [CheckResult]] = [:]
+        for (server, value) in try servers(of: command, output) {
+            guard case .object(let checks) = value else {
+                throw DecodeFailure("barman \(command): server '\(server)': expected an object of checks")
+            }
+            var results: [CheckResult] = []
+            for (name, check) in checks {
+                let status = try requiredString(check, "status", "barman \(command): server '\(server)': check '\(name)'")
+                results.append(CheckResult(name: name, ok: status == "OK"))
+            }
+            result[server] = results.sorted { $0.name < $1.name }
+        }
+        return result
+    }
+
+    public static func backupDetails(_ output: CommandOutput, server: String, backupID: String) throws(DecodeFailure) -> BackupDetails {
+        let command = BarmanCommand.showBackup(server: server, backupID: backupID)
+        let context = "barman \(command): server '\(server)'"
+        guard let backup = try servers(of: command, output)[server] else {
+            throw DecodeFailure("\(context): server missing from the output")
+        }
+        let status = try requiredString(backup, "status", context)
+        guard status == "DONE" else {
+            throw DecodeFailure("\(context): backup status is \(status), expected DONE")
+        }
+        guard let base = backup["base_backup_information"], case .object = base else { throw missing("base_backup_information", context) }
+        guard let wal = backup["wal_information"], case .object = wal else { throw missing("wal_information", context) }
+        guard let walFiles = number(wal["no_of_files"]) else { throw missing("wal_information.no_of_files", context) }
+        guard let walRate = number(wal["wal_rate_per_second"]) else { throw missing("wal_information.wal_rate_per_second", context) }
+        return BackupDetails(
+            backupID: backupID,
+            copyTimeSeconds: number(base["copy_time_seconds"]),
+            throughputBytesPerSecond: number(base["throughput_bytes"]),
+            walFiles: walFiles,
+            walRatePerSecond: walRate)
+    }
+
+    // MARK: - Field helpers (barman mixes ints, floats, numeric strings and the string "None")
+
+    static func missing(_ field: String, _ context: String) -> DecodeFailure {
+        DecodeFailure("\(context): missing or invalid field '\(field)'")
+    }
+
+    static func requiredString(_ value: JSONValue, _ field: String, _ context: String) throws(DecodeFailure) -> String {
+        guard case .string(let text)? = value[field] else { throw missing(field, context) }
+        return text
+    }
+
+    /// A number written as a JSON int, float or numeric string; `nil` for absent, null or "None".
+    static func number(_ value: JSONValue?) -> Double? {
+        switch value {
+        case .integer(let integer)?: return Double(integer)
+        case .float(let float)?: return float
+        case .string(let text)?:
+            guard let parsed = Double(text), parsed.isFinite else { return nil }
+            return parsed
+        default: return nil
+        }
+    }
+
+    static func integer(_ value: JSONValue?) -> Int64? {
+        switch value {
+        case .integer(let integer)?: return integer
+        case .string(let text)?: return Int64(text)
+        case .float(let float)? where float.isFinite && float == float.rounded(.towardZero) && abs(float) < 9e15: return Int64(float)
+        default: return nil
+        }
+    }
+
+    static func errorMessages(_ stdout: [UInt8]) -> String {
+        guard let document = try? JSONParser.parse(stdout), let errors = document["_ERROR"] else { return "" }
+        return ": " + messageList(errors)
+    }
+
+    static func messageList(_ value: JSONValue) -> String {
+        if case .array(let items) = value {
+            return items.map { item -> String in
+                if case .string(let text) = item { return text }
+                return "\(item)"
+            }.joined(separator: "; ")
+        }
+        if case .string(let text) = value { return text }
+        return "\(value)"
+    }
+}

@@ -1,0 +1,199 @@
+import CYAML
+
+/// A `key: value` pair from a flat YAML mapping, with 1-based positions for error messages.
+public struct YAMLEntry: Sendable, Equatable {
+    public enum Style: Sendable, Equatable { case plain, quoted }
+    public var key: String
+    public var keyLine: Int
+    public var keyColumn: Int
+    public var value: String
+    public var valueStyle: Style
+    public var valueLine: Int
+    public var valueColumn: Int
+}
+
+/// The libyaml adapter: reads one flat YAML mapping of scalars and rejects everything else
+/// (nesting, sequences, anchors, aliases, tags, several documents) with a positioned message.
+///
+/// This is the only file that sees libyaml. Values stay strings (libyaml does no type
+/// resolution); `ConfigLoader` decides what each key accepts. Duplicate keys are reported by the
+/// loader, because libyaml accepts them silently.
+public enum YAMLFlatMap {
+    public struct Result: Sendable {
+        public var entries: [YAMLEntry] = []
+        public var problems: [ConfigProblem] = []
+    }
+
+    public static func parse(_ bytes: [UInt8], file: String) -> Result {
+        var result = Result()
+        guard !bytes.isEmpty else { return result }  // An empty file means all defaults.
+        var parser = yaml_parser_t()
+        guard yaml_parser_initialize(&parser) == 1 else {
+            result.problems.append(ConfigProblem(file: file, line: 1, column: 1, message: "cannot initialise the YAML parser (out of memory)"))
+            return result
+        }
+        defer { yaml_parser_delete(&parser) }
+
+        // libyaml keeps a pointer to the input for the parser's whole life: pin it until the end.
+        bytes.withUnsafeBufferPointer { input in
+            guard let base = input.baseAddress else { return }
+            yaml_parser_set_input_string(&parser, base, input.count)
+            var walker = EventWalker(file: file, bytes: bytes)
+            while true {
+                var event = yaml_event_t()
+                guard yaml_parser_parse(&parser, &event) == 1 else {
+                    walker.problems.append(parserProblem(parser, file: file, bytes: bytes))
+                    break
+                }
+                let done = event.type == YAML_STREAM_END_EVENT
+                walker.handle(&event)
+                yaml_event_delete(&event)
+                if done { break }
+            }
+            result.entries = walker.entries
+            result.problems = walker.problems
+        }
+        return result
+    }
+
+    /// libyaml's marks are 0-based; reader errors (bad UTF-8, control characters) only carry a
+    /// byte offset, so the line and column are computed from the bytes.
+    private static func parserProblem(_ parser: yaml_parser_t, file: String, bytes: [UInt8]) -> ConfigProblem {
+        let problem = parser.problem.map { String(cString: $0) } ?? "unknown error"
+        let context = parser.context.map { String(cString: $0) }
+        var message: String
+        switch parser.error {
+        case YAML_READER_ERROR:
+            let (line, column) = position(ofByte: parser.problem_offset, in: bytes)
+            return ConfigProblem(file: file, line: line, column: column, message: "invalid YAML: \(problem) (the file must be UTF-8 text)")
+        case YAML_MEMORY_ERROR:
+            message = "out of memory while parsing YAML"
+        default:
+            message = "invalid YAML: \(problem)"
+            if let context { message += " (\(context))" }
+        }
+        return ConfigProblem(file: file, line: Int(parser.problem_mark.line) + 1, column: Int(parser.problem_mark.column) + 1, message: message)
+    }
+
+    static func position(ofByte offset: Int, in bytes: [UInt8]) -> (line: Int, column: Int) {
+        var line = 1
+        var column = 1
+        for byte in bytes.prefix(offset) {
+            if byte == UInt8(ascii: "\n") {
+                line += 1
+                column = 1
+            } else {
+                column += 1
+            }
+        }
+        return (line, column)
+    }
+}
+
+/// Turns the libyaml event stream into entries, tracking where in the document it is.
+private struct EventWalker {
+    let file: String
+    let bytes: [UInt8]
+    var entries: [YAMLEntry] = []
+    var problems: [ConfigProblem] = []
+
+    private var documents = 0
+    /// Depth of mappings/sequences; 1 = inside the top-level mapping.
+    private var depth = 0
+    /// Inside the top-level mapping: the key waiting for its value.
+    private var pendingKey: (name: String, line: Int, column: Int)?
+    /// Set while skipping a rejected nested value, so its contents do not produce more errors.
+    private var skipDepth: Int?
+
+    init(file: String, bytes: [UInt8]) {
+        self.file = file
+        self.bytes = bytes
+    }
+
+    private mutating func problem(_ mark: yaml_mark_t, _ message: String) {
+        problems.append(ConfigProblem(file: file, line: Int(mark.line) + 1, column: Int(mark.column) + 1, message: message))
+    }
+
+    private func keyPhrase() -> String {
+        pendingKey.map { " (key '\($0.name)')" } ?? ""
+    }
+
+    mutating func handle(_ event: inout yaml_event_t) {
+        let mark = event.start_mark
+        switch event.type {
+        case YAML_DOCUMENT_START_EVENT:
+            documents += 1
+            if documents == 2 {
+                problem(mark, "more than one YAML document; the config is a single flat mapping")
+            }
+        case YAML_ALIAS_EVENT:
+            if skipDepth == nil {
+                problem(mark, "aliases (*name) are not supported\(keyPhrase()); write the value out")
+                pendingKey = nil
+            }
+        case YAML_SCALAR_EVENT:
+            let scalar = event.data.scalar
+            let text = Self.string(scalar.value, scalar.length)
+            guard skipDepth == nil, documents == 1 else { return }
+            if scalar.anchor != nil {
+                problem(mark, "anchors (&name) are not supported\(keyPhrase())")
+            }
+            if scalar.tag != nil {
+                problem(mark, "tags (!tag) are not supported\(keyPhrase()); write a plain or quoted value")
+            }
+            if depth == 0 {
+                // A bare scalar document: only "nothing" (empty or ~) is acceptable and means defaults.
+                let isNothing = scalar.style == YAML_PLAIN_SCALAR_STYLE && (text.isEmpty || text == "~" || text == "null")
+                if !isNothing {
+                    problem(mark, "the config must be a mapping of 'key: value' lines, found a single value")
+                }
+                return
+            }
+            if let key = pendingKey {
+                let style: YAMLEntry.Style = scalar.style == YAML_PLAIN_SCALAR_STYLE ? .plain : .quoted
+                entries.append(YAMLEntry(
+                    key: key.name, keyLine: key.line, keyColumn: key.column,
+                    value: text, valueStyle: style,
+                    valueLine: Int(mark.line) + 1, valueColumn: Int(mark.column) + 1))
+                pendingKey = nil
+            } else {
+                pendingKey = (text, Int(mark.line) + 1, Int(mark.column) + 1)
+            }
+        case YAML_MAPPING_START_EVENT, YAML_SEQUENCE_START_EVENT:
+            let isMapping = event.type == YAML_MAPPING_START_EVENT
+            depth += 1
+            guard skipDepth == nil, documents == 1 else { return }
+            if depth == 1 {
+                if !isMapping {
+                    problem(mark, "the config must be a mapping of 'key: value' lines, found a list")
+                    skipDepth = depth
+                    return
+                }
+                let anchor = event.data.mapping_start.anchor
+                let tag = event.data.mapping_start.tag
+                if anchor != nil { problem(mark, "anchors (&name) are not supported") }
+                if tag != nil { problem(mark, "tags (!tag) are not supported") }
+                return
+            }
+            let kind = isMapping ? "mapping" : "list"
+            if let key = pendingKey {
+                problem(mark, "'\(key.name)' has a nested \(kind); all options are first-level (\"key: value\")")
+            } else {
+                problem(mark, "a \(kind) cannot be a key; all options are first-level (\"key: value\")")
+            }
+            pendingKey = nil
+            skipDepth = depth
+        case YAML_MAPPING_END_EVENT, YAML_SEQUENCE_END_EVENT:
+            if skipDepth == depth { skipDepth = nil }
+            depth -= 1
+        default:
+            break
+        }
+    }
+
+    private static func string(_ pointer: UnsafeMutablePointer<yaml_char_t>?, _ length: Int) -> String {
+        guard let pointer, length > 0 else { return "" }
+        // libyaml has already rejected invalid UTF-8, so decoding cannot lose data here.
+        return String(decoding: UnsafeBufferPointer(start: pointer, count: length), as: UTF8.self)
+    }
+}

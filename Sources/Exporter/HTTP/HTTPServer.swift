@@ -1,0 +1,170 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CMicroHTTPD
+
+/// A request as the routes see it: no C types.
+public struct HTTPRequest: Sendable {
+    public var method: String
+    public var path: String
+    public var acceptEncoding: String?
+    public var accept: String?
+
+    public init(method: String, path: String, acceptEncoding: String? = nil, accept: String? = nil) {
+        self.method = method
+        self.path = path
+        self.acceptEncoding = acceptEncoding
+        self.accept = accept
+    }
+}
+
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: [UInt8]
+
+    public init(status: Int, headers: [(String, String)] = [], body: [UInt8] = []) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+}
+
+public typealias HTTPHandler = @Sendable (HTTPRequest) -> HTTPResponse
+
+/// Limits that keep a misbehaving client from hurting other clients.
+public struct HTTPLimits: Sendable {
+    /// Idle seconds before MHD closes a connection (0.9.75's default is never).
+    public var connectionTimeoutSeconds: UInt32 = 30
+    /// Open connections at once; beyond it the kernel backlog holds new ones.
+    public var connectionLimit: UInt32 = 256
+    /// Per-connection buffer for request line and headers; larger requests get 431/414.
+    public var connectionMemoryLimit: Int = 32 * 1024
+
+    public init() {}
+}
+
+/// The libmicrohttpd adapter: one internal epoll thread answers every request by calling the
+/// handler, which only reads in-memory data. This is the only file that sees libmicrohttpd.
+public final class HTTPServer: @unchecked Sendable {
+    // @unchecked: `daemon` is set once in init and cleared once in stop(), under `stopLock`.
+    private var daemon: OpaquePointer?
+    private let context: Unmanaged<ServerContext>
+    private let stopLock = NSLockish()
+    public let listener: ListenSocket
+
+    /// Starts serving on an already bound and listening socket (so the caller knows the port,
+    /// and a reload can bind the new address before the old server stops).
+    public init(listener: ListenSocket, limits: HTTPLimits = HTTPLimits(), logger: Logger, handler: @escaping HTTPHandler) throws(SystemError) {
+        self.listener = listener
+        let context = Unmanaged.passRetained(ServerContext(handler: handler, logger: logger))
+        self.context = context
+
+        let flags = MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_EPOLL.rawValue | MHD_USE_ITC.rawValue | MHD_USE_ERROR_LOG.rawValue
+        var options: [MHD_OptionItem] = [
+            MHD_OptionItem(option: .EXTERNAL_LOGGER, value: unsafeBitCast(mhdLogger, to: Int.self), ptr_value: context.toOpaque()),
+            MHD_OptionItem(option: .LISTEN_SOCKET, value: Int(listener.fileDescriptor), ptr_value: nil),
+            MHD_OptionItem(option: .CONNECTION_TIMEOUT, value: Int(limits.connectionTimeoutSeconds), ptr_value: nil),
+            MHD_OptionItem(option: .CONNECTION_LIMIT, value: Int(limits.connectionLimit), ptr_value: nil),
+            MHD_OptionItem(option: .CONNECTION_MEMORY_LIMIT, value: limits.connectionMemoryLimit, ptr_value: nil),
+            MHD_OptionItem(option: .END, value: 0, ptr_value: nil),
+        ]
+        // MHD_start_daemon is variadic (not callable from Swift); the _va form with one
+        // MHD_OPTION_ARRAY argument carries every option.
+        let started: OpaquePointer? = options.withUnsafeMutableBufferPointer { buffer in
+            withVaList([Int32(MHD_OPTION.ARRAY.rawValue), Int(bitPattern: buffer.baseAddress), Int32(MHD_OPTION.END.rawValue)]) { arguments in
+                MHD_start_daemon_va(flags, 0, nil, nil, accessHandler, context.toOpaque(), arguments)
+            }
+        }
+        guard let started else {
+            context.release()
+            throw SystemError("start the HTTP server on", path: listener.displayAddress, code: errno == 0 ? EINVAL : errno)
+        }
+        daemon = started
+    }
+
+    /// Closes the listening socket and every connection, waiting for the MHD thread to finish.
+    public func stop() {
+        stopLock.withLock {
+            guard let daemon else { return }
+            MHD_stop_daemon(daemon)
+            self.daemon = nil
+            context.release()
+            // MHD closed the listening socket it was given; forget the number so it is never closed twice.
+            listener.relinquish()
+        }
+    }
+
+    deinit { stop() }
+}
+
+/// A tiny lock for `stop()`; the Synchronization Mutex needs a value to guard, this guards code.
+final class NSLockish: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    init() { pthread_mutex_init(&mutex, nil) }
+    deinit { pthread_mutex_destroy(&mutex) }
+    func withLock<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return body()
+    }
+}
+
+/// What the C callbacks reach through their `void *cls`.
+private final class ServerContext: Sendable {
+    let handler: HTTPHandler
+    let logger: Logger
+    init(handler: @escaping HTTPHandler, logger: Logger) {
+        self.handler = handler
+        self.logger = logger
+    }
+}
+
+/// MHD calls this twice or more per request. Replying on the first call makes MHD close the
+/// connection (no keep-alive), so the first call only marks the request as seen; request bodies
+/// are discarded (no route takes one) and the reply is queued once the upload is complete.
+private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method, _, _, uploadDataSize, requestState in
+    guard let cls, let connection, let requestState else { return MHD_Result.NO }
+    if requestState.pointee == nil {
+        requestState.pointee = UnsafeMutableRawPointer(bitPattern: 1)
+        return MHD_Result.YES
+    }
+    if let uploadDataSize, uploadDataSize.pointee != 0 {
+        uploadDataSize.pointee = 0
+        return MHD_Result.YES
+    }
+    let context = Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue()
+    func header(_ name: String) -> String? {
+        MHD_lookup_connection_value(connection, MHD_ValueKind.HEADER_KIND, name).map { String(cString: $0) }
+    }
+    let request = HTTPRequest(
+        method: method.map { String(cString: $0) } ?? "",
+        path: url.map { String(cString: $0) } ?? "",
+        acceptEncoding: header("Accept-Encoding"),
+        accept: header("Accept"))
+    let reply = context.handler(request)
+
+    let response: OpaquePointer? = reply.body.withUnsafeBytes { body in
+        MHD_create_response_from_buffer(body.count, UnsafeMutableRawPointer(mutating: body.baseAddress), MHD_ResponseMemoryMode.RESPMEM_MUST_COPY)
+    }
+    guard let response else {
+        context.logger.error("cannot create an HTTP response (out of memory)", ["path": request.path])
+        return MHD_Result.NO
+    }
+    defer { MHD_destroy_response(response) }
+    for (name, value) in reply.headers where MHD_add_response_header(response, name, value) != MHD_Result.YES {
+        context.logger.error("cannot add an HTTP response header", ["header": name])
+    }
+    return MHD_queue_response(connection, UInt32(reply.status), response)
+}
+
+/// Routes libmicrohttpd's own messages (malformed requests, resource limits) to our log.
+private let mhdLogger: MHD_LogCallback = { cls, format, arguments in
+    guard let cls, let format, let arguments else { return }
+    let context = Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue()
+    var buffer = [CChar](repeating: 0, count: 512)
+    let count = buffer.withUnsafeMutableBufferPointer { vsnprintf($0.baseAddress, $0.count, format, arguments) }
+    guard count >= 0 else { return }
+    let message = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).trimmingTrailingWhitespace()
+    context.logger.info("libmicrohttpd: \(message)")
+}

@@ -1,0 +1,50 @@
+/// What each path answers. Every answer comes from memory: `/metrics` renders the current
+/// snapshot and never waits for barman.
+public struct Routes: Sendable {
+    public let store: SnapshotStore
+    public let now: @Sendable () -> Double
+
+    public init(store: SnapshotStore, now: @escaping @Sendable () -> Double = { WallClock.nowSeconds() }) {
+        self.store = store
+        self.now = now
+    }
+
+    public func handle(_ request: HTTPRequest) -> HTTPResponse {
+        let path = request.path
+        guard path == "/metrics" || path == "/" else {
+            return text(404, "404 page not found: only / and /metrics exist\n")
+        }
+        guard request.method == "GET" || request.method == "HEAD" else {
+            var response = text(405, "405 method not allowed: use GET or HEAD\n")
+            response.headers.append(("Allow", "GET, HEAD"))
+            return response
+        }
+        if path == "/" {
+            return HTTPResponse(status: 200, headers: [("Content-Type", "text/html; charset=utf-8")], body: Array(Self.landingPage.utf8))
+        }
+        return metrics()
+    }
+
+    /// Ages are computed with whole seconds of the scrape time, the unit barman records them in.
+    func metrics() -> HTTPResponse {
+        let families = MetricsBuilder.families(store.snapshot, now: now().rounded(.down))
+        return HTTPResponse(status: 200, headers: [("Content-Type", TextRenderer.contentType)], body: TextRenderer.render(families))
+    }
+
+    private func text(_ status: Int, _ body: String) -> HTTPResponse {
+        HTTPResponse(status: status, headers: [("Content-Type", "text/plain; charset=utf-8")], body: Array(body.utf8))
+    }
+
+    static let landingPage = """
+        <!DOCTYPE html>
+        <html lang="en">
+        <head><meta charset="utf-8"><title>Barman Exporter</title></head>
+        <body>
+        <h1>Barman Exporter</h1>
+        <p>Prometheus exporter for <a href="https://pgbarman.org/">pgbarman</a>, version \(BuildInfo.version).</p>
+        <p><a href="/metrics">Metrics</a></p>
+        </body>
+        </html>
+
+        """
+}

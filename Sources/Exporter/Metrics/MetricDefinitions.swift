@@ -1,0 +1,111 @@
+/// Prometheus metric types the exporter uses.
+public enum MetricType: String, Sendable {
+    case gauge
+    case counter
+}
+
+/// Everything that defines one metric family: the single source of truth for the builder, the
+/// renderer and `docs/metrics.md` (a test checks the docs against this table).
+public struct MetricDefinition: Sendable, Hashable {
+    public var name: String
+    public var type: MetricType
+    /// HELP text; for the seed's metrics it is kept byte for byte, typos included, because
+    /// dashboards and alert rules were written against it.
+    public var help: String
+    /// Label names, in the (alphabetical) order they are printed.
+    public var labels: [String]
+
+    init(_ name: String, _ type: MetricType, _ help: String, labels: [String] = []) {
+        self.name = name
+        self.type = type
+        self.help = help
+        self.labels = labels
+    }
+}
+
+/// The metrics the exporter serves. How each is computed is in `MetricsBuilder`, the field it
+/// comes from in docs/metrics.md.
+public enum Metric {
+    // The seed's metrics (same as the Python exporter, plus the Go rewrite's three).
+    public static let backupSize = MetricDefinition(
+        "barman_backup_size", .gauge,
+        "Outputs the size of a specific backup(for specific server) in bytes", labels: ["number", "server"])
+    public static let backupWALSize = MetricDefinition(
+        "barman_backup_wal_size", .gauge,
+        "Outputs the size of a the wals for specific backup(for specific server) in bytes", labels: ["number", "server"])
+    public static let backupsFailed = MetricDefinition(
+        "barman_backups_failed", .gauge,
+        "Outputs the current number of backups with status FAILED for specific server", labels: ["server"])
+    public static let backupsTotal = MetricDefinition(
+        "barman_backups_total", .gauge,
+        "Outputs the current number of available backups for specific server", labels: ["server"])
+    public static let firstBackup = MetricDefinition(
+        "barman_first_backup", .gauge,
+        "Time since the first backup was taken in seconds", labels: ["server"])
+    public static let lastBackup = MetricDefinition(
+        "barman_last_backup", .gauge,
+        "Time since the last backup was taken in seconds", labels: ["server"])
+    public static let lastBackupCopyTime = MetricDefinition(
+        "barman_last_backup_copy_time", .gauge,
+        "Outputs the time it took to get the latest backup in seconds", labels: ["server"])
+    public static let metricsUpdate = MetricDefinition(
+        "barman_metrics_update", .gauge,
+        "Outputs the time(in ms) it took update all metrics exporter by this exporter")
+    public static let up = MetricDefinition(
+        "barman_up", .gauge,
+        "Barman status checks", labels: ["check", "server"])
+    public static let lastBackupThroughput = MetricDefinition(
+        "barman_last_backup_throughput", .gauge,
+        "Outputs the throughput(in bytes/second) during the last backup creation", labels: ["server"])
+    public static let lastBackupWALFiles = MetricDefinition(
+        "barman_last_backup_wal_files", .gauge,
+        "outputs the number of wals for the last backup", labels: ["server"])
+    public static let lastBackupWALRate = MetricDefinition(
+        "barman_last_backup_wal_rate_per_second", .gauge,
+        "Outputs the wal rate for the last backup", labels: ["server"])
+
+    // The exporter's own metrics.
+    public static let buildInfo = MetricDefinition(
+        "barman_exporter_build_info", .gauge,
+        "A metric with a constant '1' value labeled by the version of prometheus-barman-exporter.", labels: ["version"])
+    public static let commandSuccess = MetricDefinition(
+        "barman_exporter_command_success", .gauge,
+        "Whether the last run of this barman command gave usable output (1) or failed (0); on failure the last good data is still served.",
+        labels: ["command"])
+    public static let commandLastSuccess = MetricDefinition(
+        "barman_exporter_command_last_success_timestamp_seconds", .gauge,
+        "Unix time of the last run of this barman command that gave usable output.", labels: ["command"])
+    public static let commandDuration = MetricDefinition(
+        "barman_exporter_command_duration_seconds", .gauge,
+        "Wall time of the last run of this barman command in seconds.", labels: ["command"])
+    public static let commandRuns = MetricDefinition(
+        "barman_exporter_command_runs_total", .counter,
+        "Runs of this barman command since the exporter started.", labels: ["command"])
+    public static let commandFailures = MetricDefinition(
+        "barman_exporter_command_failures_total", .counter,
+        "Runs of this barman command that failed (error exit, timeout, invalid output) since the exporter started.",
+        labels: ["command"])
+
+    public static let all: [MetricDefinition] = [
+        backupSize, backupWALSize, backupsFailed, backupsTotal, firstBackup, lastBackup, lastBackupCopyTime,
+        metricsUpdate, up, lastBackupThroughput, lastBackupWALFiles, lastBackupWALRate,
+        buildInfo, commandSuccess, commandLastSuccess, commandDuration, commandRuns, commandFailures,
+    ]
+}
+
+/// One sample: label values in the order of the definition's `labels`, and the value.
+public struct Sample: Sendable, Equatable {
+    public var labelValues: [String]
+    public var value: Double
+
+    public init(_ labelValues: [String], _ value: Double) {
+        self.labelValues = labelValues
+        self.value = value
+    }
+}
+
+/// A metric definition with its samples, ready to render.
+public struct MetricFamily: Sendable, Equatable {
+    public var definition: MetricDefinition
+    public var samples: [Sample]
+}

@@ -1,0 +1,75 @@
+/// Computes every metric family from a snapshot. Pure: the time of the scrape is passed in, so
+/// ages are right at the moment of each scrape and tests need no clock.
+public enum MetricsBuilder {
+    public static func families(_ snapshot: MetricsSnapshot, now: Double) -> [MetricFamily] {
+        var samples: [MetricDefinition: [Sample]] = [:]
+        func add(_ metric: MetricDefinition, _ labels: [String], _ value: Double?) {
+            guard let value else { return }
+            samples[metric, default: []].append(Sample(labels, value))
+        }
+
+        for (server, backups) in snapshot.backups ?? [:] {
+            add(Metric.backupsTotal, [server], Double(backups.count))
+            add(Metric.backupsFailed, [server], Double(backups.count { $0.status == "FAILED" }))
+            // barman lists newest first; `number` counts DONE backups only, 0 = newest.
+            let done = backups.filter(\.isDone)
+            for (number, backup) in done.enumerated() {
+                add(Metric.backupSize, [String(number), server], backup.sizeBytes)
+                add(Metric.backupWALSize, [String(number), server], backup.walSizeBytes)
+            }
+            if let newest = done.first?.endTime {
+                add(Metric.lastBackup, [server], now - Double(newest))
+            }
+            if let oldest = done.last?.endTime {
+                add(Metric.firstBackup, [server], now - Double(oldest))
+            }
+            // Details only for servers that still list a DONE backup: a server that vanished, or
+            // whose backups were all deleted, must not keep reporting its old "last backup".
+            if !done.isEmpty, let details = snapshot.details[server] {
+                add(Metric.lastBackupCopyTime, [server], details.copyTimeSeconds)
+                add(Metric.lastBackupThroughput, [server], details.throughputBytesPerSecond)
+                add(Metric.lastBackupWALFiles, [server], details.walFiles)
+                add(Metric.lastBackupWALRate, [server], details.walRatePerSecond)
+            }
+        }
+
+        for (server, checks) in snapshot.checks ?? [:] {
+            for check in checks {
+                add(Metric.up, [check.name, server], check.ok ? 1 : 0)
+            }
+        }
+
+        add(Metric.metricsUpdate, [], snapshot.lastRefreshMilliseconds)
+        add(Metric.buildInfo, [snapshot.version], 1)
+        for (kind, health) in snapshot.health {
+            let label = [kind.rawValue]
+            add(Metric.commandSuccess, label, health.lastRunSucceeded ? 1 : 0)
+            add(Metric.commandLastSuccess, label, health.lastSuccessUnixTime)
+            add(Metric.commandDuration, label, health.lastRunDurationSeconds)
+            add(Metric.commandRuns, label, Double(health.runs))
+            add(Metric.commandFailures, label, Double(health.failures))
+        }
+
+        return samples
+            .map { definition, samples in
+                MetricFamily(definition: definition, samples: samples.sorted { LabelOrder.less($0.labelValues, $1.labelValues) })
+            }
+            .sorted { $0.definition.name < $1.definition.name }
+    }
+}
+
+/// Series order: label values compared left to right, digit runs by numeric value, so
+/// `number="2"` comes before `number="10"` and output is deterministic.
+enum LabelOrder {
+    static func less(_ lhs: [String], _ rhs: [String]) -> Bool {
+        for (left, right) in zip(lhs, rhs) where left != right {
+            return naturalLess(left, right)
+        }
+        return lhs.count < rhs.count
+    }
+
+    static func naturalLess(_ lhs: String, _ rhs: String) -> Bool {
+        if let left = Int(lhs), let right = Int(rhs), left != right { return left < right }
+        return lhs.utf8.lexicographicallyPrecedes(rhs.utf8)
+    }
+}

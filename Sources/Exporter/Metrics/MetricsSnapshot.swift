@@ -1,0 +1,30 @@
+/// How one kind of barman command has fared since start-up (exporter-health metrics).
+public struct CommandHealth: Sendable, Equatable {
+    public var lastRunSucceeded = false
+    public var lastSuccessUnixTime: Double?
+    public var lastRunDurationSeconds: Double = 0
+    public var runs: Int = 0
+    public var failures: Int = 0
+
+    public init() {}
+}
+
+/// Everything known at one moment, as immutable values: the latest good answer of each barman
+/// source plus the exporter's own health. Scrapes render from one snapshot, so a response never
+/// mixes two refreshes.
+public struct MetricsSnapshot: Sendable, Equatable {
+    /// Server -> backups, newest first (`list-backups all`); nil until the first success.
+    public var backups: [String: [BackupSummary]]?
+    /// Server -> checks (`check all`); nil until the first success.
+    public var checks: [String: [CheckResult]]?
+    /// Server -> `show-backup` of its newest DONE backup.
+    public var details: [String: BackupDetails] = [:]
+    public var health: [CommandKind: CommandHealth] = [:]
+    /// Duration of the last complete refresh cycle; nil before the first one ends.
+    public var lastRefreshMilliseconds: Double?
+    public var version: String
+
+    public init(version: String) {
+        self.version = version
+    }
+}

@@ -1,0 +1,69 @@
+/// Renders metric families in the Prometheus text format 0.0.4.
+///
+/// Escaping follows the format: in HELP, `\` and newline; in label values, `\`, `"` and newline.
+/// Values use the shortest representation that parses back to the same double.
+public enum TextRenderer {
+    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+
+    public static func render(_ families: [MetricFamily]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(families.reduce(0) { $0 + 160 + $1.samples.count * 64 })
+        for family in families {
+            let definition = family.definition
+            out.append(contentsOf: "# HELP ".utf8)
+            out.append(contentsOf: definition.name.utf8)
+            out.append(0x20)
+            appendEscaped(definition.help, escapeQuotes: false, to: &out)
+            out.append(0x0A)
+            out.append(contentsOf: "# TYPE ".utf8)
+            out.append(contentsOf: definition.name.utf8)
+            out.append(0x20)
+            out.append(contentsOf: definition.type.rawValue.utf8)
+            out.append(0x0A)
+            for sample in family.samples {
+                out.append(contentsOf: definition.name.utf8)
+                appendLabels(definition.labels, sample.labelValues, to: &out)
+                out.append(0x20)
+                out.append(contentsOf: formatValue(sample.value).utf8)
+                out.append(0x0A)
+            }
+        }
+        return out
+    }
+
+    static func appendLabels(_ names: [String], _ values: [String], to out: inout [UInt8]) {
+        guard !names.isEmpty else { return }
+        out.append(UInt8(ascii: "{"))
+        for (index, name) in names.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: name.utf8)
+            out.append(contentsOf: "=\"".utf8)
+            appendEscaped(index < values.count ? values[index] : "", escapeQuotes: true, to: &out)
+            out.append(UInt8(ascii: "\""))
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+
+    static func appendEscaped(_ text: String, escapeQuotes: Bool, to out: inout [UInt8]) {
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\\"): out.append(contentsOf: [0x5C, 0x5C])
+            case UInt8(ascii: "\n"): out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
+            case UInt8(ascii: "\"") where escapeQuotes: out.append(contentsOf: [0x5C, 0x22])
+            default: out.append(byte)
+            }
+        }
+    }
+
+    /// `1`, `0.5`, `1e+16`, `NaN`, `+Inf`: integers without a fraction, everything else as the
+    /// shortest string that round-trips (Swift's `description`), with Prometheus' spellings of
+    /// the special values.
+    public static func formatValue(_ value: Double) -> String {
+        if value.isNaN { return "NaN" }
+        if value.isInfinite { return value < 0 ? "-Inf" : "+Inf" }
+        if value == value.rounded(.towardZero), abs(value) < 1e15 {
+            return String(Int64(value))
+        }
+        return value.description
+    }
+}

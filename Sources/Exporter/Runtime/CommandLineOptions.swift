@@ -1,0 +1,74 @@
+/// What the command line asks for. Flags take one or two dashes, like the seed's `-config`.
+public enum CommandLineAction: Equatable, Sendable {
+    case run(configPath: String)
+    case checkConfig(configPath: String)
+    case help
+    case version
+}
+
+public enum CommandLineOptions {
+    public static let usage = """
+        Usage: prometheus-barman-exporter -config FILE [--check-config]
+               prometheus-barman-exporter --help | --version
+
+        Serves Prometheus metrics about pgbarman backups, read from `barman -f json`.
+
+          -config FILE, --config FILE   the YAML config file (required)
+          --check-config                validate the config file, print OK or every problem, exit
+          --help                        show this help
+          --version                     print the version
+
+        Signals: SIGHUP or SIGUSR1 reload the config file; SIGTERM or SIGINT stop.
+        Configuration reference: /usr/share/doc/prometheus-barman-exporter or docs/configuration.md
+        """
+
+    /// Parses `arguments` (without the program name). The error is a one-line message.
+    public static func parse(_ arguments: [String]) -> Result<CommandLineAction, UsageError> {
+        var configPath: String?
+        var checkOnly = false
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            let flag = argument.hasPrefix("--") ? String(argument.dropFirst(2)) : argument.hasPrefix("-") ? String(argument.dropFirst()) : nil
+            guard let flag else {
+                return .failure(UsageError("unexpected argument '\(argument)'; the config file goes after -config"))
+            }
+            let (name, inlineValue) = splitInline(flag)
+            switch name {
+            case "help", "h":
+                return .success(.help)
+            case "version", "v":
+                return .success(.version)
+            case "check-config":
+                checkOnly = true
+            case "config":
+                if let inlineValue {
+                    configPath = inlineValue
+                } else {
+                    index += 1
+                    guard index < arguments.count else { return .failure(UsageError("-config needs a file path, e.g. -config /etc/prometheus-barman-exporter/config.yaml")) }
+                    configPath = arguments[index]
+                }
+                if configPath?.isEmpty == true { return .failure(UsageError("-config needs a non-empty file path")) }
+            default:
+                return .failure(UsageError("unknown flag '\(argument)'; see --help"))
+            }
+            index += 1
+        }
+        guard let configPath else {
+            return .failure(UsageError("missing -config FILE; e.g. prometheus-barman-exporter -config /etc/prometheus-barman-exporter/config.yaml"))
+        }
+        return .success(checkOnly ? .checkConfig(configPath: configPath) : .run(configPath: configPath))
+    }
+
+    private static func splitInline(_ flag: String) -> (String, String?) {
+        guard let equals = flag.firstIndex(of: "=") else { return (flag, nil) }
+        return (String(flag[..<equals]), String(flag[flag.index(after: equals)...]))
+    }
+}
+
+public struct UsageError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

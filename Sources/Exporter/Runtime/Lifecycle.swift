@@ -1,0 +1,155 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Start-up, reload and shutdown: everything `main` does, here so tests can drive it.
+public enum Lifecycle {
+    /// Exit statuses: 0 success, 1 runtime failure (cannot bind...), 2 usage or config error.
+    public static func main(arguments: [String]) async -> Int32 {
+        switch CommandLineOptions.parse(arguments) {
+        case .failure(let error):
+            printError("prometheus-barman-exporter: \(error)")
+            return 2
+        case .success(.help):
+            print(CommandLineOptions.usage)
+            return 0
+        case .success(.version):
+            print("prometheus-barman-exporter \(BuildInfo.version)")
+            return 0
+        case .success(.checkConfig(let path)):
+            switch ConfigLoader.load(path: path) {
+            case .success(let (_, warnings)):
+                for warning in warnings { printError("\(path): warning: \(warning)") }
+                print("OK")
+                return 0
+            case .failure(let error):
+                printError(error.description)
+                return 2
+            }
+        case .success(.run(let path)):
+            return await run(configPath: path)
+        }
+    }
+
+    static func run(configPath: String) async -> Int32 {
+        let config: Config
+        switch ConfigLoader.load(path: configPath) {
+        case .success(let (loaded, _)): config = loaded
+        case .failure(let error):
+            printError(error.description)
+            return 2
+        }
+        let logger = Logger(level: config.logLevel)
+        let signals: AsyncStream<Int32>
+        let exporter: Exporter
+        do {
+            signals = try Signals.stream()
+            exporter = try Exporter(config: config, configPath: configPath, logger: logger)
+        } catch {
+            logger.error("cannot start", ["error": error.description])
+            return 1
+        }
+        for warning in (try? ConfigLoader.load(path: configPath).get().warnings) ?? [] {
+            logger.warn(warning, ["file": configPath])
+        }
+        let refreshing = Task { await exporter.refresher.runForever() }
+        SystemdNotifier.notify("READY=1")
+        for await signal in signals {
+            switch signal {
+            case SIGHUP, SIGUSR1:
+                SystemdNotifier.notify("RELOADING=1")
+                await exporter.reload(reason: Signals.name(signal))
+                SystemdNotifier.notify("READY=1")
+            default:
+                logger.info("stopping", ["signal": Signals.name(signal)])
+                SystemdNotifier.notify("STOPPING=1")
+                refreshing.cancel()
+                exporter.stop()
+                return 0
+            }
+        }
+        return 0
+    }
+
+    static func printError(_ message: String) {
+        var line = Array((message + "\n").utf8)
+        line.withUnsafeMutableBytes { buffer in
+            _ = write(2, buffer.baseAddress, buffer.count)
+        }
+    }
+}
+
+/// The running exporter: config, HTTP server and refresher, and the reload between configs.
+public final class Exporter: @unchecked Sendable {
+    // @unchecked: `config` and `server` change only in reload(), which the lifecycle calls from
+    // one task at a time.
+    public let store: SnapshotStore
+    public let refresher: Refresher
+    public let logger: Logger
+    private let configPath: String
+    private(set) var config: Config
+    private(set) var server: HTTPServer
+
+    public init(config: Config, configPath: String, logger: Logger) throws(SystemError) {
+        self.config = config
+        self.configPath = configPath
+        self.logger = logger
+        store = SnapshotStore(MetricsSnapshot(version: BuildInfo.version))
+        refresher = Refresher(runner: BarmanRunners.make(config, logger: logger), settings: RefreshSettings(config), store: store, logger: logger)
+        server = try Self.startServer(config, store: store, logger: logger)
+        logger.info("listening", ["address": server.listener.displayAddress, "integration": config.integrationType.rawValue,
+                                  "version": BuildInfo.version])
+    }
+
+    public var port: Int { server.listener.port }
+
+    static func startServer(_ config: Config, store: SnapshotStore, logger: Logger) throws(SystemError) -> HTTPServer {
+        let routes = Routes(store: store)
+        let listener = try ListenSocket(address: config.address, port: config.port)
+        return try HTTPServer(listener: listener, logger: logger) { routes.handle($0) }
+    }
+
+    /// Re-reads the config file. An invalid file changes nothing: the exporter keeps running on
+    /// the old config and logs every problem.
+    public func reload(reason: String) async {
+        let next: Config
+        switch ConfigLoader.load(path: configPath) {
+        case .failure(let error):
+            logger.error("config reload failed; still running on the previous config", ["signal": reason, "problems": error.description])
+            return
+        case .success(let (loaded, warnings)):
+            next = loaded
+            for warning in warnings { logger.warn(warning, ["file": configPath]) }
+        }
+        logger.level = next.logLevel
+        if next.address != config.address || next.port != config.port {
+            do {
+                let replacement = try Self.startServer(next, store: store, logger: logger)
+                server.stop()
+                server = replacement
+                logger.info("listening", ["address": replacement.listener.displayAddress])
+            } catch {
+                logger.error("config reload: cannot listen on the new address; still listening on the old one",
+                             ["error": error.description, "address": server.listener.displayAddress])
+                var kept = next
+                kept.address = config.address
+                kept.port = config.port
+                await apply(kept)
+                return
+            }
+        }
+        await apply(next)
+        logger.info("config reloaded", ["signal": reason, "file": configPath])
+    }
+
+    private func apply(_ next: Config) async {
+        let sourceChanged = next.integrationType != config.integrationType || next.barmanCommand != config.barmanCommand
+            || next.barmanConfigFile != config.barmanConfigFile
+        await refresher.reconfigure(runner: BarmanRunners.make(next, logger: logger), settings: RefreshSettings(next), sourceChanged: sourceChanged)
+        config = next
+    }
+
+    public func stop() {
+        server.stop()
+    }
+}

@@ -1,0 +1,110 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// Severity of a log line; the config's `log_level` picks the lowest one written.
+public enum LogLevel: Int, Sendable, Comparable, CaseIterable {
+    case debug = 0, info, warn, error
+
+    public static func < (lhs: LogLevel, rhs: LogLevel) -> Bool { lhs.rawValue < rhs.rawValue }
+
+    /// The spelling used in `level=` and accepted (in any case) in the config.
+    public var name: String {
+        switch self {
+        case .debug: return "debug"
+        case .info: return "info"
+        case .warn: return "warn"
+        case .error: return "error"
+        }
+    }
+
+    public init?(configValue: String) {
+        guard let level = LogLevel.allCases.first(where: { $0.name == configValue.lowercased() }) else { return nil }
+        self = level
+    }
+}
+
+/// Writes one logfmt line per event to a file descriptor (stderr by default).
+///
+/// The level can change at run time (config reload), so it is atomic; each line goes out in a
+/// single `write(2)` so lines from different threads never interleave.
+public final class Logger: Sendable {
+    private let minimumLevel: Atomic<Int>
+    private let fileDescriptor: Int32
+
+    public init(level: LogLevel = .warn, fileDescriptor: Int32 = 2) {
+        self.minimumLevel = Atomic(level.rawValue)
+        self.fileDescriptor = fileDescriptor
+    }
+
+    public var level: LogLevel {
+        get { LogLevel(rawValue: minimumLevel.load(ordering: .relaxed)) ?? .warn }
+        set { minimumLevel.store(newValue.rawValue, ordering: .relaxed) }
+    }
+
+    public func isEnabled(_ level: LogLevel) -> Bool { level >= self.level }
+
+    public func debug(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> KeyValuePairs<String, String> = [:]) {
+        log(.debug, message(), fields())
+    }
+    public func info(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> KeyValuePairs<String, String> = [:]) {
+        log(.info, message(), fields())
+    }
+    public func warn(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> KeyValuePairs<String, String> = [:]) {
+        log(.warn, message(), fields())
+    }
+    public func error(_ message: @autoclosure () -> String, _ fields: @autoclosure () -> KeyValuePairs<String, String> = [:]) {
+        log(.error, message(), fields())
+    }
+
+    public func log(_ level: LogLevel, _ message: String, _ fields: KeyValuePairs<String, String> = [:]) {
+        guard isEnabled(level) else { return }
+        var line = "ts=\(WallClock.iso8601(WallClock.nowMilliseconds())) level=\(level.name) msg=\(Logger.quoted(message))"
+        for (key, value) in fields {
+            line += " \(key)=\(Logger.quoted(value))"
+        }
+        line += "\n"
+        var bytes = Array(line.utf8)
+        bytes.withUnsafeMutableBytes { buffer in
+            guard let base = buffer.baseAddress else { return }
+            var offset = 0
+            while offset < buffer.count {
+                let written = write(fileDescriptor, base + offset, buffer.count - offset)
+                if written > 0 {
+                    offset += written
+                } else if written < 0 && errno == EINTR {
+                    continue
+                } else {
+                    return  // Nowhere left to report a failing log write.
+                }
+            }
+        }
+    }
+
+    /// logfmt value: bare when it is a simple token, otherwise double-quoted with escapes, so a
+    /// value can never break the one-line-per-event rule.
+    static func quoted(_ value: String) -> String {
+        let needsQuotes = value.isEmpty || value.unicodeScalars.contains { scalar in
+            scalar == " " || scalar == "=" || scalar == "\"" || scalar == "\\" || scalar.value < 0x20 || scalar.value == 0x7F
+        }
+        guard needsQuotes else { return value }
+        var result = "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7F {
+                    result += "\\u{\(String(scalar.value, radix: 16))}"
+                } else {
+                    result.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return result + "\""
+    }
+}

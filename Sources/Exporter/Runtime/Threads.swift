@@ -1,0 +1,28 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starts a detached OS thread for work that blocks (sigwait, waitpid, blocking reads), so it
+/// never occupies one of the few threads of Swift's cooperative pool.
+public enum DetachedThread {
+    public static func start(_ body: @escaping @Sendable () -> Void) throws(SystemError) {
+        let box = Unmanaged.passRetained(ThreadBody(body))
+        var thread = pthread_t()
+        let status = pthread_create(&thread, nil, { raw in
+            guard let raw else { return nil }
+            let body = Unmanaged<ThreadBody>.fromOpaque(raw).takeRetainedValue()
+            body.run()
+            return nil
+        }, box.toOpaque())
+        guard status == 0 else {
+            box.release()
+            throw SystemError("start a thread", path: "", code: status)
+        }
+        pthread_detach(thread)
+    }
+}
+
+private final class ThreadBody: Sendable {
+    let run: @Sendable () -> Void
+    init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+}
