@@ -31,6 +31,8 @@ let package = Package(
         .testTarget(
             name: "ExporterTests",
             dependencies: ["Exporter"],
+            // Read from disk by path (TestSupport), not bundled.
+            exclude: ["Fixtures", "Golden"],
             swiftSettings: [.unsafeFlags(["-warnings-as-errors"])]
         ),
     ],

@@ -4,6 +4,6 @@ import Exporter
 import Glibc
 #endif
 
-// Before anything can start a thread, so no signal sent during start-up is lost.
-Signals.blockHandledSignals()
+// First, so a signal sent during start-up is queued for the lifecycle instead of killing us.
+Signals.install()
 exit(await Lifecycle.main(arguments: Array(CommandLine.arguments.dropFirst())))

@@ -120,12 +120,11 @@ public struct ProcessBarmanRunner: BarmanRunner {
             // Own process group, so a timeout can stop barman and its children together.
             posix_spawnattr_setpgroup(&attributes, 0),
         ]
-        // The exporter blocks its handled signals and ignores SIGPIPE; barman must get neither.
+        // barman gets an empty signal mask and default dispositions (the exporter ignores SIGPIPE).
         var emptyMask = sigset_t()
         sigemptyset(&emptyMask)
         results.append(posix_spawnattr_setsigmask(&attributes, &emptyMask))
         var defaults = Signals.signalSet()
-        sigaddset(&defaults, SIGPIPE)
         results.append(posix_spawnattr_setsigdefault(&attributes, &defaults))
         results.append(posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)))
         if let failed = results.first(where: { $0 != 0 }) {

@@ -149,7 +149,10 @@ public final class Exporter: @unchecked Sendable {
         config = next
     }
 
+    /// Stops accepting scrapes (MHD finishes responses in flight) and terminates running barman
+    /// process groups.
     public func stop() {
         server.stop()
+        ProcessBarmanRunner.terminateAll()
     }
 }

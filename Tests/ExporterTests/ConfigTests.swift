@@ -1,0 +1,192 @@
+@testable import Exporter
+import Testing
+
+@Suite("Config file")
+struct ConfigTests {
+    func load(_ yaml: String) -> Result<Config, ConfigError> {
+        ConfigLoader.parse(Array(yaml.utf8), file: "c.yaml").map(\.0)
+    }
+
+    /// The single problem reported for `yaml`, as `FILE:LINE:COLUMN: message`.
+    func problem(_ yaml: String) throws -> String {
+        guard case .failure(let error) = load(yaml) else {
+            Issue.record("expected an error for: \(yaml)")
+            return ""
+        }
+        try #require(error.problems.count == 1, "problems: \(error.problems)")
+        return error.problems[0].description
+    }
+
+    @Test func emptyFileMeansDefaults() throws {
+        let config = try load("").get()
+        #expect(config == Config())
+        #expect(config.address == "127.0.0.1")
+        #expect(config.port == 9780)
+        #expect(config.integrationType == .shell)
+        #expect(config.cacheTTL == 50)
+        #expect(config.checksCacheTTL == 50)
+        #expect(config.refreshInterval == 60)
+        #expect(config.logLevel == .warn)
+        #expect(config.barmanCommand == "barman")
+        #expect(config.barmanConfigFile == nil)
+        #expect(config.commandTimeout == 600)
+        #expect(try load("# only a comment\n\n").get() == Config())
+        #expect(try load("---\n").get() == Config())
+    }
+
+    @Test func seedExampleConfig() throws {
+        let config = try load("""
+            address: 127.0.0.1
+            port: "2222"
+            integration_type: "shell"
+            cache_ttl: 50
+            checks_cache_ttl: 50
+            refresh_interval: 60
+            log_level: "warn"
+            """).get()
+        #expect(config.port == 2222)
+        #expect(config.integrationType == .shell)
+        #expect(config.logLevel == .warn)
+    }
+
+    @Test func everyKeySet() throws {
+        let config = try load("""
+            address: "::1"
+            port: 9999
+            integration_type: mock
+            cache_ttl: 0
+            checks_cache_ttl: 300
+            refresh_interval: 1
+            log_level: DeBuG
+            barman_command: /usr/local/bin/barman
+            barman_config_file: /etc/barman.conf
+            command_timeout: 30
+            """).get()
+        #expect(config.address == "::1")
+        #expect(config.port == 9999)
+        #expect(config.integrationType == .mock)
+        #expect(config.cacheTTL == 0)
+        #expect(config.checksCacheTTL == 300)
+        #expect(config.refreshInterval == 1)
+        #expect(config.logLevel == .debug)
+        #expect(config.barmanCommand == "/usr/local/bin/barman")
+        #expect(config.barmanConfigFile == "/etc/barman.conf")
+        #expect(config.commandTimeout == 30)
+    }
+
+    @Test func hostNamesAndAddresses() throws {
+        for address in ["localhost", "0.0.0.0", "::", "backup-01.example.com", "fe80::1"] {
+            #expect(try load("address: \"\(address)\"\n").get().address == address)
+        }
+        #expect(try problem("address: \"[::1]:80\"\n") == "c.yaml:1:10: address: expected an IPv4/IPv6 address (without brackets or port) or a host name, found '[::1]:80'")
+        #expect(try problem("address: bad_host\n").hasPrefix("c.yaml:1:10: address: expected an IPv4/IPv6"))
+    }
+
+    @Test func unknownKeySuggestsTheClosest() throws {
+        #expect(try problem("port: 1\ncache-ttl: 5\n") == "c.yaml:2:1: unknown key 'cache-ttl'; did you mean 'cache_ttl'?")
+        #expect(try problem("refresh_intervall: 5\n") == "c.yaml:1:1: unknown key 'refresh_intervall'; did you mean 'refresh_interval'?")
+        #expect(try problem("listen: x\n").hasPrefix("c.yaml:1:1: unknown key 'listen'; known keys: address, port,"))
+    }
+
+    @Test func nestedMappingOrListIsRejected() throws {
+        #expect(try problem("port: 1\nweb:\n  port: 2\n") == "c.yaml:3:3: 'web' has a nested mapping; all options are first-level (\"key: value\")")
+        #expect(try problem("address: [a, b]\n") == "c.yaml:1:10: 'address' has a nested list; all options are first-level (\"key: value\")")
+        #expect(try problem("- port: 1\n") == "c.yaml:1:1: the config must be a mapping of 'key: value' lines, found a list")
+        #expect(try problem("9780\n") == "c.yaml:1:1: the config must be a mapping of 'key: value' lines, found a single value")
+    }
+
+    @Test func duplicateKeyIsRejected() throws {
+        #expect(try problem("port: 1\nlog_level: info\nport: 2\n") == "c.yaml:3:1: duplicate key 'port' (first set on line 1)")
+    }
+
+    @Test func wrongTypesAndRanges() throws {
+        #expect(try problem("port: abc\n") == "c.yaml:1:7: port: expected a whole number from 1 to 65535, found 'abc'")
+        #expect(try problem("port: 0\n") == "c.yaml:1:7: port: 0 is out of range; expected 1 to 65535")
+        #expect(try problem("port: 65536\n") == "c.yaml:1:7: port: 65536 is out of range; expected 1 to 65535")
+        #expect(try problem("port:\n") == "c.yaml:1:6: port: expected a whole number from 1 to 65535, found an empty value")
+        #expect(try problem("cache_ttl: -1\n") == "c.yaml:1:12: cache_ttl: expected a whole number from 0 to 31536000, found '-1'")
+        #expect(try problem("checks_cache_ttl: 1.5\n") == "c.yaml:1:19: checks_cache_ttl: expected a whole number from 0 to 31536000, found '1.5'")
+        #expect(try problem("refresh_interval: 0\n") == "c.yaml:1:19: refresh_interval: 0 is out of range; expected 1 to 31536000")
+        #expect(try problem("command_timeout: yes\n") == "c.yaml:1:18: command_timeout: expected a whole number from 1 to 31536000, found 'yes'")
+        #expect(try problem("integration_type: Shell\n") == "c.yaml:1:19: integration_type: expected 'shell' or 'mock', found 'Shell'")
+        #expect(try problem("log_level: verbose\n") == "c.yaml:1:12: log_level: expected one of ERROR, WARN, INFO, DEBUG (any case), found 'verbose'")
+        #expect(try problem("barman_command: \"\"\n") == "c.yaml:1:17: barman_command: expected the barman executable (a path or a name in PATH), found an empty value")
+    }
+
+    @Test func everyProblemIsReported() throws {
+        guard case .failure(let error) = load("port: x\nbogus: 1\nlog_level: loud\n") else {
+            Issue.record("expected errors")
+            return
+        }
+        #expect(error.problems.map(\.line) == [1, 2, 3])
+    }
+
+    @Test func moreThanOneDocument() throws {
+        #expect(try problem("port: 1\n---\nport: 2\n") == "c.yaml:2:1: more than one YAML document; the config is a single flat mapping")
+    }
+
+    @Test func anchorsAliasesAndTagsAreRejected() throws {
+        guard case .failure(let anchors) = load("port: &p 1\ncache_ttl: *p\n") else {
+            Issue.record("expected errors")
+            return
+        }
+        #expect(anchors.problems.map(\.description) == [
+            "c.yaml:1:7: anchors (&name) are not supported (key 'port')",
+            "c.yaml:2:12: aliases (*name) are not supported (key 'cache_ttl'); write the value out",
+        ])
+        #expect(try problem("port: !!str 9780\n") == "c.yaml:1:7: tags (!tag) are not supported (key 'port'); write a plain or quoted value")
+    }
+
+    @Test func invalidYAMLHasAPosition() throws {
+        #expect(try problem("port: \"9780\n") == "c.yaml:2:1: invalid YAML: found unexpected end of stream (while scanning a quoted scalar)")
+        #expect(try problem("port: 1\n\tcache_ttl: 2\n") == "c.yaml:2:1: invalid YAML: found a tab character that violates indentation (while scanning a plain scalar)")
+    }
+
+    @Test func invalidUTF8IsReportedWithItsPosition() throws {
+        let bytes: [UInt8] = Array("port: 1\naddress: ".utf8) + [0xC3, 0x28] + Array("\n".utf8)
+        guard case .failure(let error) = ConfigLoader.parse(bytes, file: "c.yaml") else {
+            Issue.record("expected an error")
+            return
+        }
+        #expect(error.problems.first?.description == "c.yaml:2:11: invalid YAML: invalid trailing UTF-8 octet (the file must be UTF-8 text)")
+    }
+
+    @Test func missingFileIsOneLine() {
+        guard case .failure(let error) = ConfigLoader.load(path: "/nonexistent/config.yaml") else {
+            Issue.record("expected an error")
+            return
+        }
+        #expect(error.description == "/nonexistent/config.yaml: cannot open '/nonexistent/config.yaml': No such file or directory")
+    }
+
+    @Test func refreshIntervalShorterThanATTLIsOnlyAWarning() throws {
+        let (config, warnings) = try ConfigLoader.parse(Array("refresh_interval: 30\ncache_ttl: 60\nchecks_cache_ttl: 10\n".utf8), file: "c.yaml").get()
+        #expect(config.refreshInterval == 30)
+        #expect(warnings == ["cache_ttl (60 s) is longer than refresh_interval (30 s): some refreshes will reuse cached barman output"])
+    }
+
+    @Test func shippedExampleConfigsAreValid() throws {
+        for path in ["examples/mock.yaml", "examples/config.yaml"] {
+            let result = ConfigLoader.load(path: TestSupport.packageRoot + "/" + path)
+            #expect(throws: Never.self, "\(path)") { try result.get() }
+        }
+    }
+}
+
+@Suite("Command line")
+struct CommandLineTests {
+    @Test func flags() {
+        #expect(CommandLineOptions.parse(["-config", "a.yaml"]) == .success(.run(configPath: "a.yaml")))
+        #expect(CommandLineOptions.parse(["--config", "a.yaml"]) == .success(.run(configPath: "a.yaml")))
+        #expect(CommandLineOptions.parse(["--config=a.yaml"]) == .success(.run(configPath: "a.yaml")))
+        #expect(CommandLineOptions.parse(["--check-config", "-config", "a.yaml"]) == .success(.checkConfig(configPath: "a.yaml")))
+        #expect(CommandLineOptions.parse(["-help"]) == .success(.help))
+        #expect(CommandLineOptions.parse(["--version"]) == .success(.version))
+    }
+
+    @Test func errors() {
+        #expect(CommandLineOptions.parse([]) == .failure(UsageError("missing -config FILE; e.g. prometheus-barman-exporter -config /etc/prometheus-barman-exporter/config.yaml")))
+        #expect(CommandLineOptions.parse(["-config"]) == .failure(UsageError("-config needs a file path, e.g. -config /etc/prometheus-barman-exporter/config.yaml")))
+        #expect(CommandLineOptions.parse(["--port", "1"]) == .failure(UsageError("unknown flag '--port'; see --help")))
+    }
+}

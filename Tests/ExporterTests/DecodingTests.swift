@@ -1,0 +1,151 @@
+@testable import Exporter
+import Testing
+
+/// Decoding real barman output of both versions (fixtures: Tests/ExporterTests/Fixtures/README.md).
+@Suite("Decoding barman JSON")
+struct DecodingTests {
+    @Test(arguments: ["3.4.0", "3.20.1"])
+    func listBackups(version: String) throws {
+        let backups = try BarmanDecoding.backupList(try TestSupport.fixture(version, "list-backups-all"))
+        #expect(backups.keys.sorted() == ["pg", "pg2", "pg3"])
+        let pg = try #require(backups["pg"])
+        #expect(pg.count == 2)
+        #expect(pg.allSatisfy { $0.isDone })
+        // Newest first, end times from the string `end_time_timestamp`.
+        #expect(try #require(pg[0].endTime) > (try #require(pg[1].endTime)))
+        #expect(backups["pg2"] == [])
+        let pg3 = try #require(backups["pg3"])
+        #expect(pg3.count == 1)
+        #expect(pg3[0].status == "FAILED")
+        #expect(pg3[0].endTime == nil && pg3[0].sizeBytes == nil)
+    }
+
+    @Test func listBackupsValues340() throws {
+        let pg = try #require(try BarmanDecoding.backupList(try TestSupport.fixture("3.4.0", "list-backups-all"))["pg"])
+        #expect(pg[0] == BackupSummary(id: "20261124T182524", status: "DONE", endTime: 1795544728, sizeBytes: 53674590, walSizeBytes: 201326592))
+        #expect(pg[1] == BackupSummary(id: "20261124T182428", status: "DONE", endTime: 1795544721, sizeBytes: 53674593, walSizeBytes: 33554432))
+    }
+
+    @Test func listBackupsValues3201() throws {
+        let pg = try #require(try BarmanDecoding.backupList(try TestSupport.fixture("3.20.1", "list-backups-all"))["pg"])
+        #expect(pg[0] == BackupSummary(id: "20261124T182645", status: "DONE", endTime: 1795544805, sizeBytes: 53673989, walSizeBytes: 100663296))
+    }
+
+    @Test(arguments: ["3.4.0", "3.20.1"])
+    func checksExitOneIsData(version: String) throws {
+        let output = try TestSupport.fixture(version, "check-all")
+        #expect(output.exitStatus == 1)  // pg3's failed_backups check fails
+        let checks = try BarmanDecoding.checks(output)
+        #expect(checks.keys.sorted() == ["pg", "pg2", "pg3"])
+        let pg3 = try #require(checks["pg3"])
+        #expect(pg3.count == 22)
+        #expect(pg3.filter { !$0.ok }.map(\.name) == ["failed_backups"])
+        #expect(try #require(checks["pg"]).allSatisfy { $0.ok })
+    }
+
+    @Test(arguments: ["3.4.0", "3.20.1"])
+    func emptyConfigHasNoServers(version: String) throws {
+        #expect(try BarmanDecoding.backupList(try TestSupport.fixture(version, "empty-list-backups-all")).isEmpty)
+        #expect(try BarmanDecoding.checks(try TestSupport.fixture(version, "empty-check-all")).isEmpty)
+    }
+
+    @Test func showBackup340() throws {
+        let details = try BarmanDecoding.backupDetails(try TestSupport.fixture("3.4.0", "show-backup-pg-latest"), server: "pg", backupID: "20261124T182524")
+        #expect(details == BackupDetails(backupID: "20261124T182524", copyTimeSeconds: 4.099697, throughputBytesPerSecond: 9000024.635967,
+                                         walFiles: 12, walRatePerSecond: 0.01326498091819527))
+    }
+
+    @Test func showBackup3201() throws {
+        // 3.20 renames the size fields and makes throughput_bytes an int.
+        let details = try BarmanDecoding.backupDetails(try TestSupport.fixture("3.20.1", "show-backup-pg-latest"), server: "pg", backupID: "20261124T182645")
+        #expect(details == BackupDetails(backupID: "20261124T182645", copyTimeSeconds: 0.304078, throughputBytesPerSecond: 121339830,
+                                         walFiles: 6, walRatePerSecond: 0.007748162375667854))
+    }
+
+    @Test(arguments: [("3.4.0", "20261124T182531"), ("3.20.1", "20261124T182648")])
+    func showBackupOfAFailedBackupIsAnError(version: String, id: String) throws {
+        let output = try TestSupport.fixture(version, "show-backup-pg3-\(id)")
+        #expect(throws: DecodeFailure("barman show-backup pg3 \(id): server 'pg3': backup status is FAILED, expected DONE")) {
+            try BarmanDecoding.backupDetails(output, server: "pg3", backupID: id)
+        }
+    }
+
+    @Test(arguments: ["3.4.0", "3.20.1"])
+    func errorEntryIsAnError(version: String) throws {
+        #expect(throws: DecodeFailure("barman list-backups all exited with status 1: Unknown server 'nosuch'")) {
+            try BarmanDecoding.backupList(try TestSupport.fixture(version, "nosuch-list-backups"))
+        }
+        // Exit status 0 with an _ERROR entry is still an error.
+        let zeroExit = CommandOutput(stdout: Array(#"{"_ERROR": ["Unknown server 'nosuch'"], "pg": []}"#.utf8))
+        #expect(throws: DecodeFailure("barman list-backups all reported an error: Unknown server 'nosuch'")) {
+            try BarmanDecoding.backupList(zeroExit)
+        }
+    }
+
+    @Test func nagiosTextIsNotJSON() throws {
+        let output = try TestSupport.fixture("3.4.0", "json-nagios-check-all")
+        var failing = output
+        failing.exitStatus = 1
+        #expect(throws: DecodeFailure.self) { try BarmanDecoding.checks(failing) }
+        #expect(throws: DecodeFailure("barman check all exited with status 2")) { try BarmanDecoding.checks(output) }
+    }
+
+    @Test func messageKeysAreNeverServers() throws {
+        let output = CommandOutput(stdout: Array(#"{"_INFO": ["Skipping inactive server 'old'"], "_WARNING": ["x"], "pg": []}"#.utf8))
+        #expect(try BarmanDecoding.backupList(output).keys.sorted() == ["pg"])
+    }
+
+    @Test func missingRequiredFieldNamesCommandServerAndField() {
+        let output = CommandOutput(stdout: Array(#"{"pg": [{"backup_id": "b1", "status": "DONE", "end_time_timestamp": "1", "size_bytes": 5}]}"#.utf8))
+        #expect(throws: DecodeFailure("barman list-backups all: server 'pg': backup 'b1': missing or invalid field 'wal_size_bytes'")) {
+            try BarmanDecoding.backupList(output)
+        }
+    }
+
+    @Test func numbersAsStringsIntsFloatsAndNone() {
+        #expect(BarmanDecoding.number(.string("12.5")) == 12.5)
+        #expect(BarmanDecoding.number(.integer(0)) == 0)
+        #expect(BarmanDecoding.number(.float(0.25)) == 0.25)
+        #expect(BarmanDecoding.number(.string("None")) == nil)
+        #expect(BarmanDecoding.number(.null) == nil)
+        #expect(BarmanDecoding.integer(.string("1795544728")) == 1795544728)
+        #expect(BarmanDecoding.integer(.string("17.5")) == nil)
+    }
+
+    @Test func otherExitStatusesAndEmptyOutput() {
+        #expect(throws: DecodeFailure("barman list-backups all printed nothing on stdout (is -q set in an alias or wrapper?)")) {
+            try BarmanDecoding.backupList(CommandOutput(stdout: []))
+        }
+        #expect(throws: DecodeFailure("barman check all exited with status 2")) {
+            try BarmanDecoding.checks(CommandOutput(stdout: Array("{}".utf8), exitStatus: 2))
+        }
+        #expect(throws: DecodeFailure("barman list-backups all printed JSON that is not an object")) {
+            try BarmanDecoding.backupList(CommandOutput(stdout: Array("[1]".utf8)))
+        }
+    }
+}
+
+@Suite("JSON parser")
+struct JSONParserTests {
+    @Test func values() throws {
+        let value = try JSONParser.parse(Array(#" {"a": [1, -2.5e3, true, false, null, "x\n\u00e9\ud83d\ude00"], "b": {}} "#.utf8))
+        #expect(value == .object(["a": .array([.integer(1), .float(-2500), .bool(true), .bool(false), .null, .string("x\né😀")]), "b": .object([:])]))
+    }
+
+    @Test func invalidDocuments() {
+        for text in ["", "{", "{\"a\" 1}", "[1,]", "01", "1.", "\"\\x\"", "{\"a\":1} x", "\"\u{01}\"", "nul", "[\"\\ud800\"]", "1e999"] {
+            #expect(throws: JSONError.self, "\(text)") { try JSONParser.parse(Array(text.utf8)) }
+        }
+        #expect(throws: JSONError.self) { try JSONParser.parse([0x22, 0xFF, 0x22]) }
+    }
+
+    @Test func nestingIsBounded() {
+        let deep = String(repeating: "[", count: 100_000)
+        #expect(throws: JSONError(offset: 64, message: "nesting deeper than 64 levels")) { try JSONParser.parse(Array(deep.utf8)) }
+    }
+
+    @Test func largeIntegersFallBackToDouble() throws {
+        let expected = try #require(Double("123456789012345678901234"))
+        #expect(try JSONParser.parse(Array("123456789012345678901234".utf8)) == .float(expected))
+    }
+}

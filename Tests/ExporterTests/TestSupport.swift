@@ -1,0 +1,52 @@
+@testable import Exporter
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Paths and fixtures shared by the tests.
+enum TestSupport {
+    static let packageRoot: String = {
+        var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
+        parts.removeLast(3)  // Tests/ExporterTests/TestSupport.swift
+        return parts.joined(separator: "/")
+    }()
+
+    static func read(_ relativePath: String) throws -> [UInt8] {
+        try FileReader.readAll(path: packageRoot + "/" + relativePath, limit: 64 << 20).get()
+    }
+
+    static func text(_ relativePath: String) throws -> String {
+        String(decoding: try read(relativePath), as: UTF8.self)
+    }
+
+    /// A captured barman run: `Fixtures/VERSION/NAME.stdout` plus its exit status from `.rc`.
+    static func fixture(_ version: String, _ name: String) throws -> CommandOutput {
+        let base = "Tests/ExporterTests/Fixtures/\(version)/\(name)"
+        let rcText = try text(base + ".rc").trimmingTrailingWhitespace()
+        let rc = try #require(Int32(rcText))
+        return CommandOutput(stdout: try read(base + ".stdout"), stderr: try read(base + ".stderr"), exitStatus: rc)
+    }
+
+    static func temporaryDirectory() throws -> String {
+        var template = Array("/tmp/barman-exporter-test-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { buffer in buffer.baseAddress.flatMap { mkdtemp($0) } }
+        let path = try #require(made.map { String(cString: $0) })
+        return path
+    }
+
+    static func write(_ text: String, to path: String, mode: mode_t = 0o644) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        let bytes = Array(text.utf8)
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        try #require(written == bytes.count)
+    }
+
+    /// Renders what a scrape at `now` would return for `snapshot`.
+    static func exposition(_ snapshot: MetricsSnapshot, now: Double) -> String {
+        String(decoding: TextRenderer.render(MetricsBuilder.families(snapshot, now: now)), as: UTF8.self)
+    }
+}
