@@ -1,0 +1,189 @@
+@testable import Exporter
+import Testing
+
+@Suite("Metric semantics")
+struct MetricsTests {
+    /// A snapshot decoded from a real barman 3.4.0 capture.
+    func snapshot(_ version: String = "3.4.0") throws -> MetricsSnapshot {
+        var snapshot = MetricsSnapshot(version: "1.2.3")
+        snapshot.backups = try BarmanDecoding.backupList(try TestSupport.fixture(version, "list-backups-all"))
+        snapshot.checks = try BarmanDecoding.checks(try TestSupport.fixture(version, "check-all"))
+        let newest = try #require(snapshot.backups?["pg"]?.first)
+        snapshot.details["pg"] = try BarmanDecoding.backupDetails(try TestSupport.fixture(version, "show-backup-pg-latest"), server: "pg", backupID: newest.id)
+        snapshot.lastRefreshMilliseconds = 734
+        return snapshot
+    }
+
+    func values(_ families: [MetricFamily], _ metric: MetricDefinition) -> [[String]: Double] {
+        var result: [[String]: Double] = [:]
+        for sample in families.first(where: { $0.definition == metric })?.samples ?? [] {
+            result[sample.labelValues] = sample.value
+        }
+        return result
+    }
+
+    @Test func countsAndNumbering() throws {
+        var snapshot = try snapshot()
+        // DONE, FAILED, DONE, STARTED: `number` skips non-DONE backups and has no gaps.
+        snapshot.backups?["mixed"] = [
+            BackupSummary(id: "4", status: "STARTED"),
+            BackupSummary(id: "3", status: "DONE", endTime: 300, sizeBytes: 30, walSizeBytes: 3),
+            BackupSummary(id: "2", status: "FAILED"),
+            BackupSummary(id: "1", status: "DONE", endTime: 100, sizeBytes: 10, walSizeBytes: 1),
+        ]
+        let families = MetricsBuilder.families(snapshot, now: 1000)
+        #expect(values(families, Metric.backupsTotal) == [["pg"]: 2, ["pg2"]: 0, ["pg3"]: 1, ["mixed"]: 4])
+        #expect(values(families, Metric.backupsFailed) == [["pg"]: 0, ["pg2"]: 0, ["pg3"]: 1, ["mixed"]: 1])
+        #expect(values(families, Metric.backupSize) == [
+            ["0", "pg"]: 53674590, ["1", "pg"]: 53674593, ["0", "mixed"]: 30, ["1", "mixed"]: 10,
+        ])
+        #expect(values(families, Metric.backupWALSize) == [
+            ["0", "pg"]: 201326592, ["1", "pg"]: 33554432, ["0", "mixed"]: 3, ["1", "mixed"]: 1,
+        ])
+        #expect(values(families, Metric.lastBackup)[["mixed"]] == 700)
+        #expect(values(families, Metric.firstBackup)[["mixed"]] == 900)
+    }
+
+    @Test func agesAreComputedAtScrapeTime() throws {
+        let snapshot = try snapshot()
+        let early = MetricsBuilder.families(snapshot, now: 1795544800)
+        let later = MetricsBuilder.families(snapshot, now: 1795544900)
+        // Newest DONE ended at 1795544728, oldest at 1795544721 (list-backups end_time_timestamp).
+        #expect(values(early, Metric.lastBackup) == [["pg"]: 72])
+        #expect(values(early, Metric.firstBackup) == [["pg"]: 79])
+        #expect(values(later, Metric.lastBackup) == [["pg"]: 172])
+    }
+
+    @Test func serverWithoutDoneBackupHasNoAgeOrDetails() throws {
+        let families = MetricsBuilder.families(try snapshot(), now: 1795544800)
+        for metric in [Metric.lastBackup, Metric.firstBackup, Metric.lastBackupCopyTime, Metric.lastBackupThroughput,
+                       Metric.lastBackupWALFiles, Metric.lastBackupWALRate] {
+            #expect(values(families, metric).keys.map { $0.last } == ["pg"], "\(metric.name)")
+        }
+    }
+
+    @Test(arguments: ["3.4.0", "3.20.1"])
+    func lastBackupDetails(version: String) throws {
+        let families = MetricsBuilder.families(try snapshot(version), now: 1795544800)
+        let details = try #require(try snapshot(version).details["pg"])
+        #expect(values(families, Metric.lastBackupCopyTime) == [["pg"]: try #require(details.copyTimeSeconds)])
+        #expect(values(families, Metric.lastBackupThroughput) == [["pg"]: try #require(details.throughputBytesPerSecond)])
+        #expect(values(families, Metric.lastBackupWALFiles) == [["pg"]: try #require(details.walFiles)])
+        #expect(values(families, Metric.lastBackupWALRate) == [["pg"]: try #require(details.walRatePerSecond)])
+    }
+
+    @Test func upIsOnePerCheckBarmanRan() throws {
+        var snapshot = try snapshot()
+        snapshot.checks?["pg2"] = [CheckResult(name: "postgresql", ok: false), CheckResult(name: "wal_archive", ok: false)]
+        let up = values(MetricsBuilder.families(snapshot, now: 0), Metric.up)
+        #expect(up.count == 22 + 2 + 22)
+        #expect(up[["failed_backups", "pg3"]] == 0)
+        #expect(up[["failed_backups", "pg"]] == 1)
+        #expect(up[["wal_archive", "pg2"]] == 0)
+        #expect(up[["wal_archive", "pg"]] == nil)  // never invented
+    }
+
+    @Test func vanishedServerVanishes() throws {
+        var snapshot = try snapshot()
+        snapshot.backups?["pg"] = nil
+        snapshot.checks?["pg"] = nil
+        let text = TestSupport.exposition(snapshot, now: 1795544800)
+        #expect(!text.contains("server=\"pg\""))
+        #expect(text.contains("server=\"pg2\""))
+    }
+
+    @Test func beforeFirstDataOnlyExporterMetrics() {
+        let text = TestSupport.exposition(MetricsSnapshot(version: "1.2.3"), now: 0)
+        #expect(text == """
+            # HELP barman_exporter_build_info A metric with a constant '1' value labeled by the version of prometheus-barman-exporter.
+            # TYPE barman_exporter_build_info gauge
+            barman_exporter_build_info{version="1.2.3"} 1
+
+            """)
+    }
+
+    @Test func zeroServersGiveNoServerMetrics() throws {
+        var snapshot = MetricsSnapshot(version: "1.2.3")
+        snapshot.backups = try BarmanDecoding.backupList(try TestSupport.fixture("3.4.0", "empty-list-backups-all"))
+        snapshot.checks = try BarmanDecoding.checks(try TestSupport.fixture("3.4.0", "empty-check-all"))
+        snapshot.lastRefreshMilliseconds = 3
+        let text = TestSupport.exposition(snapshot, now: 0)
+        #expect(!text.contains("server="))
+        #expect(text.contains("barman_metrics_update 3\n"))
+    }
+}
+
+@Suite("Text exposition")
+struct RenderingTests {
+    /// The whole exposition of the mock integration's data, scraped at a fixed time.
+    @Test func goldenMockExposition() async throws {
+        let store = SnapshotStore(MetricsSnapshot(version: "0.0.0-test"))
+        let refresher = Refresher(runner: MockBarman(), settings: RefreshSettings(cacheTTL: .seconds(50), checksCacheTTL: .seconds(50), refreshInterval: .seconds(60)),
+                                  store: store, logger: Logger(level: .error))
+        await refresher.refreshCycle()
+        var snapshot = store.snapshot
+        // Durations and times of this run vary; the golden file pins everything barman said.
+        snapshot.health = [:]
+        snapshot.lastRefreshMilliseconds = 5
+        let text = TestSupport.exposition(snapshot, now: 1795580000)
+        let golden = try? TestSupport.text("Tests/ExporterTests/Golden/mock.prom")
+        if text != golden {
+            // Leaves the new output next to the golden file for review (git-ignored).
+            try TestSupport.write(text, to: TestSupport.packageRoot + "/Tests/ExporterTests/Golden/mock.prom.actual")
+        }
+        #expect(text == golden)
+    }
+
+    @Test func labelValuesAreEscaped() {
+        var snapshot = MetricsSnapshot(version: "1")
+        snapshot.backups = ["a\"b\\c\nd é": []]
+        let text = TestSupport.exposition(snapshot, now: 0)
+        #expect(text.contains(#"barman_backups_total{server="a\"b\\c\nd é"} 0"#))
+    }
+
+    @Test func helpIsEscaped() {
+        var out: [UInt8] = []
+        TextRenderer.appendEscaped("a\\b\n\"c\"", escapeQuotes: false, to: &out)
+        #expect(String(decoding: out, as: UTF8.self) == #"a\\b\n"c""#)
+    }
+
+    @Test func numbersRoundTrip() {
+        for value in [0, 1, -1, 0.1, 0.30000000000000004, 4664618.514829783, 1e15, 1e16, 123456789012, 1.7976931348623157e308, Double.leastNonzeroMagnitude] {
+            let text = TextRenderer.formatValue(value)
+            #expect(Double(text) == value, "\(text)")
+        }
+        #expect(TextRenderer.formatValue(53674590) == "53674590")
+        #expect(TextRenderer.formatValue(.nan) == "NaN")
+        #expect(TextRenderer.formatValue(.infinity) == "+Inf")
+        #expect(TextRenderer.formatValue(-.infinity) == "-Inf")
+    }
+
+    @Test func seriesSortNumerically() {
+        var snapshot = MetricsSnapshot(version: "1")
+        snapshot.backups = ["s": (0..<12).map { BackupSummary(id: "\($0)", status: "DONE", endTime: Int64(100 - $0), sizeBytes: Double($0), walSizeBytes: 0) }]
+        let text = TestSupport.exposition(snapshot, now: 200)
+        let numbers = text.split(separator: "\n").filter { $0.hasPrefix("barman_backup_size{") }.map { $0.split(separator: "\"")[1] }
+        #expect(numbers == (0..<12).map { Substring(String($0)) })
+    }
+}
+
+@Suite("Documentation")
+struct DocumentationTests {
+    /// docs/metrics.md must describe every metric with its exact type, labels and HELP text.
+    @Test func metricsReferenceMatchesDefinitions() throws {
+        let docs = try TestSupport.text("docs/metrics.md")
+        for metric in Metric.all {
+            #expect(docs.contains("### `\(metric.name)`"), "\(metric.name) has no section")
+            #expect(docs.contains("HELP: `\(metric.help)`"), "\(metric.name) HELP differs")
+            let labels = metric.labels.isEmpty ? "none" : metric.labels.map { "`\($0)`" }.joined(separator: ", ")
+            #expect(docs.contains("Type: \(metric.type.rawValue). Labels: \(labels)."), "\(metric.name) type/labels differ")
+        }
+    }
+
+    @Test func configurationReferenceListsEveryKey() throws {
+        let docs = try TestSupport.text("docs/configuration.md")
+        for key in ConfigLoader.knownKeys {
+            #expect(docs.contains("| `\(key)` |"), "\(key) undocumented")
+        }
+    }
+}
