@@ -63,6 +63,7 @@ public final class HTTPServer: @unchecked Sendable {
         let flags = MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_EPOLL.rawValue | MHD_USE_ITC.rawValue | MHD_USE_ERROR_LOG.rawValue
         var options: [MHD_OptionItem] = [
             MHD_OptionItem(option: .EXTERNAL_LOGGER, value: unsafeBitCast(mhdLogger, to: Int.self), ptr_value: context.toOpaque()),
+            MHD_OptionItem(option: .UNESCAPE_CALLBACK, value: unsafeBitCast(keepPercentEscapes, to: Int.self), ptr_value: nil),
             MHD_OptionItem(option: .LISTEN_SOCKET, value: Int(listener.fileDescriptor), ptr_value: nil),
             MHD_OptionItem(option: .CONNECTION_TIMEOUT, value: Int(limits.connectionTimeoutSeconds), ptr_value: nil),
             MHD_OptionItem(option: .CONNECTION_LIMIT, value: Int(limits.connectionLimit), ptr_value: nil),
@@ -156,6 +157,12 @@ private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, m
         context.logger.error("cannot add an HTTP response header", ["header": name])
     }
     return MHD_queue_response(connection, UInt32(reply.status), response)
+}
+
+/// Paths are matched exactly as sent: `/%6detrics` or `/%00` is not `/metrics` or `/`, and a
+/// decoded NUL can never cut a path short.
+private let keepPercentEscapes: @convention(c) (UnsafeMutableRawPointer?, OpaquePointer?, UnsafeMutablePointer<CChar>?) -> Int = { _, _, text in
+    text.map { strlen($0) } ?? 0
 }
 
 /// Routes libmicrohttpd's own messages (malformed requests, resource limits) to our log.

@@ -1,0 +1,132 @@
+@testable import Exporter
+import Testing
+
+/// The real daemon (libmicrohttpd) on an ephemeral loopback port, with the mock integration.
+@Suite("HTTP endpoint", .serialized)
+struct HTTPTests {
+    func withExporter(_ body: (Exporter) async throws -> Void) async throws {
+        var config = Config()
+        config.integrationType = .mock
+        config.port = 0  // the kernel picks a free port
+        let exporter = try Exporter(config: config, configPath: "/nonexistent", logger: Logger(level: .error))
+        defer { exporter.stop() }
+        try await body(exporter)
+    }
+
+    @Test func metricsEndpoint() async throws {
+        try await withExporter { exporter in
+            // Before the first refresh: 200 with the exporter's own metrics only.
+            let connection = try RawHTTPConnection(port: exporter.port)
+            let early = try connection.request("GET", "/metrics")
+            #expect(early.status == 200)
+            #expect(early.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8")
+            #expect(early.bodyText.contains("barman_exporter_build_info{version=\"\(BuildInfo.version)\"} 1\n"))
+            #expect(!early.bodyText.contains("barman_up"))
+
+            await exporter.refresher.refreshCycle()
+            let response = try connection.request("GET", "/metrics")
+            #expect(response.status == 200)
+            #expect(response.bodyText.contains("barman_up{check=\"failed_backups\",server=\"pg-main\"} 0\n"))
+            #expect(response.bodyText.contains("barman_backups_total{server=\"pg-new\"} 0\n"))
+            #expect(response.headers["content-length"] == String(response.body.count))
+        }
+    }
+
+    @Test func keepAliveReusesTheConnection() async throws {
+        try await withExporter { exporter in
+            let connection = try RawHTTPConnection(port: exporter.port)
+            for _ in 0..<5 {
+                let response = try connection.request("GET", "/metrics")
+                #expect(response.status == 200)
+                #expect(response.headers["connection"]?.lowercased() != "close")
+            }
+            // Pipelined: two requests sent at once, two responses in order.
+            try connection.send("GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try connection.readResponse().status == 200)
+            #expect(try connection.readResponse().status == 404)
+        }
+    }
+
+    @Test func headHasHeadersButNoBody() async throws {
+        try await withExporter { exporter in
+            let connection = try RawHTTPConnection(port: exporter.port)
+            let head = try connection.request("HEAD", "/metrics")
+            #expect(head.status == 200)
+            #expect(head.headers["content-type"] == TextRenderer.contentType)
+            #expect(Int(head.headers["content-length"] ?? "") ?? 0 > 0)
+            // The connection is still usable, so no body bytes were sent after the headers.
+            #expect(try connection.request("GET", "/").status == 200)
+        }
+    }
+
+    @Test func landingPage() async throws {
+        try await withExporter { exporter in
+            let response = try RawHTTPConnection(port: exporter.port).request("GET", "/")
+            #expect(response.status == 200)
+            #expect(response.headers["content-type"] == "text/html; charset=utf-8")
+            #expect(response.bodyText.contains("<a href=\"/metrics\">"))
+        }
+    }
+
+    @Test func unknownPathIs404() async throws {
+        try await withExporter { exporter in
+            let connection = try RawHTTPConnection(port: exporter.port)
+            for path in ["/metric", "/metrics/", "/favicon.ico", "/" + String(repeating: "a", count: 2000), "/%00", "/%6detrics"] {
+                #expect(try connection.request("GET", path).status == 404, "\(path.prefix(20))")
+            }
+            // A query string is not part of the path (Prometheus' `params:` adds one).
+            #expect(try connection.request("GET", "/metrics?collect%5B%5D=x").status == 200)
+        }
+    }
+
+    @Test func otherMethodsAre405WithAllow() async throws {
+        try await withExporter { exporter in
+            let connection = try RawHTTPConnection(port: exporter.port)
+            for method in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH", "FOO"] {
+                let response = try connection.request(method, "/metrics", headers: ["Content-Length: 0"])
+                #expect(response.status == 405, "\(method)")
+                #expect(response.headers["allow"] == "GET, HEAD", "\(method)")
+            }
+            // A request body is read and discarded; the connection stays usable.
+            try connection.send("POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+            #expect(try connection.readResponse().status == 405)
+            #expect(try connection.request("GET", "/metrics").status == 200)
+        }
+    }
+
+    @Test func malformedRequestGets400AndServerStaysUp() async throws {
+        try await withExporter { exporter in
+            // libmicrohttpd 0.9.75 closes on a request line without a URI, answers the rest.
+            let garbage = try RawHTTPConnection(port: exporter.port)
+            try garbage.send("GARBAGE\r\n\r\n")
+            #expect(garbage.isClosedByPeer())
+            let badHeader = try RawHTTPConnection(port: exporter.port)
+            try badHeader.send("GET /metrics HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+            #expect(try badHeader.readResponse().status == 400)
+            let badVersion = try RawHTTPConnection(port: exporter.port)
+            try badVersion.send("GET /metrics HTTP/9.9\r\nHost: x\r\n\r\n")
+            #expect(try badVersion.readResponse().status == 505)
+            let huge = try RawHTTPConnection(port: exporter.port)
+            try huge.send("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "b", count: 40_000))\r\n\r\n")
+            #expect(try huge.readResponse().status == 431)
+            #expect(try RawHTTPConnection(port: exporter.port).request("GET", "/metrics").status == 200)
+        }
+    }
+
+    @Test func bindFailureIsAClearError() throws {
+        let first = try ListenSocket(address: "127.0.0.1", port: 0)
+        defer { first.close() }
+        #expect(throws: SystemError.self) { try ListenSocket(address: "127.0.0.1", port: first.port) }
+        do {
+            _ = try ListenSocket(address: "127.0.0.1", port: first.port)
+        } catch {
+            #expect(error.description == "cannot bind '127.0.0.1:\(first.port)': Address already in use")
+        }
+        do {
+            _ = try ListenSocket(address: "no-such-host.invalid", port: 0)
+            Issue.record("expected a resolution error")
+        } catch {
+            #expect(error.description.hasPrefix("cannot resolve listen address 'no-such-host.invalid':"))
+        }
+    }
+}
