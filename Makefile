@@ -1,0 +1,38 @@
+# prometheus-barman-exporter. `make run` and `make test` are the README's two commands.
+SWIFT ?= swift
+BINARY := .build/release/prometheus-barman-exporter
+DEBUG_BINARY := .build/debug/prometheus-barman-exporter
+
+.PHONY: run build release test unit-test exposition-test e2e clean
+
+## run: install build dependencies, build in release mode, serve the mock integration on 127.0.0.1:9780
+run: release
+	$(BINARY) -config examples/mock.yaml
+
+release:
+	scripts/install-deps.sh build
+	$(SWIFT) build -c release
+
+build:
+	scripts/install-deps.sh build
+	$(SWIFT) build
+
+## test: install everything the tests use, then run unit tests, the promtool check and the end-to-end test
+test:
+	scripts/install-deps.sh test
+	$(SWIFT) build --build-tests
+	$(SWIFT) test
+	BINARY=$(DEBUG_BINARY) scripts/check-exposition.sh
+	BINARY=$(DEBUG_BINARY) scripts/e2e.sh
+
+unit-test:
+	$(SWIFT) test
+
+exposition-test:
+	BINARY=$(DEBUG_BINARY) scripts/check-exposition.sh
+
+e2e:
+	BINARY=$(DEBUG_BINARY) scripts/e2e.sh
+
+clean:
+	rm -rf .build .build-tools

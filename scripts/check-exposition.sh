@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Serves the mock integration and has Prometheus' own promtool read the output.
+# Expects no parse error and exactly the one lint finding caused by a seed name (docs/metrics.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+binary=${BINARY:-.build/debug/prometheus-barman-exporter}
+promtool=.build-tools/prometheus/usr/bin/promtool
+
+work=$(mktemp -d)
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+port=$(free_port)
+printf 'address: 127.0.0.1\nport: %s\nintegration_type: mock\nlog_level: warn\n' "$port" > "$work/config.yaml"
+"$binary" -config "$work/config.yaml" 2> "$work/stderr" &
+pid=$!
+wait_for_metrics "http://127.0.0.1:$port/metrics" '^barman_up\{'
+curl -fsS "http://127.0.0.1:$port/metrics" > "$work/metrics.prom"
+
+set +e
+"$promtool" check metrics < "$work/metrics.prom" > "$work/promtool.out" 2>&1
+status=$?
+set -e
+cat "$work/promtool.out"
+expected='barman_backups_total non-counter metrics should not have "_total" suffix'
+check "promtool parses the exposition (exit 3 = lint only, got $status)" test "$status" -eq 3
+check "the only lint finding is the documented seed name" test "$(cat "$work/promtool.out")" = "$expected"
+check "every seed metric family is served" bash -c "for m in barman_backup_size barman_backup_wal_size barman_backups_failed barman_backups_total barman_first_backup barman_last_backup barman_last_backup_copy_time barman_metrics_update barman_up barman_last_backup_throughput barman_last_backup_wal_files barman_last_backup_wal_rate_per_second; do grep -q \"^# TYPE \$m gauge\$\" '$work/metrics.prom' || { echo missing \$m; exit 1; }; done"
+check "the exporter logged nothing at warn level" test ! -s "$work/stderr"
+summary "exposition"
