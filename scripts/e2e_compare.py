@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Compares what the exporter serves with what `barman -f json` reports for the same state.
+
+Retries for up to 30 s: barman's state moves on its own (WAL keeps streaming, so the newest
+backup's wal_size grows), and the exporter refreshes every second. Prints every difference of
+the last attempt and exits 1 when the two never agreed.
+"""
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def scrape(url):
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = SAMPLE.match(line)
+        if not match:
+            raise SystemExit(f"unparsable line: {line!r}")
+        labels = tuple(sorted(LABEL.findall(match.group(3) or "")))
+        samples[(match.group(1), labels)] = float(match.group(4))
+    return samples, time.time()
+
+
+def barman(config, *args):
+    run = subprocess.run(["barman", "-c", config, "-f", "json", *args], capture_output=True, text=True, timeout=120)
+    if run.returncode not in (0, 1):
+        raise SystemExit(f"barman {' '.join(args)} exited {run.returncode}: {run.stderr}")
+    return json.loads(run.stdout)
+
+
+def expected(config):
+    """Every series the exporter must serve for barman's current state (ages as end times)."""
+    series = {}
+    ages = {}
+    listing = {k: v for k, v in barman(config, "list-backups", "all").items() if not k.startswith("_")}
+    for server, backups in listing.items():
+        key = (("server", server),)
+        series[("barman_backups_total", key)] = len(backups)
+        series[("barman_backups_failed", key)] = sum(1 for b in backups if b["status"] == "FAILED")
+        done = [b for b in backups if b["status"] == "DONE"]
+        for number, backup in enumerate(done):
+            labels = (("number", str(number)), ("server", server))
+            series[("barman_backup_size", labels)] = backup["size_bytes"]
+            series[("barman_backup_wal_size", labels)] = backup["wal_size_bytes"]
+        if done:
+            ages[("barman_last_backup", key)] = int(done[0]["end_time_timestamp"])
+            ages[("barman_first_backup", key)] = int(done[-1]["end_time_timestamp"])
+            show = barman(config, "show-backup", server, done[0]["backup_id"])[server]
+            base, wal = show["base_backup_information"], show["wal_information"]
+            series[("barman_last_backup_copy_time", key)] = base["copy_time_seconds"]
+            series[("barman_last_backup_throughput", key)] = base["throughput_bytes"]
+            series[("barman_last_backup_wal_files", key)] = wal["no_of_files"]
+            series[("barman_last_backup_wal_rate_per_second", key)] = wal["wal_rate_per_second"]
+    checks = {k: v for k, v in barman(config, "check", "all").items() if not k.startswith("_")}
+    for server, results in checks.items():
+        for name, result in results.items():
+            series[("barman_up", (("check", name), ("server", server)))] = 1 if result["status"] == "OK" else 0
+    return series, ages, set(listing)
+
+
+def compare(url, config, servers):
+    want, ages, listed = expected(config)
+    got, scraped_at = scrape(url)
+    problems = []
+    if listed != servers:
+        problems.append(f"barman lists servers {sorted(listed)}, the test expected {sorted(servers)}")
+    for key, value in want.items():
+        if key not in got:
+            problems.append(f"missing {key}")
+        elif abs(got[key] - float(value)) > 1e-9 * max(1.0, abs(float(value))):
+            problems.append(f"{key}: exporter {got[key]!r}, barman {value!r}")
+    for key, end_time in ages.items():
+        age = scraped_at - end_time
+        if key not in got:
+            problems.append(f"missing {key}")
+        elif abs(got[key] - age) > 2:
+            problems.append(f"{key}: exporter {got[key]}, barman's end time gives {age:.1f}")
+    server_metrics = {k for k in got if any(name == "server" for name, _ in k[1])}
+    for key in sorted(server_metrics - set(want) - set(ages)):
+        problems.append(f"served but not in barman's output: {key}")
+    for key in (("barman_last_backup", (("server", "pg-b"),)), ("barman_last_backup_copy_time", (("server", "pg-c"),))):
+        if key in got:
+            problems.append(f"{key} must be absent: the server has no DONE backup")
+    return problems, len(want) + len(ages)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--barman-config", required=True)
+    parser.add_argument("--servers", required=True)
+    args = parser.parse_args()
+    servers = set(args.servers.split(","))
+    deadline = time.time() + 30
+    while True:
+        problems, count = compare(args.url, args.barman_config, servers)
+        if not problems:
+            print(f"e2e: {count} series match barman's own JSON")
+            return 0
+        if time.time() > deadline:
+            print("\n".join(problems))
+            return 1
+        time.sleep(2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
