@@ -17,10 +17,12 @@ let package = Package(
             pkgConfig: "yaml-0.1",
             providers: [.apt(["libyaml-dev"])]
         ),
+        // glibc calls hidden behind _GNU_SOURCE (pipe2, closefrom for posix_spawn) and wait macros.
+        .target(name: "CProcessShims"),
         // All of the exporter's logic lives in this library so the tests exercise it directly.
         .target(
             name: "Exporter",
-            dependencies: ["CMicroHTTPD", "CYAML"],
+            dependencies: ["CMicroHTTPD", "CYAML", "CProcessShims"],
             swiftSettings: [.unsafeFlags(["-warnings-as-errors"])]
         ),
         .executableTarget(

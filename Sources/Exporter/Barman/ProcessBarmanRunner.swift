@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CProcessShims
 import Synchronization
 
 /// Runs the real barman CLI: `barman [-c FILE] -f json ARGS...` as a child process started
@@ -49,39 +50,30 @@ public struct ProcessBarmanRunner: BarmanRunner {
     }
 
     func runBlocking(_ argv: [String]) -> Result<CommandOutput, CommandFailure> {
-        // pipe2(O_CLOEXEC) is not visible from Swift's Glibc module; pipe() + FD_CLOEXEC is, but
-        // another spawn between the two calls would inherit the pipe and delay our EOF. So pipe
-        // creation and spawning happen under one lock.
-        let spawned: Result<(pid: pid_t, stdout: Int32, stderr: Int32), CommandFailure> = Self.spawnLock.withLock { _ in
-            guard let stdoutPipe = makeClosingPipe() else { return .failure(CommandFailure("cannot create a pipe: \(errnoText())")) }
-            guard let stderrPipe = makeClosingPipe() else {
-                close(stdoutPipe.read); close(stdoutPipe.write)
-                return .failure(CommandFailure("cannot create a pipe: \(errnoText())"))
-            }
-            let child = spawn(argv, stdout: stdoutPipe.write, stderr: stderrPipe.write)
-            close(stdoutPipe.write)
-            close(stderrPipe.write)
-            switch child {
-            case .failure(let failure):
-                close(stdoutPipe.read); close(stderrPipe.read)
-                return .failure(failure)
-            case .success(let pid):
-                return .success((pid, stdoutPipe.read, stderrPipe.read))
-            }
+        var stdoutPipe: [Int32] = [-1, -1]
+        var stderrPipe: [Int32] = [-1, -1]
+        guard cps_pipe_cloexec(&stdoutPipe) == 0 else { return .failure(CommandFailure("cannot create a pipe: \(errnoText())")) }
+        guard cps_pipe_cloexec(&stderrPipe) == 0 else {
+            close(stdoutPipe[0]); close(stdoutPipe[1])
+            return .failure(CommandFailure("cannot create a pipe: \(errnoText())"))
         }
+        let spawned = spawn(argv, stdout: stdoutPipe[1], stderr: stderrPipe[1])
+        close(stdoutPipe[1])
+        close(stderrPipe[1])
         let pid: pid_t
-        let stdoutPipe: Int32
-        let stderrPipe: Int32
         switch spawned {
-        case .failure(let failure): return .failure(failure)
-        case .success(let child): (pid, stdoutPipe, stderrPipe) = child
+        case .failure(let failure):
+            close(stdoutPipe[0]); close(stderrPipe[0])
+            return .failure(failure)
+        case .success(let child):
+            pid = child
         }
         RunningGroups.shared.insert(pid)
         defer { RunningGroups.shared.remove(pid) }
 
-        let collected = collect(pid: pid, stdout: stdoutPipe, stderr: stderrPipe)
-        close(stdoutPipe)
-        close(stderrPipe)
+        let collected = collect(pid: pid, stdout: stdoutPipe[0], stderr: stderrPipe[0])
+        close(stdoutPipe[0])
+        close(stderrPipe[0])
         let status = reap(pid)
 
         if let problem = collected.problem {
@@ -91,18 +83,6 @@ public struct ProcessBarmanRunner: BarmanRunner {
             return .failure(CommandFailure("barman was killed by signal \(signal)", stderr: collected.stderr))
         }
         return .success(CommandOutput(stdout: collected.stdout, stderr: collected.stderr, exitStatus: status.exitCode ?? -1))
-    }
-
-    private static let spawnLock = Mutex<Void>(())
-
-    private func makeClosingPipe() -> (read: Int32, write: Int32)? {
-        var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else { return nil }
-        guard fcntl(fds[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(fds[1], F_SETFD, FD_CLOEXEC) == 0 else {
-            close(fds[0]); close(fds[1])
-            return nil
-        }
-        return (fds[0], fds[1])
     }
 
     private func spawn(_ argv: [String], stdout: Int32, stderr: Int32) -> Result<pid_t, CommandFailure> {
@@ -117,6 +97,7 @@ public struct ProcessBarmanRunner: BarmanRunner {
             posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0),
             posix_spawn_file_actions_adddup2(&actions, stdout, 1),
             posix_spawn_file_actions_adddup2(&actions, stderr, 2),
+            cps_spawn_file_actions_addclosefrom(&actions, 3),
             // Own process group, so a timeout can stop barman and its children together.
             posix_spawnattr_setpgroup(&attributes, 0),
         ]
@@ -223,10 +204,9 @@ public struct ProcessBarmanRunner: BarmanRunner {
                 if errno != EINTR { return (nil, nil) }
             }
         }
-        // WIFEXITED / WEXITSTATUS / WTERMSIG are macros Swift cannot import.
-        let signal = status & 0x7F
-        if signal == 0 { return ((status >> 8) & 0xFF, nil) }
-        return (nil, signal)
+        if cps_wifexited(status) != 0 { return (cps_wexitstatus(status), nil) }
+        if cps_wifsignaled(status) != 0 { return (nil, cps_wtermsig(status)) }
+        return (nil, nil)
     }
 
     private func errnoText() -> String { String(cString: strerror(errno)) }

@@ -1,0 +1,132 @@
+@testable import Exporter
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The runner against real child processes (small shell scripts standing in for barman).
+@Suite("Running barman")
+struct ProcessRunnerTests {
+    /// Writes `body` as an executable script and returns a runner for it.
+    func runner(_ body: String, timeout: Duration = .seconds(20)) throws -> (ProcessBarmanRunner, String) {
+        let directory = try TestSupport.temporaryDirectory()
+        let path = directory + "/barman"
+        try TestSupport.write("#!/bin/sh\n" + body + "\n", to: path, mode: 0o755)
+        var runner = ProcessBarmanRunner(executable: path, configFile: nil, timeout: timeout)
+        runner.killGracePeriod = .milliseconds(500)
+        return (runner, directory)
+    }
+
+    /// Whether the process whose pid is in `pidFile` still runs. A zombie counts as gone: an
+    /// orphaned grandchild is reaped by PID 1, which may take its time in a container.
+    func isAlive(_ pidFile: String) throws -> Bool {
+        let text = String(decoding: try FileReader.readAll(path: pidFile, limit: 100).get(), as: UTF8.self).trimmingTrailingWhitespace()
+        let pid = try #require(pid_t(text))
+        guard case .success(let stat) = FileReader.readAll(path: "/proc/\(pid)/stat", limit: 4096) else { return false }
+        // Field 3, after the parenthesised command name, is the state.
+        guard let close = stat.lastIndex(of: UInt8(ascii: ")")), close + 2 < stat.count else { return false }
+        return stat[close + 2] != UInt8(ascii: "Z")
+    }
+
+    @Test func capturesStdoutStderrAndExitStatus() async throws {
+        let (runner, _) = try runner(#"echo '{"pg": []}'; echo 'a warning' >&2; exit 3"#)
+        let output = try await runner.run(.listBackups).get()
+        #expect(output == CommandOutput(stdout: Array("{\"pg\": []}\n".utf8), stderr: Array("a warning\n".utf8), exitStatus: 3))
+    }
+
+    @Test func argumentsArePassedVerbatimWithoutAShell() async throws {
+        let (runner, _) = try runner(#"for a in "$@"; do printf '%s\n' "$a"; done"#)
+        let server = "a b;$(touch /tmp/pwned)'\"\n`x`"
+        let output = try await runner.run(.showBackup(server: server, backupID: "20261124T182524")).get()
+        #expect(String(decoding: output.stdout, as: UTF8.self) == "-f\njson\nshow-backup\n\(server)\n20261124T182524\n")
+        var withConfig = runner
+        withConfig.configFile = "/etc/barman conf"
+        #expect(withConfig.argv(for: .check) == [runner.executable, "-c", "/etc/barman conf", "-f", "json", "check", "all"])
+    }
+
+    @Test func environmentIsPassedThrough() async throws {
+        setenv("BARMAN_EXPORTER_TEST_MARKER", "passed through", 1)
+        let (runner, _) = try runner(#"printf '%s' "$BARMAN_EXPORTER_TEST_MARKER""#)
+        let output = try await runner.run(.check).get()
+        #expect(String(decoding: output.stdout, as: UTF8.self) == "passed through")
+    }
+
+    @Test func noDescriptorLeaksIntoBarman() async throws {
+        // Open some descriptors (a listening socket among them) that must not be inherited.
+        let listener = try ListenSocket(address: "127.0.0.1", port: 0)
+        defer { listener.close() }
+        let (runner, _) = try runner("exec ls /proc/self/fd")
+        let output = try await runner.run(.check).get()
+        // 0-2 are stdin/out/err, 3 is the directory ls itself is reading.
+        #expect(String(decoding: output.stdout, as: UTF8.self).split(separator: "\n") == ["0", "1", "2", "3"])
+    }
+
+    @Test func stdinIsEmpty() async throws {
+        let (runner, _) = try runner("cat; echo done")
+        let output = try await runner.run(.check).get()
+        #expect(String(decoding: output.stdout, as: UTF8.self) == "done\n")
+    }
+
+    @Test func timeoutTerminatesTheWholeProcessGroup() async throws {
+        let (runner, directory) = try runner("sleep 60 & echo $! > \"$(dirname \"$0\")/child.pid\"; echo $$ > \"$(dirname \"$0\")/barman.pid\"; wait", timeout: .seconds(1))
+        let result = await runner.run(.check)
+        guard case .failure(let failure) = result else {
+            Issue.record("expected a timeout, got \(result)")
+            return
+        }
+        #expect(failure.message == "barman did not finish within command_timeout (1 s) and was terminated")
+        // Both barman and the child it started are gone, and barman was reaped (not a zombie).
+        #expect(try !isAlive(directory + "/barman.pid"))
+        #expect(try !isAlive(directory + "/child.pid"))
+    }
+
+    @Test func sigtermIgnoredMeansSigkill() async throws {
+        let (runner, directory) = try runner("trap '' TERM; echo $$ > \"$(dirname \"$0\")/barman.pid\"; while :; do sleep 0.05; done", timeout: .seconds(1))
+        let result = await runner.run(.check)
+        guard case .failure(let failure) = result else {
+            Issue.record("expected a timeout, got \(result)")
+            return
+        }
+        #expect(failure.message.hasPrefix("barman did not finish within command_timeout"))
+        #expect(try !isAlive(directory + "/barman.pid"))
+    }
+
+    @Test func outputOverTheCapIsAnError() async throws {
+        var (runner, _) = try runner("yes '{\"pg\": []}'")
+        runner.stdoutLimit = 1 << 20
+        let result = await runner.run(.listBackups)
+        guard case .failure(let failure) = result else {
+            Issue.record("expected an error, got a result")
+            return
+        }
+        #expect(failure.message == "barman printed more than 1048576 bytes on stdout and was terminated")
+    }
+
+    @Test func largeStderrDoesNotBlockAndIsCapped() async throws {
+        let (runner, _) = try runner("head -c 5000000 /dev/zero | tr '\\0' x >&2; echo '{}'")
+        let output = try await runner.run(.listBackups).get()
+        #expect(output.stdout == Array("{}\n".utf8))
+        #expect(output.stderr.count == runner.stderrLimit)
+    }
+
+    @Test func missingExecutable() async {
+        let runner = ProcessBarmanRunner(executable: "/nonexistent/barman", configFile: nil, timeout: .seconds(5))
+        let result = await runner.run(.check)
+        #expect(result == .failure(CommandFailure("cannot run '/nonexistent/barman': No such file or directory; install barman or set barman_command to its full path")))
+        let inPath = ProcessBarmanRunner(executable: "barman-does-not-exist", configFile: nil, timeout: .seconds(5))
+        #expect(await inPath.run(.check) == .failure(CommandFailure("cannot run 'barman-does-not-exist': No such file or directory; install barman or set barman_command to its full path")))
+    }
+
+    @Test func notExecutable() async throws {
+        let directory = try TestSupport.temporaryDirectory()
+        try TestSupport.write("#!/bin/sh\necho hi\n", to: directory + "/barman", mode: 0o644)
+        let runner = ProcessBarmanRunner(executable: directory + "/barman", configFile: nil, timeout: .seconds(5))
+        #expect(await runner.run(.check) == .failure(CommandFailure("cannot run '\(directory)/barman': Permission denied; check that it is executable by this user")))
+    }
+
+    @Test func killedBySignalIsAFailure() async throws {
+        let (runner, _) = try runner("echo '{}'; kill -KILL $$")
+        #expect(await runner.run(.check) == .failure(CommandFailure("barman was killed by signal 9")))
+    }
+}
