@@ -1,6 +1,6 @@
 /// Picks the runner for the configured integration.
 public enum BarmanRunners {
-    public static func make(_ config: Config, logger: Logger) -> any BarmanRunner {
+    public static func make(_ config: Config, processGroups: ProcessGroups) -> any BarmanRunner {
         switch config.integrationType {
         case .mock:
             return MockBarman()
@@ -8,7 +8,8 @@ public enum BarmanRunners {
             return ProcessBarmanRunner(
                 executable: config.barmanCommand,
                 configFile: config.barmanConfigFile,
-                timeout: .seconds(config.commandTimeout))
+                timeout: .seconds(config.commandTimeout),
+                processGroups: processGroups)
         }
     }
 }

@@ -19,11 +19,14 @@ public struct ProcessBarmanRunner: BarmanRunner {
     public var stdoutLimit = 256 << 20
     /// Only an excerpt of stderr is logged; more is read and discarded so barman never blocks.
     public var stderrLimit = 64 << 10
+    /// Where running process groups are recorded, so their owner can terminate them on shutdown.
+    public var processGroups: ProcessGroups
 
-    public init(executable: String, configFile: String?, timeout: Duration) {
+    public init(executable: String, configFile: String?, timeout: Duration, processGroups: ProcessGroups = ProcessGroups()) {
         self.executable = executable
         self.configFile = configFile
         self.timeout = timeout
+        self.processGroups = processGroups
     }
 
     public func argv(for command: BarmanCommand) -> [String] {
@@ -42,11 +45,6 @@ public struct ProcessBarmanRunner: BarmanRunner {
                 continuation.resume(returning: .failure(CommandFailure("cannot start a thread to run barman: \(error)")))
             }
         }
-    }
-
-    /// Sends SIGTERM to every barman process group still running (used on shutdown).
-    public static func terminateAll() {
-        for group in RunningGroups.shared.all() { kill(-group, SIGTERM) }
     }
 
     func runBlocking(_ argv: [String]) -> Result<CommandOutput, CommandFailure> {
@@ -68,8 +66,8 @@ public struct ProcessBarmanRunner: BarmanRunner {
         case .success(let child):
             pid = child
         }
-        RunningGroups.shared.insert(pid)
-        defer { RunningGroups.shared.remove(pid) }
+        processGroups.insert(pid)
+        defer { processGroups.remove(pid) }
 
         let collected = collect(pid: pid, stdout: stdoutPipe[0], stderr: stderrPipe[0])
         close(stdoutPipe[0])
@@ -189,7 +187,7 @@ public struct ProcessBarmanRunner: BarmanRunner {
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid {
                 // The leader is gone; stragglers of its group still get the SIGKILL below.
-                RunningGroups.shared.markReaped(pid, status: status)
+                processGroups.markReaped(pid, status: status)
             }
         }
         kill(-pid, SIGKILL)
@@ -197,7 +195,7 @@ public struct ProcessBarmanRunner: BarmanRunner {
 
     private func reap(_ pid: pid_t) -> (exitCode: Int32?, signal: Int32?) {
         var status: Int32 = 0
-        if let early = RunningGroups.shared.takeReaped(pid) {
+        if let early = processGroups.takeReaped(pid) {
             status = early
         } else {
             while waitpid(pid, &status, 0) < 0 {
@@ -214,9 +212,15 @@ public struct ProcessBarmanRunner: BarmanRunner {
 
 /// Process groups of running barman commands, so shutdown can terminate them, plus the exit
 /// status of leaders reaped early while their group was being terminated.
-final class RunningGroups: Sendable {
-    static let shared = RunningGroups()
+public final class ProcessGroups: Sendable {
     private let state = Mutex<(groups: Set<pid_t>, reaped: [pid_t: Int32])>(([], [:]))
+
+    public init() {}
+
+    /// Sends SIGTERM to every barman process group still running (used on shutdown).
+    public func terminateAll() {
+        for group in all() { kill(-group, SIGTERM) }
+    }
 
     func insert(_ pid: pid_t) { state.withLock { _ = $0.groups.insert(pid) } }
     func remove(_ pid: pid_t) { state.withLock { _ = $0.groups.remove(pid) } }

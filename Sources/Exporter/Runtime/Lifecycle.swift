@@ -86,6 +86,8 @@ public final class Exporter: @unchecked Sendable {
     public let store: SnapshotStore
     public let refresher: Refresher
     public let logger: Logger
+    /// barman processes of every runner this exporter made, across reloads.
+    let processGroups = ProcessGroups()
     private let configPath: String
     private(set) var config: Config
     private(set) var server: HTTPServer
@@ -95,7 +97,7 @@ public final class Exporter: @unchecked Sendable {
         self.configPath = configPath
         self.logger = logger
         store = SnapshotStore(MetricsSnapshot(version: BuildInfo.version))
-        refresher = Refresher(runner: BarmanRunners.make(config, logger: logger), settings: RefreshSettings(config), store: store, logger: logger)
+        refresher = Refresher(runner: BarmanRunners.make(config, processGroups: processGroups), settings: RefreshSettings(config), store: store, logger: logger)
         server = try Self.startServer(config, store: store, logger: logger)
         logger.info("listening", ["address": server.listener.displayAddress, "integration": config.integrationType.rawValue,
                                   "version": BuildInfo.version])
@@ -145,7 +147,7 @@ public final class Exporter: @unchecked Sendable {
     private func apply(_ next: Config) async {
         let sourceChanged = next.integrationType != config.integrationType || next.barmanCommand != config.barmanCommand
             || next.barmanConfigFile != config.barmanConfigFile
-        await refresher.reconfigure(runner: BarmanRunners.make(next, logger: logger), settings: RefreshSettings(next), sourceChanged: sourceChanged)
+        await refresher.reconfigure(runner: BarmanRunners.make(next, processGroups: processGroups), settings: RefreshSettings(next), sourceChanged: sourceChanged)
         config = next
     }
 
@@ -153,6 +155,6 @@ public final class Exporter: @unchecked Sendable {
     /// process groups.
     public func stop() {
         server.stop()
-        ProcessBarmanRunner.terminateAll()
+        processGroups.terminateAll()
     }
 }
