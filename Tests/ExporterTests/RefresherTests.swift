@@ -1,0 +1,191 @@
+@testable import Exporter
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The refresh loop and caches, driving the fake barman script through the real process runner.
+@Suite("Refresh and cache")
+struct RefresherTests {
+    /// A fake barman state directory (see Fixtures/fake-barman.sh) plus a refresher reading it.
+    struct Harness {
+        let directory: String
+        let store = SnapshotStore(MetricsSnapshot(version: "test"))
+        let refresher: Refresher
+
+        init(cacheTTL: Int = 0, checksCacheTTL: Int = 0) throws {
+            directory = try TestSupport.temporaryDirectory()
+            let runner = ProcessBarmanRunner(executable: TestSupport.packageRoot + "/Tests/ExporterTests/Fixtures/fake-barman.sh",
+                                             configFile: directory, timeout: .seconds(30))
+            refresher = Refresher(runner: runner,
+                                  settings: RefreshSettings(cacheTTL: .seconds(cacheTTL), checksCacheTTL: .seconds(checksCacheTTL), refreshInterval: .seconds(60)),
+                                  store: store, logger: Logger(level: .error))
+        }
+
+        func answer(_ name: String, _ json: String) throws {
+            try TestSupport.write(json, to: "\(directory)/\(name).json")
+        }
+
+        func exitStatus(_ command: String, _ status: Int) throws {
+            try TestSupport.write("\(status)\n", to: "\(directory)/\(command).rc")
+        }
+
+        /// Answers from a real barman capture.
+        func answerFromFixtures(_ version: String) throws {
+            try answer("list-backups", try TestSupport.text("Tests/ExporterTests/Fixtures/\(version)/list-backups-all.stdout"))
+            try answer("check", try TestSupport.text("Tests/ExporterTests/Fixtures/\(version)/check-all.stdout"))
+            let listing = try BarmanDecoding.backupList(CommandOutput(stdout: try TestSupport.read("Tests/ExporterTests/Fixtures/\(version)/list-backups-all.stdout")))
+            let newest = try #require(listing["pg"]?.first?.id)
+            try answer("show-backup-pg-\(newest)", try TestSupport.text("Tests/ExporterTests/Fixtures/\(version)/show-backup-pg-latest.stdout"))
+        }
+
+        /// Every barman invocation so far, one argument string each, in order.
+        func invocations() -> [String] {
+            guard case .success(let bytes) = FileReader.readAll(path: directory + "/invocations", limit: 1 << 20) else { return [] }
+            return String(decoding: bytes, as: UTF8.self).split(separator: "\n").map(String.init)
+        }
+    }
+
+    /// `servers` servers, each with two DONE backups and a FAILED one, plus two servers without backups.
+    func syntheticListing(servers: Int) -> String {
+        var entries: [String] = []
+        for index in 0..<servers {
+            let done = #"{"backup_id": "B%", "end_time_timestamp": "1795544728", "size_bytes": 100, "status": "DONE", "wal_size_bytes": 10}"#
+            entries.append(#""srv\#(index)": [\#(done.replacingPercent("2")), {"backup_id": "F", "status": "FAILED"}, \#(done.replacingPercent("1"))]"#)
+        }
+        entries.append(#""empty1": []"#)
+        entries.append(#""empty2": [{"backup_id": "F", "status": "FAILED"}]"#)
+        return "{" + entries.joined(separator: ", ") + "}"
+    }
+
+    static let showBackup = #"{"%": {"backup_id": "B2", "status": "DONE", "base_backup_information": {"copy_time_seconds": 1.5, "throughput_bytes": 100}, "wal_information": {"no_of_files": 3, "wal_rate_per_second": 0.5}}}"#
+
+    @Test func invocationBudgetIsTwoPlusOnePerServerWithBackups() async throws {
+        let harness = try Harness()
+        let servers = 5
+        try harness.answer("list-backups", syntheticListing(servers: servers))
+        try harness.answer("check", "{}")
+        for index in 0..<servers {
+            try harness.answer("show-backup-srv\(index)-B2", Self.showBackup.replacingPercent("srv\(index)"))
+        }
+        await harness.refresher.refreshCycle()
+        let calls = harness.invocations()
+        #expect(calls.count == 2 + servers)
+        #expect(calls.filter { $0 == "list-backups all" }.count == 1)
+        #expect(calls.filter { $0 == "check all" }.count == 1)
+        // One show-backup per server with a DONE backup, of its newest DONE backup only.
+        #expect(Set(calls.filter { $0.hasPrefix("show-backup") }) == Set((0..<servers).map { "show-backup srv\($0) B2" }))
+        let families = MetricsBuilder.families(harness.store.snapshot, now: 1795544800)
+        #expect(families.first { $0.definition == Metric.lastBackupCopyTime }?.samples.count == servers)
+    }
+
+    @Test(arguments: ["3.4.0", "3.20.1"])
+    func realBarmanOutputThroughTheShellIntegration(version: String) async throws {
+        let harness = try Harness()
+        try harness.answerFromFixtures(version)
+        await harness.refresher.refreshCycle()
+        let snapshot = harness.store.snapshot
+        #expect(harness.invocations().count == 3)
+        #expect(snapshot.backups?.keys.sorted() == ["pg", "pg2", "pg3"])
+        #expect(snapshot.checks?["pg3"]?.contains(CheckResult(name: "failed_backups", ok: false)) == true)
+        #expect(snapshot.details["pg"]?.walFiles != nil)
+        #expect(snapshot.health[.check]?.lastRunSucceeded == true)  // exit status 1 with JSON is data
+        #expect(snapshot.health.values.allSatisfy { $0.failures == 0 })
+        #expect(snapshot.lastRefreshMilliseconds != nil)
+    }
+
+    @Test func cachedAnswersAreReusedWithinTheTTL() async throws {
+        let harness = try Harness(cacheTTL: 3600, checksCacheTTL: 3600)
+        try harness.answerFromFixtures("3.4.0")
+        await harness.refresher.refreshCycle()
+        await harness.refresher.refreshCycle()
+        #expect(harness.invocations().count == 3)
+    }
+
+    @Test func expiredAnswersAreFetchedAgain() async throws {
+        let harness = try Harness(cacheTTL: 0, checksCacheTTL: 0)
+        try harness.answerFromFixtures("3.4.0")
+        await harness.refresher.refreshCycle()
+        await harness.refresher.refreshCycle()
+        #expect(harness.invocations().count == 6)
+    }
+
+    @Test func checksHaveTheirOwnTTL() async throws {
+        let harness = try Harness(cacheTTL: 0, checksCacheTTL: 3600)
+        try harness.answerFromFixtures("3.4.0")
+        await harness.refresher.refreshCycle()
+        await harness.refresher.refreshCycle()
+        let calls = harness.invocations()
+        #expect(calls.filter { $0 == "check all" }.count == 1)
+        #expect(calls.filter { $0 == "list-backups all" }.count == 2)
+        #expect(calls.filter { $0.hasPrefix("show-backup") }.count == 2)
+    }
+
+    @Test func aFailedRefreshKeepsTheLastGoodDataAndSaysSo() async throws {
+        let harness = try Harness()
+        try harness.answerFromFixtures("3.4.0")
+        await harness.refresher.refreshCycle()
+        let good = harness.store.snapshot
+        #expect(good.backups?.count == 3)
+
+        try harness.answer("list-backups", #"{"pg": [{"backup_id": "x""#)  // truncated JSON
+        try harness.exitStatus("check", 2)
+        await harness.refresher.refreshCycle()
+        let stale = harness.store.snapshot
+        #expect(stale.backups == good.backups)
+        #expect(stale.checks == good.checks)
+        #expect(stale.details == good.details)
+        let listHealth = try #require(stale.health[.listBackups])
+        #expect(listHealth.lastRunSucceeded == false)
+        #expect(listHealth.failures == 1)
+        #expect(listHealth.runs == 2)
+        #expect(listHealth.lastSuccessUnixTime == good.health[.listBackups]?.lastSuccessUnixTime)
+        #expect(stale.health[.check]?.lastRunSucceeded == false)
+
+        let text = TestSupport.exposition(stale, now: 1795544800)
+        #expect(text.contains("barman_exporter_command_success{command=\"list-backups\"} 0\n"))
+        #expect(text.contains("barman_exporter_command_failures_total{command=\"check\"} 1\n"))
+        #expect(text.contains("barman_backups_total{server=\"pg\"} 2\n"))
+    }
+
+    @Test func aSlowCheckDelaysNothingElseAndIsNeverStartedTwice() async throws {
+        let harness = try Harness()
+        try harness.answerFromFixtures("3.4.0")
+        try TestSupport.write("", to: harness.directory + "/check.gate.wanted")  // check blocks until check.gate exists
+        let first = Task { await harness.refresher.refreshCycle() }
+
+        // list-backups and show-backup complete and publish while check is still running.
+        while harness.store.snapshot.details["pg"] == nil { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(harness.store.snapshot.backups != nil)
+        #expect(harness.store.snapshot.checks == nil)
+
+        // A second cycle refreshes list-backups again but does not start a second `check all`.
+        await harness.refresher.refreshCycle()
+        #expect(harness.invocations().filter { $0 == "check all" }.count == 1)
+        #expect(harness.invocations().filter { $0 == "list-backups all" }.count == 2)
+
+        try TestSupport.write("", to: harness.directory + "/check.gate")
+        await first.value
+        #expect(harness.store.snapshot.checks?.count == 3)
+    }
+
+    @Test func aServerThatVanishesLosesItsDetails() async throws {
+        let harness = try Harness()
+        try harness.answerFromFixtures("3.4.0")
+        await harness.refresher.refreshCycle()
+        #expect(harness.store.snapshot.details["pg"] != nil)
+        try harness.answer("list-backups", #"{"pg2": []}"#)
+        await harness.refresher.refreshCycle()
+        #expect(harness.store.snapshot.details["pg"] == nil)
+        let text = TestSupport.exposition(harness.store.snapshot, now: 0)
+        #expect(!text.contains("barman_backups_total{server=\"pg\"}"))
+        #expect(!text.contains("barman_last_backup_copy_time{server=\"pg\"}"))
+    }
+}
+
+private extension String {
+    func replacingPercent(_ value: String) -> String {
+        split(separator: "%", omittingEmptySubsequences: false).joined(separator: value)
+    }
+}
