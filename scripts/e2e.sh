@@ -9,6 +9,10 @@
 #   server pg-c: one FAILED backup (its pg_basebackup is killed mid-copy, throttled by bandwidth_limit)
 #   second case: a barman config with zero servers
 #
+# The scenario runs with Debian's barman (3.4.0) and then again, in its own barman_home, with the
+# newest barman pip installs for Debian's python3 (3.19.x for Python 3.11), in a virtualenv that
+# reuses Debian's psycopg2 (--system-site-packages). E2E_PIP=0 skips that second run.
+#
 # Everything started is stopped and removed on exit, also on failure.
 # Needs root (PostgreSQL runs as postgres, barman as barman); `scripts/install-deps.sh test` first.
 set -euo pipefail
@@ -30,9 +34,11 @@ cleanup() {
   set +e
   [ -n "$exporter_pid" ] && kill "$exporter_pid" 2>/dev/null && wait "$exporter_pid" 2>/dev/null
   [ -n "$backup_pid" ] && kill "$backup_pid" 2>/dev/null && wait "$backup_pid" 2>/dev/null
-  if [ -f "$work/barman.conf" ]; then
-    for server in pg-a pg-b pg-c; do barman -c "$work/barman.conf" -q receive-wal --stop "$server" >/dev/null 2>&1; done
-  fi
+  for conf in "$work"/*/barman.conf; do
+    [ -f "$conf" ] || continue
+    bin=$(cat "$(dirname "$conf")/barman-bin")
+    for server in pg-a pg-b pg-c; do "$bin" -c "$conf" -q receive-wal --stop "$server" >/dev/null 2>&1; done
+  done
   # Anything of ours still running (receive-wal children, pg_basebackup) goes too.
   pkill -f -- "$work" 2>/dev/null
   if [ -f "$work/pg/postmaster.pid" ]; then
@@ -44,7 +50,6 @@ trap cleanup EXIT
 
 log() { echo "e2e: $*"; }
 as_postgres() { runuser -u postgres -- "$@"; }
-barman_() { barman -c "$work/barman.conf" "$@"; }
 
 # ---------------------------------------------------------------- PostgreSQL
 pgport=$(free_port)
@@ -74,99 +79,25 @@ as_postgres psql -q -h "$work/run" -p "$pgport" -U postgres -d postgres \
   -c "CREATE USER barman SUPERUSER" -c "CREATE USER streaming_barman REPLICATION" \
   -c "CREATE TABLE filler AS SELECT g, md5(g::text) AS t FROM generate_series(1, 200000) g"
 
-# ---------------------------------------------------------------- barman
-log "barman $(barman --version 2>&1 | head -1 | cut -d' ' -f1) with barman_home $work/home"
-mkdir -p "$work/home" "$work/log"
-chown barman:barman "$work/home" "$work/log"
-server_block() {  # NAME SLOT [EXTRA]
-  cat <<CONF
-[$1]
-description = e2e server $1
-conninfo = host=127.0.0.1 port=$pgport user=barman dbname=postgres
-streaming_conninfo = host=127.0.0.1 port=$pgport user=streaming_barman
-backup_method = postgres
-streaming_archiver = on
-slot_name = $2
-create_slot = auto
-immediate_checkpoint = true
-path_prefix = $pgbin
-$3
-
-CONF
-}
-{
-  cat <<CONF
-[barman]
-barman_home = $work/home
-barman_user = barman
-log_file = $work/log/barman.log
-log_level = INFO
-compression =
-
-CONF
-  server_block pg-a barman_a ""
-  server_block pg-b barman_b ""
-  # 256 kB/s makes the copy of the ~50 MB cluster take minutes, time enough to kill it.
-  server_block pg-c barman_c "bandwidth_limit = 256"
-} > "$work/barman.conf"
-printf '[barman]\nbarman_home = %s/home-empty\nbarman_user = barman\nlog_file = %s/log/barman-empty.log\n' "$work" "$work" > "$work/barman-empty.conf"
-mkdir -p "$work/home-empty"
-chown barman:barman "$work/home-empty"
-chmod 644 "$work/barman.conf" "$work/barman-empty.conf"
-
-for server in pg-a pg-b pg-c; do
-  barman_ -q receive-wal --create-slot "$server" >/dev/null
-done
-barman_ -q cron >/dev/null  # starts `barman receive-wal` for every server in the background
-for server in pg-a pg-c; do
-  log "waiting for WAL streaming of $server"
-  timeout 60 barman -c "$work/barman.conf" -q switch-wal --force --archive --archive-timeout 50 "$server" >/dev/null
-done
-
-log "two backups of pg-a"
-barman_ -q backup --wait pg-a >/dev/null
-barman_ -q backup --wait pg-a >/dev/null
-
-log "a FAILED backup of pg-c: kill its pg_basebackup mid-copy"
-barman_ backup pg-c > "$work/backup-pg-c.out" 2>&1 &
-backup_pid=$!
-for _ in $(seq 1 300); do
-  pgbb=$(pgrep -f "pg_basebackup.*$work/home/pg-c/base" || true)
-  [ -n "$pgbb" ] && break
-  sleep 0.1
-done
-[ -n "$pgbb" ] || { echo "e2e: pg_basebackup of pg-c never started" >&2; cat "$work/backup-pg-c.out" >&2; exit 1; }
-sleep 1
-kill -TERM $pgbb
-wait "$backup_pid" || true
-backup_pid=
-
-barman_ -f json list-backups all > "$work/list-backups.json"
-python3 - "$work/list-backups.json" <<'PY'
-import json, sys
-listing = json.load(open(sys.argv[1]))
-statuses = {server: [b["status"] for b in backups] for server, backups in listing.items()}
-print("e2e: backups", statuses)
-assert statuses == {"pg-a": ["DONE", "DONE"], "pg-b": [], "pg-c": ["FAILED"]}, statuses
-PY
-
-# ---------------------------------------------------------------- the exporter, as user barman
+# ---------------------------------------------------------------- the exporter binary, readable by barman
 mkdir -p "$work/bin"
 cp "$binary_source" "$work/bin/prometheus-barman-exporter"
-run_exporter() {  # BARMAN_CONF PORT
-  cat > "$work/exporter.yaml" <<CONF
+
+run_exporter() {  # DIR BARMAN_BIN BARMAN_CONF PORT: start the exporter as user barman, logging to DIR/exporter.log
+  cat > "$1/exporter.yaml" <<CONF
 address: 127.0.0.1
-port: $2
+port: $4
 integration_type: shell
-barman_config_file: $1
+barman_command: $2
+barman_config_file: $3
 cache_ttl: 0
 checks_cache_ttl: 0
 refresh_interval: 1
 log_level: debug
 CONF
-  chmod 644 "$work/exporter.yaml"
+  chmod 644 "$1/exporter.yaml"
   # setpriv execs the exporter itself (runuser would stay as a parent and get the signals).
-  setpriv --reuid=barman --regid=barman --init-groups "$work/bin/prometheus-barman-exporter" -config "$work/exporter.yaml" 2>> "$work/exporter.log" &
+  setpriv --reuid=barman --regid=barman --init-groups "$work/bin/prometheus-barman-exporter" -config "$1/exporter.yaml" 2>> "$1/exporter.log" &
   exporter_pid=$!
 }
 stop_exporter() {
@@ -177,31 +108,134 @@ stop_exporter() {
   return $status
 }
 
-port=$(free_port)
-run_exporter "$work/barman.conf" "$port"
-url="http://127.0.0.1:$port/metrics"
-wait_for_metrics "$url" '^barman_last_backup_copy_time\{server="pg-a"\}'
-wait_for_metrics "$url" '^barman_up\{'
+wal_streams() {  # BIN CONF DIR SERVER: start receive-wal (via cron) and wait until a switched WAL is archived
+  local bin=$1 conf=$2 dir=$3 server=$4
+  for attempt in 1 2 3; do
+    "$bin" -c "$conf" -q cron >/dev/null  # starts `barman receive-wal` in the background, archives WAL
+    for _ in $(seq 1 100); do
+      pgrep -f "pg_receivewal.*$dir/home/$server/streaming" >/dev/null && break
+      sleep 0.1
+    done
+    if timeout 45 "$bin" -c "$conf" -q switch-wal --force --archive --archive-timeout 30 "$server" >/dev/null; then
+      return 0
+    fi
+    log "WAL of $server not archived yet (attempt $attempt); trying again"
+  done
+  echo "e2e: WAL streaming of $server never worked; see $dir/log/barman.log" >&2
+  return 1
+}
 
-check "every metric matches barman -f json" \
-  python3 scripts/e2e_compare.py --url "$url" --barman-config "$work/barman.conf" --servers pg-a,pg-b,pg-c
-check "barman commands were logged with logId at debug" grep -q 'msg="running barman" logId=' "$work/exporter.log"
-check "no barman command failed" bash -c "! grep -q 'level=error' '$work/exporter.log'"
-check "SIGTERM stops the exporter with status 0" stop_exporter
+# ---------------------------------------------------------------- one scenario per barman
+scenario() {  # LABEL BARMAN_BIN
+  local label=$1 bin=$2
+  local dir="$work/$label"
+  local version
+  version=$("$bin" --version 2>&1 | head -1 | cut -d' ' -f1)
+  log "[$label] barman $version, barman_home $dir/home"
+  mkdir -p "$dir/home" "$dir/log" "$dir/home-empty"
+  chown barman:barman "$dir/home" "$dir/log" "$dir/home-empty"
+  echo "$bin" > "$dir/barman-bin"
+  server_block() {  # NAME [EXTRA]
+    cat <<CONF
+[$1]
+description = e2e server $1
+conninfo = host=127.0.0.1 port=$pgport user=barman dbname=postgres
+streaming_conninfo = host=127.0.0.1 port=$pgport user=streaming_barman
+backup_method = postgres
+streaming_archiver = on
+slot_name = ${1//-/_}_$label
+create_slot = auto
+immediate_checkpoint = true
+path_prefix = $pgbin
+$2
 
-port=$(free_port)
-run_exporter "$work/barman-empty.conf" "$port"
-url="http://127.0.0.1:$port/metrics"
-wait_for_metrics "$url" '^barman_metrics_update '
-curl -fsS "$url" > "$work/empty.prom"
-check "zero servers: barman answered list-backups and check" \
-  grep -qE '^barman_exporter_command_success\{command="(list-backups|check)"\} 1$' "$work/empty.prom"
-check "zero servers: no server metric at all" bash -c "! grep -q 'server=' '$work/empty.prom'"
-check "zero servers: only the exporter's own metrics and barman_metrics_update" \
-  bash -c "! grep -vE '^(#|barman_exporter_|barman_metrics_update )' '$work/empty.prom'"
-stop_exporter || true
+CONF
+  }
+  {
+    printf '[barman]\nbarman_home = %s/home\nbarman_user = barman\nlog_file = %s/log/barman.log\nlog_level = INFO\n\n' "$dir" "$dir"
+    server_block pg-a ""
+    server_block pg-b ""
+    # 256 kB/s makes the copy of the ~50 MB cluster take minutes, time enough to kill it.
+    server_block pg-c "bandwidth_limit = 256"
+  } > "$dir/barman.conf"
+  printf '[barman]\nbarman_home = %s/home-empty\nbarman_user = barman\nlog_file = %s/log/barman-empty.log\n' "$dir" "$dir" > "$dir/barman-empty.conf"
+  chmod 644 "$dir/barman.conf" "$dir/barman-empty.conf"
+  local conf="$dir/barman.conf"
 
-if [ "$failed" -ne 0 ]; then
-  echo "--- exporter log (last 40 lines)"; tail -40 "$work/exporter.log"
+  for server in pg-a pg-b pg-c; do
+    "$bin" -c "$conf" -q receive-wal --create-slot "$server" >/dev/null
+  done
+  for server in pg-a pg-b pg-c; do
+    log "[$label] waiting for WAL streaming of $server"
+    wal_streams "$bin" "$conf" "$dir" "$server"
+  done
+
+  log "[$label] two backups of pg-a"
+  "$bin" -c "$conf" -q backup --wait pg-a >/dev/null
+  "$bin" -c "$conf" -q backup --wait pg-a >/dev/null
+
+  log "[$label] a FAILED backup of pg-c: kill its pg_basebackup mid-copy"
+  "$bin" -c "$conf" backup pg-c > "$dir/backup-pg-c.out" 2>&1 &
+  backup_pid=$!
+  local pgbb=
+  for _ in $(seq 1 300); do
+    pgbb=$(pgrep -f "pg_basebackup.*$dir/home/pg-c/base" || true)
+    [ -n "$pgbb" ] && break
+    sleep 0.1
+  done
+  if [ -z "$pgbb" ]; then
+    echo "e2e: pg_basebackup of pg-c never started" >&2; cat "$dir/backup-pg-c.out" >&2; exit 1
+  fi
+  sleep 1
+  kill -TERM $pgbb
+  wait "$backup_pid" || true
+  backup_pid=
+  "$bin" -c "$conf" -q cron >/dev/null  # archive what streamed meanwhile, so check has WAL to look at
+
+  "$bin" -c "$conf" -f json list-backups all > "$dir/list-backups.json"
+  check "[$label] barman made 2 DONE backups of pg-a, none of pg-b, 1 FAILED of pg-c" python3 -c '
+import json, sys
+statuses = {s: [b["status"] for b in bs] for s, bs in json.load(open(sys.argv[1])).items()}
+print("e2e: backups", statuses)
+sys.exit(statuses != {"pg-a": ["DONE", "DONE"], "pg-b": [], "pg-c": ["FAILED"]})' "$dir/list-backups.json"
+
+  local port url
+  port=$(free_port)
+  run_exporter "$dir" "$bin" "$conf" "$port"
+  url="http://127.0.0.1:$port/metrics"
+  wait_for_metrics "$url" '^barman_last_backup_copy_time\{server="pg-a"\}'
+  wait_for_metrics "$url" '^barman_up\{'
+
+  check "[$label] every metric matches barman -f json" \
+    python3 scripts/e2e_compare.py --url "$url" --barman "$bin" --barman-config "$conf" --servers pg-a,pg-b,pg-c
+  check "[$label] barman commands were logged with logId at debug" grep -q 'msg="running barman" logId=' "$dir/exporter.log"
+  check "[$label] no barman command failed" bash -c "! grep -q 'level=error' '$dir/exporter.log'"
+  check "[$label] SIGTERM stops the exporter with status 0" stop_exporter
+
+  port=$(free_port)
+  run_exporter "$dir" "$bin" "$dir/barman-empty.conf" "$port"
+  url="http://127.0.0.1:$port/metrics"
+  wait_for_metrics "$url" '^barman_metrics_update '
+  curl -fsS "$url" > "$dir/empty.prom"
+  check "[$label] zero servers: barman answered list-backups and check" \
+    grep -qE '^barman_exporter_command_success\{command="(list-backups|check)"\} 1$' "$dir/empty.prom"
+  check "[$label] zero servers: no server metric at all" bash -c "! grep -q 'server=' '$dir/empty.prom'"
+  check "[$label] zero servers: only the exporter's own metrics and barman_metrics_update" \
+    bash -c "! grep -vE '^(#|barman_exporter_|barman_metrics_update )' '$dir/empty.prom'"
+  stop_exporter || true
+
+  if [ "$failed" -ne 0 ]; then
+    echo "--- [$label] exporter log (last 40 lines)"; tail -40 "$dir/exporter.log"
+  fi
+}
+
+scenario debian "$(command -v barman)"
+
+if [ "${E2E_PIP:-1}" = 1 ]; then
+  log "[pypi] virtualenv with the newest barman for $(/usr/bin/python3 --version)"
+  /usr/bin/python3 -m venv --system-site-packages "$work/venv"
+  "$work/venv/bin/pip" install -q --disable-pip-version-check --upgrade barman
+  scenario pypi "$work/venv/bin/barman"
 fi
+
 summary "e2e"

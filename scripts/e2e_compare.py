@@ -31,8 +31,11 @@ def scrape(url):
     return samples, time.time()
 
 
+BARMAN = "barman"
+
+
 def barman(config, *args):
-    run = subprocess.run(["barman", "-c", config, "-f", "json", *args], capture_output=True, text=True, timeout=120)
+    run = subprocess.run([BARMAN, "-c", config, "-f", "json", *args], capture_output=True, text=True, timeout=120)
     if run.returncode not in (0, 1):
         raise SystemExit(f"barman {' '.join(args)} exited {run.returncode}: {run.stderr}")
     return json.loads(run.stdout)
@@ -97,9 +100,12 @@ def compare(url, config, servers):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
+    parser.add_argument("--barman", default="barman")
     parser.add_argument("--barman-config", required=True)
     parser.add_argument("--servers", required=True)
     args = parser.parse_args()
+    global BARMAN
+    BARMAN = args.barman
     servers = set(args.servers.split(","))
     deadline = time.time() + 30
     while True:

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 group=${1:-build}
 packages=(libmicrohttpd-dev libyaml-dev pkg-config)
 if [ "$group" = test ]; then
-  packages+=(curl postgresql barman python3)
+  packages+=(curl postgresql barman python3 python3-venv)
 fi
 
 missing=()
