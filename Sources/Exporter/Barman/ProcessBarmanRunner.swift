@@ -217,9 +217,18 @@ public final class ProcessGroups: Sendable {
 
     public init() {}
 
-    /// Sends SIGTERM to every barman process group still running (used on shutdown).
-    public func terminateAll() {
-        for group in all() { kill(-group, SIGTERM) }
+    /// Terminates every barman process group still running (on shutdown): SIGTERM, then
+    /// SIGKILL for groups still there after `grace`.
+    public func terminateAll(grace: Duration = .seconds(2)) {
+        let groups = all()
+        guard !groups.isEmpty else { return }
+        for group in groups { kill(-group, SIGTERM) }
+        let clock = ContinuousClock()
+        let deadline = clock.now + grace
+        while groups.contains(where: { kill(-$0, 0) == 0 }), clock.now < deadline {
+            usleep(20_000)
+        }
+        for group in groups where kill(-group, 0) == 0 { kill(-group, SIGKILL) }
     }
 
     func insert(_ pid: pid_t) { state.withLock { _ = $0.groups.insert(pid) } }

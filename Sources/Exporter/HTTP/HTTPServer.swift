@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CMicroHTTPD
+import Synchronization
 
 /// A request as the routes see it: no C types.
 public struct HTTPRequest: Sendable {
@@ -63,6 +64,7 @@ public final class HTTPServer: @unchecked Sendable {
         let flags = MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_EPOLL.rawValue | MHD_USE_ITC.rawValue | MHD_USE_ERROR_LOG.rawValue
         var options: [MHD_OptionItem] = [
             MHD_OptionItem(option: .EXTERNAL_LOGGER, value: unsafeBitCast(mhdLogger, to: Int.self), ptr_value: context.toOpaque()),
+            MHD_OptionItem(option: .NOTIFY_COMPLETED, value: unsafeBitCast(requestCompleted, to: Int.self), ptr_value: context.toOpaque()),
             MHD_OptionItem(option: .UNESCAPE_CALLBACK, value: unsafeBitCast(keepPercentEscapes, to: Int.self), ptr_value: nil),
             MHD_OptionItem(option: .LISTEN_SOCKET, value: Int(listener.fileDescriptor), ptr_value: nil),
             MHD_OptionItem(option: .CONNECTION_TIMEOUT, value: Int(limits.connectionTimeoutSeconds), ptr_value: nil),
@@ -84,16 +86,33 @@ public final class HTTPServer: @unchecked Sendable {
         daemon = started
     }
 
-    /// Closes the listening socket and every connection, waiting for the MHD thread to finish.
-    public func stop() {
+    /// Stops accepting, lets responses already queued finish (up to `drainTimeout`), then
+    /// closes every connection and waits for the MHD thread to end.
+    public func stop(drainTimeout: Duration = .seconds(2)) {
         stopLock.withLock {
             guard let daemon else { return }
+            // Quiescing closes nothing: MHD stops accepting and hands the listening socket back.
+            let quiesced = MHD_quiesce_daemon(daemon) >= 0
+            let clock = ContinuousClock()
+            let deadline = clock.now + drainTimeout
+            while context.takeUnretainedValue().responsesInFlight.load(ordering: .acquiring) > 0, clock.now < deadline {
+                usleep(5_000)
+            }
             MHD_stop_daemon(daemon)
             self.daemon = nil
             context.release()
-            // MHD closed the listening socket it was given; forget the number so it is never closed twice.
-            listener.relinquish()
+            if quiesced {
+                listener.close()
+            } else {
+                // MHD closed the listening socket itself; forget the number so it is never closed twice.
+                listener.relinquish()
+            }
         }
+    }
+
+    /// Responses queued and not yet completely sent (for tests and shutdown).
+    var responsesInFlight: Int {
+        context.takeUnretainedValue().responsesInFlight.load(ordering: .acquiring)
     }
 
     deinit { stop() }
@@ -115,10 +134,21 @@ final class NSLockish: @unchecked Sendable {
 private final class ServerContext: Sendable {
     let handler: HTTPHandler
     let logger: Logger
+    let responsesInFlight = Atomic<Int>(0)
     init(handler: @escaping HTTPHandler, logger: Logger) {
         self.handler = handler
         self.logger = logger
     }
+}
+
+/// Per-request state MHD keeps for us in `void **con_cls` (a tag, not a real pointer): nil
+/// before the first call, then one of these.
+private enum RequestState: Int {
+    case seen = 1
+    case responseQueued = 2
+
+    var pointer: UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: rawValue) }
+    static func of(_ pointer: UnsafeMutableRawPointer?) -> RequestState? { RequestState(rawValue: Int(bitPattern: pointer)) }
 }
 
 /// MHD calls this twice or more per request. Replying on the first call makes MHD close the
@@ -127,7 +157,7 @@ private final class ServerContext: Sendable {
 private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method, _, _, uploadDataSize, requestState in
     guard let cls, let connection, let requestState else { return MHD_Result.NO }
     if requestState.pointee == nil {
-        requestState.pointee = UnsafeMutableRawPointer(bitPattern: 1)
+        requestState.pointee = RequestState.seen.pointer
         return MHD_Result.YES
     }
     if let uploadDataSize, uploadDataSize.pointee != 0 {
@@ -156,7 +186,21 @@ private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, m
     for (name, value) in reply.headers where MHD_add_response_header(response, name, value) != MHD_Result.YES {
         context.logger.error("cannot add an HTTP response header", ["header": name])
     }
-    return MHD_queue_response(connection, UInt32(reply.status), response)
+    let queued = MHD_queue_response(connection, UInt32(reply.status), response)
+    if queued == MHD_Result.YES {
+        requestState.pointee = RequestState.responseQueued.pointer
+        context.responsesInFlight.add(1, ordering: .releasing)
+    }
+    return queued
+}
+
+/// Called when MHD is done with a request (sent, failed or timed out).
+private let requestCompleted: MHD_RequestCompletedCallback = { cls, _, requestState, _ in
+    guard let cls, let requestState else { return }
+    if RequestState.of(requestState.pointee) == .responseQueued {
+        Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue().responsesInFlight.subtract(1, ordering: .releasing)
+    }
+    requestState.pointee = nil
 }
 
 /// Paths are matched exactly as sent: `/%6detrics` or `/%00` is not `/metrics` or `/`, and a

@@ -101,6 +101,7 @@ public final class Exporter: @unchecked Sendable {
         server = try Self.startServer(config, store: store, logger: logger)
         logger.info("listening", ["address": server.listener.displayAddress, "integration": config.integrationType.rawValue,
                                   "version": BuildInfo.version])
+        Self.logSettings(config, logger: logger)
     }
 
     public var port: Int { server.listener.port }
@@ -142,6 +143,16 @@ public final class Exporter: @unchecked Sendable {
         }
         await apply(next)
         logger.info("config reloaded", ["signal": reason, "file": configPath])
+        Self.logSettings(next, logger: logger)
+    }
+
+    static func logSettings(_ config: Config, logger: Logger) {
+        logger.debug("settings", [
+            "integration_type": config.integrationType.rawValue, "cache_ttl": String(config.cacheTTL),
+            "checks_cache_ttl": String(config.checksCacheTTL), "refresh_interval": String(config.refreshInterval),
+            "log_level": config.logLevel.name, "barman_command": config.barmanCommand,
+            "barman_config_file": config.barmanConfigFile ?? "(barman's default)", "command_timeout": String(config.commandTimeout),
+        ])
     }
 
     private func apply(_ next: Config) async {

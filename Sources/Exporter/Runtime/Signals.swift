@@ -33,6 +33,12 @@ public enum Signals {
         }
         // A scraper that hangs up mid-response must not kill the process.
         signal(SIGPIPE, SIG_IGN)
+        // A parent may have started us with these blocked; a signal it sent already is pending
+        // and is delivered to the handler now.
+        var handledSet = sigset_t()
+        sigemptyset(&handledSet)
+        for number in handled { sigaddset(&handledSet, number) }
+        pthread_sigmask(SIG_UNBLOCK, &handledSet, nil)
         return true
     }
 

@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""Process-level tests of the exporter binary: command line, signals, reload, sd_notify, shutdown.
+
+Run by `make test` (scripts/test-lifecycle.sh sets BINARY). Prints one line per check and
+"lifecycle: N passed, N failed".
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+BINARY = os.path.abspath(os.environ.get("BINARY", ".build/debug/prometheus-barman-exporter"))
+results = {"passed": 0, "failed": 0}
+
+
+def check(name, condition, detail=""):
+    if condition:
+        results["passed"] += 1
+        print(f"ok   {name}")
+    else:
+        results["failed"] += 1
+        print(f"FAIL {name} {detail}")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(port, path="/metrics", timeout=5):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+    except OSError:
+        return None, ""
+
+
+def wait_until(predicate, seconds=10):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+class Exporter:
+    def __init__(self, directory, config, env=None, blocked=()):
+        self.directory = directory
+        self.config_path = os.path.join(directory, "config.yaml")
+        self.write_config(config)
+        self.stderr_path = os.path.join(directory, f"stderr-{time.time_ns()}")
+        self.stderr = open(self.stderr_path, "w")
+
+        def block():
+            if blocked:
+                signal.pthread_sigmask(signal.SIG_BLOCK, set(blocked))
+        self.process = subprocess.Popen([BINARY, "-config", self.config_path], stderr=self.stderr,
+                                        env={**os.environ, **(env or {})}, preexec_fn=block)
+
+    def write_config(self, text):
+        with open(self.config_path, "w") as f:
+            f.write(text)
+
+    def log(self):
+        with open(self.stderr_path) as f:
+            return f.read()
+
+    def signal(self, number):
+        self.process.send_signal(number)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.stderr.close()
+        return self.process.returncode
+
+
+def mock_config(port, level="info"):
+    return f"address: 127.0.0.1\nport: {port}\nintegration_type: mock\nlog_level: {level}\n"
+
+
+def test_command_line(work):
+    run = subprocess.run([BINARY], capture_output=True, text=True)
+    check("no -config: exit 2 and one line", run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr)
+    run = subprocess.run([BINARY, "-config", "/nonexistent.yaml"], capture_output=True, text=True)
+    check("missing config file: exit 2 and one line naming it",
+          run.returncode == 2 and run.stderr.count("\n") == 1 and "/nonexistent.yaml" in run.stderr, run.stderr)
+    run = subprocess.run([BINARY, "--version"], capture_output=True, text=True)
+    check("--version prints the version", run.returncode == 0 and run.stdout.startswith("prometheus-barman-exporter "), run.stdout)
+    run = subprocess.run([BINARY, "-help"], capture_output=True, text=True)
+    check("-help prints usage", run.returncode == 0 and "Usage:" in run.stdout)
+    bad = os.path.join(work, "bad.yaml")
+    with open(bad, "w") as f:
+        f.write("port: x\nnested:\n  a: 1\nport: 2\n")
+    run = subprocess.run([BINARY, "--check-config", "-config", bad], capture_output=True, text=True)
+    lines = run.stderr.strip().split("\n")
+    check("--check-config prints every problem, exit 2", run.returncode == 2 and len(lines) == 3
+          and all(line.startswith(bad + ":") for line in lines), run.stderr)
+    good = os.path.join(work, "good.yaml")
+    with open(good, "w") as f:
+        f.write(mock_config(9780))
+    run = subprocess.run([BINARY, "--check-config", "-config", good], capture_output=True, text=True)
+    check("--check-config on a valid file prints OK, exit 0", run.returncode == 0 and run.stdout == "OK\n", run.stdout + run.stderr)
+
+
+def test_signal_during_startup(work):
+    port = free_port()
+    # SIGHUP is blocked when the exporter starts and already pending: it must not be lost.
+    exporter = Exporter(work, mock_config(port), blocked=(signal.SIGHUP,))
+    exporter.signal(signal.SIGHUP)
+    served = wait_until(lambda: get(port)[0] == 200)
+    check("a signal sent during start-up is handled once running",
+          served and wait_until(lambda: 'msg="config reloaded" signal=SIGHUP' in exporter.log()), exporter.log())
+    check("SIGTERM: exit status 0", exporter.stop() == 0)
+
+
+def test_reload(work):
+    port = free_port()
+    exporter = Exporter(work, mock_config(port, "warn"))
+    check("serves on the first port", wait_until(lambda: get(port)[0] == 200))
+
+    new_port = free_port()
+    exporter.write_config(mock_config(new_port, "debug"))
+    exporter.signal(signal.SIGUSR1)
+    check("SIGUSR1 with a new port: serves on the new port", wait_until(lambda: get(new_port)[0] == 200))
+    check("... and no longer on the old one", wait_until(lambda: get(port)[0] is None))
+    check("... and the new log level applies", wait_until(lambda: "level=debug" in exporter.log()), exporter.log())
+
+    exporter.write_config("port: [1, 2]\nbogus: 1\n")
+    exporter.signal(signal.SIGHUP)
+    check("invalid config on reload: logged as an error with every problem",
+          wait_until(lambda: "config reload failed" in exporter.log() and "bogus" in exporter.log() and "nested list" in exporter.log()),
+          exporter.log())
+    check("... and the old config keeps serving", get(new_port)[0] == 200 and exporter.process.poll() is None)
+
+    for round in range(10):
+        exporter.write_config(mock_config(new_port, "info" if round % 2 else "debug") if round % 3 else "port: nope\n")
+        exporter.signal(signal.SIGHUP if round % 2 else signal.SIGUSR1)
+        time.sleep(0.1)
+    check("ten more reloads, valid and invalid: still serving", wait_until(lambda: get(new_port)[0] == 200) and exporter.process.poll() is None)
+    check("SIGTERM after reloads: exit status 0", exporter.stop() == 0)
+
+
+def test_sd_notify(work):
+    path = os.path.join(work, "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(10)
+    port = free_port()
+    exporter = Exporter(work, mock_config(port), env={"NOTIFY_SOCKET": path})
+    try:
+        check("sd_notify: READY=1 once serving", sock.recv(100) == b"READY=1" and get(port)[0] == 200)
+        exporter.signal(signal.SIGHUP)
+        check("sd_notify: RELOADING=1 then READY=1 around a reload", sock.recv(100) == b"RELOADING=1" and sock.recv(100) == b"READY=1")
+        exporter.signal(signal.SIGTERM)
+        check("sd_notify: STOPPING=1 on shutdown", sock.recv(100) == b"STOPPING=1")
+    except socket.timeout:
+        check("sd_notify datagrams arrive", False, "timed out")
+    exporter.stop()
+    sock.close()
+
+
+def test_shutdown_with_barman_running(work):
+    fake = os.path.join(work, "hanging-barman")
+    pid_file = os.path.join(work, "barman.pid")
+    with open(fake, "w") as f:
+        f.write(f"#!/bin/sh\ntrap '' TERM\necho $$ > {pid_file}\nwhile :; do sleep 0.1; done\n")
+    os.chmod(fake, 0o755)
+    port = free_port()
+    exporter = Exporter(work, f"port: {port}\nintegration_type: shell\nbarman_command: {fake}\nlog_level: info\n")
+    check("shell integration with a hanging barman: scrapes answer at once",
+          wait_until(lambda: os.path.exists(pid_file)) and get(port, timeout=2)[0] == 200)
+    with open(pid_file) as f:
+        barman_pid = int(f.read())
+    started = time.time()
+    exporter.signal(signal.SIGINT)
+    try:
+        status = exporter.process.wait(10)
+    except subprocess.TimeoutExpired:
+        status = None
+    elapsed = time.time() - started
+    check(f"SIGINT with barman running (ignoring SIGTERM): exit 0 within 5 s (took {elapsed:.1f} s)", status == 0 and elapsed < 5)
+
+    def gone():
+        try:
+            with open(f"/proc/{barman_pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except FileNotFoundError:
+            return True
+    check("... and the barman process group was terminated", wait_until(gone, 5))
+    exporter.stop()
+
+
+def main():
+    with tempfile.TemporaryDirectory() as work:
+        for test in (test_command_line, test_signal_during_startup, test_reload, test_sd_notify, test_shutdown_with_barman_running):
+            directory = os.path.join(work, test.__name__)
+            os.mkdir(directory)
+            test(directory)
+    print(f"lifecycle: {results['passed']} passed, {results['failed']} failed")
+    return 1 if results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
