@@ -130,3 +130,82 @@ struct HTTPTests {
         }
     }
 }
+
+/// Clients that misbehave: each must not stop the server from answering well-behaved ones.
+@Suite("HTTP abuse", .serialized)
+struct HTTPAbuseTests {
+    func withServer(_ limits: HTTPLimits, _ body: (HTTPServer) throws -> Void) throws {
+        var snapshot = MetricsSnapshot(version: "1")
+        snapshot.backups = ["pg": []]
+        let routes = Routes(store: SnapshotStore(snapshot))
+        let server = try HTTPServer(listener: try ListenSocket(address: "127.0.0.1", port: 0), limits: limits, logger: Logger(level: .error)) {
+            routes.handle($0)
+        }
+        defer { server.stop() }
+        try body(server)
+    }
+
+    @Test func idleAndSlowClientsAreDisconnectedAtTheTimeout() throws {
+        var limits = HTTPLimits()
+        limits.connectionTimeoutSeconds = 1
+        try withServer(limits) { server in
+            let idle = try RawHTTPConnection(port: server.listener.port)
+            let slow = try RawHTTPConnection(port: server.listener.port)
+            try slow.send("GET /metr")  // and never finishes the request
+            // Others are served meanwhile.
+            #expect(try RawHTTPConnection(port: server.listener.port).request("GET", "/metrics").status == 200)
+            #expect(idle.isClosedByPeer())  // returns once the server closes it, after ~1 s
+            #expect(slow.isClosedByPeer())
+        }
+    }
+
+    @Test func moreConnectionsThanTheLimit() throws {
+        var limits = HTTPLimits()
+        limits.connectionLimit = 4
+        limits.connectionTimeoutSeconds = 1
+        try withServer(limits) { server in
+            // Fill every slot with idle connections; a new client waits in the backlog and is
+            // answered once the idle ones time out, instead of being refused or crashing anything.
+            let hogs = try (0..<8).map { _ in try RawHTTPConnection(port: server.listener.port) }
+            let client = try RawHTTPConnection(port: server.listener.port)
+            #expect(try client.request("GET", "/metrics").status == 200)
+            _ = hogs
+        }
+    }
+
+    @Test func oversizedRequestLineAndHeaders() throws {
+        try withServer(HTTPLimits()) { server in
+            let longLine = try RawHTTPConnection(port: server.listener.port)
+            try longLine.send("GET /" + String(repeating: "x", count: 100_000) + " HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try longLine.readResponse().status == 414)
+            let manyHeaders = try RawHTTPConnection(port: server.listener.port)
+            try manyHeaders.send("GET /metrics HTTP/1.1\r\n" + (0..<2000).map { "X-\($0): y\r\n" }.joined() + "\r\n")
+            #expect(try manyHeaders.readResponse().status == 431)
+            #expect(try RawHTTPConnection(port: server.listener.port).request("GET", "/metrics").status == 200)
+        }
+    }
+
+    @Test func manyPipelinedRequestsOnOneConnection() throws {
+        try withServer(HTTPLimits()) { server in
+            let connection = try RawHTTPConnection(port: server.listener.port)
+            try connection.send(String(repeating: "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", count: 50))
+            for _ in 0..<50 {
+                #expect(try connection.readResponse().status == 200)
+            }
+        }
+    }
+
+    @Test func stopWaitsForResponsesInFlightOnly() throws {
+        try withServer(HTTPLimits()) { server in
+            let idle = try RawHTTPConnection(port: server.listener.port)
+            #expect(try idle.request("GET", "/metrics").status == 200)
+            #expect(server.responsesInFlight == 0)  // an idle keep-alive connection holds nothing up
+            let clock = ContinuousClock()
+            let started = clock.now
+            server.stop()
+            // Waiting for the idle connection would take the whole 2 s drain timeout.
+            #expect(clock.now - started < .milliseconds(1900))
+            #expect(idle.isClosedByPeer())
+        }
+    }
+}
