@@ -50,3 +50,20 @@ enum TestSupport {
         String(decoding: TextRenderer.render(MetricsBuilder.families(snapshot, now: now)), as: UTF8.self)
     }
 }
+
+extension TestSupport {
+    /// Paths of the regular files directly in `relativeDirectory` (none if it does not exist).
+    static func files(in relativeDirectory: String) -> [String] {
+        let directory = packageRoot + "/" + relativeDirectory
+        guard let handle = opendir(directory) else { return [] }
+        defer { closedir(handle) }
+        var names: [String] = []
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if entry.pointee.d_type == UInt8(DT_REG) { names.append(relativeDirectory + "/" + name) }
+        }
+        return names.sorted()
+    }
+}

@@ -1,0 +1,36 @@
+// Shared by the unit tests and the libFuzzer targets (scripts/fuzz.sh compiles this file into the
+// fuzzers together with the exporter's sources, with -D FUZZING).
+#if !FUZZING
+@testable import Exporter
+#endif
+
+/// What the fuzzers feed arbitrary bytes to. Any input must give a value or an error, never a
+/// crash, hang or unbounded allocation.
+enum FuzzHarness {
+    /// The config loader, as for a file named fuzz.yaml.
+    static func config(_ bytes: [UInt8]) {
+        switch ConfigLoader.parse(bytes, file: "fuzz.yaml") {
+        case .success(let (config, _)):
+            precondition((1...65535).contains(config.port), "accepted an invalid port")
+        case .failure(let error):
+            precondition(!error.problems.isEmpty, "failure without a problem")
+            for problem in error.problems { precondition(problem.line >= 1 && problem.column >= 1, "problem without a position: \(problem)") }
+        }
+    }
+
+    /// barman output through every decoder, and whatever decodes through the metrics renderer.
+    static func barmanJSON(_ bytes: [UInt8]) {
+        for exitStatus: Int32 in [0, 1] {
+            let output = CommandOutput(stdout: bytes, exitStatus: exitStatus)
+            var snapshot = MetricsSnapshot(version: "fuzz")
+            snapshot.backups = try? BarmanDecoding.backupList(output)
+            snapshot.checks = try? BarmanDecoding.checks(output)
+            if let details = try? BarmanDecoding.backupDetails(output, server: "pg", backupID: "x") {
+                snapshot.details["pg"] = details
+                if snapshot.backups?["pg"] == nil { snapshot.backups = (snapshot.backups ?? [:]).merging(["pg": []]) { $1 } }
+            }
+            let text = TextRenderer.render(MetricsBuilder.families(snapshot, now: 1_800_000_000))
+            precondition(text.isEmpty || text.last == UInt8(ascii: "\n"), "exposition must end with a newline")
+        }
+    }
+}
