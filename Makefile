@@ -3,7 +3,7 @@ SWIFT ?= swift
 BINARY := .build/release/prometheus-barman-exporter
 DEBUG_BINARY := .build/debug/prometheus-barman-exporter
 
-.PHONY: run build release test unit-test exposition-test lifecycle-test fuzz e2e clean
+.PHONY: run build release test unit-test exposition-test lifecycle-test fuzz soak e2e clean
 
 ## run: install build dependencies, build in release mode, serve the mock integration on 127.0.0.1:9780
 run: release
@@ -25,6 +25,7 @@ test:
 	BINARY=$(DEBUG_BINARY) scripts/check-exposition.sh
 	BINARY=$(DEBUG_BINARY) python3 scripts/test_lifecycle.py
 	scripts/fuzz.sh 30
+	BINARY=$(DEBUG_BINARY) python3 scripts/soak.py
 	BINARY=$(DEBUG_BINARY) scripts/e2e.sh
 
 unit-test:
@@ -35,6 +36,9 @@ exposition-test:
 
 fuzz:
 	scripts/fuzz.sh 300
+
+soak:
+	BINARY=$(DEBUG_BINARY) python3 scripts/soak.py
 
 lifecycle-test:
 	BINARY=$(DEBUG_BINARY) python3 scripts/test_lifecycle.py
