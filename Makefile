@@ -3,7 +3,7 @@ SWIFT ?= swift
 BINARY := .build/release/prometheus-barman-exporter
 DEBUG_BINARY := .build/debug/prometheus-barman-exporter
 
-.PHONY: run build release test unit-test exposition-test lifecycle-test fuzz soak e2e clean
+.PHONY: run build release test unit-test exposition-test lifecycle-test fuzz soak e2e deb clean
 
 ## run: install build dependencies, build in release mode, serve the mock integration on 127.0.0.1:9780
 run: release
@@ -45,6 +45,10 @@ lifecycle-test:
 
 e2e:
 	BINARY=$(DEBUG_BINARY) scripts/e2e.sh
+
+## deb: build the Debian package (dpkg-buildpackage -us -uc -b) into .build-tools/deb/
+deb:
+	scripts/build-deb.sh
 
 clean:
 	rm -rf .build .build-tools
