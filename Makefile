@@ -17,7 +17,8 @@ build:
 	scripts/install-deps.sh build
 	$(SWIFT) build
 
-## test: install everything the tests use, then run unit tests, the promtool check and the end-to-end test
+## test: install everything the tests use, then run every test: unit tests, promtool check, lifecycle,
+## fuzzing (30 s per target), soak (300 refreshes), Debian package, end-to-end with PostgreSQL and barman
 test:
 	scripts/install-deps.sh test
 	$(SWIFT) build --build-tests
@@ -26,7 +27,10 @@ test:
 	BINARY=$(DEBUG_BINARY) python3 scripts/test_lifecycle.py
 	scripts/fuzz.sh 30
 	BINARY=$(DEBUG_BINARY) python3 scripts/soak.py
-	BINARY=$(DEBUG_BINARY) scripts/e2e.sh
+	scripts/build-deb.sh
+	scripts/test-deb.sh install
+	BINARY=$(DEBUG_BINARY) E2E_INSTALLED_BINARY=/usr/bin/prometheus-barman-exporter scripts/e2e.sh
+	scripts/test-deb.sh purge
 
 unit-test:
 	$(SWIFT) test

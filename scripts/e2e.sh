@@ -13,6 +13,9 @@
 # newest barman pip installs for Debian's python3 (3.19.x for Python 3.11), in a virtualenv that
 # reuses Debian's psycopg2 (--system-site-packages). E2E_PIP=0 skips that second run.
 #
+# E2E_INSTALLED_BINARY=/usr/bin/prometheus-barman-exporter also runs the Debian package's binary
+# with the package's config file (port changed) against Debian's barman.
+#
 # Everything started is stopped and removed on exit, also on failure.
 # Needs root (PostgreSQL runs as postgres, barman as barman); `scripts/install-deps.sh test` first.
 set -euo pipefail
@@ -223,6 +226,22 @@ sys.exit(statuses != {"pg-a": ["DONE", "DONE"], "pg-b": [], "pg-c": ["FAILED"]})
   check "[$label] zero servers: only the exporter's own metrics and barman_metrics_update" \
     bash -c "! grep -vE '^(#|barman_exporter_|barman_metrics_update )' '$dir/empty.prom'"
   stop_exporter || true
+
+  if [ -n "${E2E_INSTALLED_BINARY:-}" ] && [ "$label" = debian ]; then
+    # The Debian package's binary, as user barman, with the package's config file (only the
+    # port changed, and barman pointed at this test's barman config).
+    port=$(free_port)
+    sed "s/^port: .*/port: $port/" /etc/prometheus-barman-exporter/config.yaml > "$dir/installed.yaml"
+    echo "barman_config_file: $conf" >> "$dir/installed.yaml"
+    chmod 644 "$dir/installed.yaml"
+    setpriv --reuid=barman --regid=barman --init-groups "$E2E_INSTALLED_BINARY" -config "$dir/installed.yaml" 2>> "$dir/installed.log" &
+    exporter_pid=$!
+    url="http://127.0.0.1:$port/metrics"
+    wait_for_metrics "$url" '^barman_up\{' || true
+    check "[$label] the installed package's binary and config serve barman's metrics" \
+      python3 scripts/e2e_compare.py --url "$url" --barman "$bin" --barman-config "$conf" --servers pg-a,pg-b,pg-c
+    check "[$label] ... and stop with status 0" stop_exporter
+  fi
 
   if [ "$failed" -ne 0 ]; then
     echo "--- [$label] exporter log (last 40 lines)"; tail -40 "$dir/exporter.log"
