@@ -180,6 +180,11 @@ struct DocumentationTests {
         }
     }
 
+    @Test func debianChangelogHasTheBuildVersion() throws {
+        let firstLine = try TestSupport.text("debian/changelog").split(separator: "\n").first ?? ""
+        #expect(firstLine.hasPrefix("prometheus-barman-exporter (\(BuildInfo.version)-"))
+    }
+
     @Test func configurationReferenceListsEveryKey() throws {
         let docs = try TestSupport.text("docs/configuration.md")
         for key in ConfigLoader.knownKeys {
