@@ -56,6 +56,8 @@ def expected(config):
             series[("barman_backup_size", labels)] = backup["size_bytes"]
             series[("barman_backup_wal_size", labels)] = backup["wal_size_bytes"]
         if done:
+            series[("barman_last_backup_timestamp_seconds", key)] = int(done[0]["end_time_timestamp"])
+            series[("barman_first_backup_timestamp_seconds", key)] = int(done[-1]["end_time_timestamp"])
             ages[("barman_last_backup", key)] = int(done[0]["end_time_timestamp"])
             ages[("barman_first_backup", key)] = int(done[-1]["end_time_timestamp"])
             show = barman(config, "show-backup", server, done[0]["backup_id"])[server]
@@ -68,6 +70,19 @@ def expected(config):
     for server, results in checks.items():
         for name, result in results.items():
             series[("barman_up", (("check", name), ("server", server)))] = 1 if result["status"] == "OK" else 0
+    replication = {k: v for k, v in barman(config, "replication-status", "all").items() if not k.startswith("_")}
+    for server, status in replication.items():
+        clients = status.get("streaming_clients", [])
+        series[("barman_replication_streaming_clients", (("server", server),))] = len(clients)
+        states = {}
+        for client in clients:
+            states[client["current_sync_state"]] = states.get(client["current_sync_state"], 0) + 1
+            labels = (("application_name", client["application_name"]), ("client_address", client["ip_address"] or ""),
+                      ("server", server), ("slot", client["replication_slot"] or ""))
+            for kind in ("sent", "write", "flush"):
+                series[(f"barman_replication_client_{kind}_lag_bytes", labels)] = -client[f"{kind}_lsn_diff_bytes"]
+        for state, count in states.items():
+            series[("barman_replication_streaming_clients_by_sync_state", (("server", server), ("sync_state", state)))] = count
     return series, ages, set(listing)
 
 

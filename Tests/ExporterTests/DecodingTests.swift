@@ -82,6 +82,31 @@ struct DecodingTests {
         }
     }
 
+    @Test(arguments: ["3.4.0", "3.20.1"])
+    func replicationStatus(version: String) throws {
+        let report = try BarmanDecoding.replication(try TestSupport.fixture(version, "replication-status-all"))
+        #expect(report.clients.keys.sorted() == ["pg", "pg2", "pg3"])
+        #expect(report.unreachable.isEmpty && report.errors.isEmpty)
+        let pg = try #require(report.clients["pg"])
+        // Both barman homes of the lab stream from each cluster, through slots barman and barman_new.
+        #expect(pg.map(\.slot).sorted() == ["barman", "barman_new"])
+        #expect(pg.allSatisfy { $0.applicationName == "barman_receive_wal" && $0.syncState == "async" && $0.clientAddress == "127.0.0.1" })
+        #expect(pg.map(\.flushLagBytes) == [96, 96])
+        #expect(pg.map(\.sentLagBytes) == [0, 0])
+    }
+
+    @Test func replicationStatusWithAServerDown() throws {
+        // barman's answer when one server's PostgreSQL is down (ground truth §3.7): rc 1, `{}` for it.
+        let output = CommandOutput(stdout: Array(#"{"_ERROR": ["Unable to connect to server pg2"], "pg": {"server_lsn": "0/1", "standby_info": "No streaming clients attached", "streaming_clients": []}, "pg2": {}}"#.utf8), exitStatus: 1)
+        let report = try BarmanDecoding.replication(output)
+        #expect(report == ReplicationReport(clients: ["pg": []], unreachable: ["pg2"], errors: ["Unable to connect to server pg2"]))
+        let allDown = CommandOutput(stdout: Array(#"{"_ERROR": ["Unable to connect to server pg2"], "pg2": {}}"#.utf8), exitStatus: 1)
+        #expect(throws: DecodeFailure("barman replication-status all exited with status 1: Unable to connect to server pg2")) {
+            try BarmanDecoding.replication(allDown)
+        }
+        #expect(try BarmanDecoding.replication(try TestSupport.fixture("3.4.0", "empty-list-backups-all")).clients.isEmpty)
+    }
+
     @Test func nagiosTextIsNotJSON() throws {
         let output = try TestSupport.fixture("3.4.0", "json-nagios-check-all")
         var failing = output

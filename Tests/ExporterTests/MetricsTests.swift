@@ -10,6 +10,7 @@ struct MetricsTests {
         snapshot.checks = try BarmanDecoding.checks(try TestSupport.fixture(version, "check-all"))
         let newest = try #require(snapshot.backups?["pg"]?.first)
         snapshot.details["pg"] = try BarmanDecoding.backupDetails(try TestSupport.fixture(version, "show-backup-pg-latest"), server: "pg", backupID: newest.id)
+        snapshot.replication = try BarmanDecoding.replication(try TestSupport.fixture(version, "replication-status-all")).clients
         snapshot.lastRefreshMilliseconds = 734
         return snapshot
     }
@@ -54,9 +55,31 @@ struct MetricsTests {
         #expect(values(later, Metric.lastBackup) == [["pg"]: 172])
     }
 
+    @Test func backupTimestampsAreTheEndTimes() throws {
+        let families = MetricsBuilder.families(try snapshot(), now: 1795544800)
+        #expect(values(families, Metric.lastBackupTimestamp) == [["pg"]: 1795544728])
+        #expect(values(families, Metric.firstBackupTimestamp) == [["pg"]: 1795544721])
+    }
+
+    @Test func streamingClientsAndLag() throws {
+        var snapshot = try snapshot()
+        snapshot.replication?["quiet"] = []
+        // Two clients with identical labels: the larger lag is exported, once.
+        snapshot.replication?["dup"] = [StreamingClient(applicationName: "pg_basebackup", syncState: "async", sentLagBytes: 5, writeLagBytes: 1, flushLagBytes: nil),
+                                        StreamingClient(applicationName: "pg_basebackup", syncState: "sync", sentLagBytes: 3, writeLagBytes: 7, flushLagBytes: 2)]
+        let families = MetricsBuilder.families(snapshot, now: 0)
+        #expect(values(families, Metric.streamingClients) == [["pg"]: 2, ["pg2"]: 2, ["pg3"]: 2, ["quiet"]: 0, ["dup"]: 2])
+        #expect(values(families, Metric.streamingClientsBySyncState)[["pg", "async"]] == 2)
+        #expect(values(families, Metric.streamingClientsBySyncState)[["dup", "sync"]] == 1)
+        #expect(values(families, Metric.clientFlushLag)[["barman_receive_wal", "127.0.0.1", "pg", "barman_new"]] == 96)
+        #expect(values(families, Metric.clientSentLag)[["pg_basebackup", "", "dup", ""]] == 5)
+        #expect(values(families, Metric.clientWriteLag)[["pg_basebackup", "", "dup", ""]] == 7)
+        #expect(values(families, Metric.clientFlushLag)[["pg_basebackup", "", "dup", ""]] == 2)
+    }
+
     @Test func serverWithoutDoneBackupHasNoAgeOrDetails() throws {
         let families = MetricsBuilder.families(try snapshot(), now: 1795544800)
-        for metric in [Metric.lastBackup, Metric.firstBackup, Metric.lastBackupCopyTime, Metric.lastBackupThroughput,
+        for metric in [Metric.lastBackup, Metric.firstBackup, Metric.lastBackupTimestamp, Metric.firstBackupTimestamp, Metric.lastBackupCopyTime, Metric.lastBackupThroughput,
                        Metric.lastBackupWALFiles, Metric.lastBackupWALRate] {
             #expect(values(families, metric).keys.map { $0.last } == ["pg"], "\(metric.name)")
         }
@@ -87,6 +110,7 @@ struct MetricsTests {
         var snapshot = try snapshot()
         snapshot.backups?["pg"] = nil
         snapshot.checks?["pg"] = nil
+        snapshot.replication?["pg"] = nil
         let text = TestSupport.exposition(snapshot, now: 1795544800)
         #expect(!text.contains("server=\"pg\""))
         #expect(text.contains("server=\"pg2\""))

@@ -35,6 +35,7 @@ struct RefresherTests {
         func answerFromFixtures(_ version: String) throws {
             try answer("list-backups", try TestSupport.text("Tests/ExporterTests/Fixtures/\(version)/list-backups-all.stdout"))
             try answer("check", try TestSupport.text("Tests/ExporterTests/Fixtures/\(version)/check-all.stdout"))
+            try answer("replication-status", try TestSupport.text("Tests/ExporterTests/Fixtures/\(version)/replication-status-all.stdout"))
             let listing = try BarmanDecoding.backupList(CommandOutput(stdout: try TestSupport.read("Tests/ExporterTests/Fixtures/\(version)/list-backups-all.stdout")))
             let newest = try #require(listing["pg"]?.first?.id)
             try answer("show-backup-pg-\(newest)", try TestSupport.text("Tests/ExporterTests/Fixtures/\(version)/show-backup-pg-latest.stdout"))
@@ -61,19 +62,23 @@ struct RefresherTests {
 
     static let showBackup = #"{"%": {"backup_id": "B2", "status": "DONE", "base_backup_information": {"copy_time_seconds": 1.5, "throughput_bytes": 100}, "wal_information": {"no_of_files": 3, "wal_rate_per_second": 0.5}}}"#
 
-    @Test func invocationBudgetIsTwoPlusOnePerServerWithBackups() async throws {
+    /// One `all` call per source (list-backups, check, replication-status) plus one show-backup
+    /// per server with backups: 3 + N barman processes (the Go exporter needs 3 + 2N, Python 1 + 4N).
+    @Test func invocationBudgetIsThreePlusOnePerServerWithBackups() async throws {
         let harness = try Harness()
         let servers = 5
         try harness.answer("list-backups", syntheticListing(servers: servers))
         try harness.answer("check", "{}")
+        try harness.answer("replication-status", "{}")
         for index in 0..<servers {
             try harness.answer("show-backup-srv\(index)-B2", Self.showBackup.replacingPercent("srv\(index)"))
         }
         await harness.refresher.refreshCycle()
         let calls = harness.invocations()
-        #expect(calls.count == 2 + servers)
+        #expect(calls.count == 3 + servers)
         #expect(calls.filter { $0 == "list-backups all" }.count == 1)
         #expect(calls.filter { $0 == "check all" }.count == 1)
+        #expect(calls.filter { $0 == "replication-status all" }.count == 1)
         // One show-backup per server with a DONE backup, of its newest DONE backup only.
         #expect(Set(calls.filter { $0.hasPrefix("show-backup") }) == Set((0..<servers).map { "show-backup srv\($0) B2" }))
         let families = MetricsBuilder.families(harness.store.snapshot, now: 1795544800)
@@ -86,8 +91,9 @@ struct RefresherTests {
         try harness.answerFromFixtures(version)
         await harness.refresher.refreshCycle()
         let snapshot = harness.store.snapshot
-        #expect(harness.invocations().count == 3)
+        #expect(harness.invocations().count == 4)
         #expect(snapshot.backups?.keys.sorted() == ["pg", "pg2", "pg3"])
+        #expect(snapshot.replication?["pg"]?.count == 2)
         #expect(snapshot.checks?["pg3"]?.contains(CheckResult(name: "failed_backups", ok: false)) == true)
         #expect(snapshot.details["pg"]?.walFiles != nil)
         #expect(snapshot.health[.check]?.lastRunSucceeded == true)  // exit status 1 with JSON is data
@@ -100,7 +106,7 @@ struct RefresherTests {
         try harness.answerFromFixtures("3.4.0")
         await harness.refresher.refreshCycle()
         await harness.refresher.refreshCycle()
-        #expect(harness.invocations().count == 3)
+        #expect(harness.invocations().count == 4)
     }
 
     @Test func expiredAnswersAreFetchedAgain() async throws {
@@ -108,7 +114,7 @@ struct RefresherTests {
         try harness.answerFromFixtures("3.4.0")
         await harness.refresher.refreshCycle()
         await harness.refresher.refreshCycle()
-        #expect(harness.invocations().count == 6)
+        #expect(harness.invocations().count == 8)
     }
 
     @Test func checksHaveTheirOwnTTL() async throws {

@@ -3,22 +3,25 @@
 public enum CommandKind: String, Sendable, CaseIterable, Comparable {
     case check = "check"
     case listBackups = "list-backups"
+    case replicationStatus = "replication-status"
     case showBackup = "show-backup"
 
     public static func < (lhs: CommandKind, rhs: CommandKind) -> Bool { lhs.rawValue < rhs.rawValue }
 }
 
-/// One barman invocation. Every refresh needs at most `list-backups all`, `check all`, and one
-/// `show-backup` per server that has a DONE backup.
+/// One barman invocation. Every refresh needs at most `list-backups all`, `check all`,
+/// `replication-status all`, and one `show-backup` per server that has a DONE backup.
 public enum BarmanCommand: Hashable, Sendable, CustomStringConvertible {
     case listBackups
     case check
+    case replicationStatus
     case showBackup(server: String, backupID: String)
 
     public var kind: CommandKind {
         switch self {
         case .listBackups: return .listBackups
         case .check: return .check
+        case .replicationStatus: return .replicationStatus
         case .showBackup: return .showBackup
         }
     }
@@ -29,6 +32,7 @@ public enum BarmanCommand: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .listBackups: return ["list-backups", "all"]
         case .check: return ["check", "all"]
+        case .replicationStatus: return ["replication-status", "all"]
         case .showBackup(let server, let backupID): return ["show-backup", server, backupID]
         }
     }

@@ -47,6 +47,44 @@ public struct BackupDetails: Sendable, Equatable {
     }
 }
 
+/// A WAL streaming client of one server, from `replication-status` (pg_stat_replication).
+public struct StreamingClient: Sendable, Equatable {
+    public var applicationName: String
+    public var slot: String
+    public var clientAddress: String
+    public var syncState: String
+    /// Bytes the client is behind the server's current LSN (barman's `*_lsn_diff_bytes`, negated).
+    public var sentLagBytes: Double?
+    public var writeLagBytes: Double?
+    public var flushLagBytes: Double?
+
+    public init(applicationName: String, slot: String = "", clientAddress: String = "", syncState: String = "",
+                sentLagBytes: Double? = nil, writeLagBytes: Double? = nil, flushLagBytes: Double? = nil) {
+        self.applicationName = applicationName
+        self.slot = slot
+        self.clientAddress = clientAddress
+        self.syncState = syncState
+        self.sentLagBytes = sentLagBytes
+        self.writeLagBytes = writeLagBytes
+        self.flushLagBytes = flushLagBytes
+    }
+}
+
+/// `replication-status all`: clients per reachable server. barman reports a server whose
+/// PostgreSQL it cannot reach as `{}` plus an `_ERROR` message (and exits 1); such a server has
+/// no entry here, and the others keep theirs.
+public struct ReplicationReport: Sendable, Equatable {
+    public var clients: [String: [StreamingClient]]
+    public var unreachable: [String]
+    public var errors: [String]
+
+    public init(clients: [String: [StreamingClient]], unreachable: [String] = [], errors: [String] = []) {
+        self.clients = clients
+        self.unreachable = unreachable
+        self.errors = errors
+    }
+}
+
 /// Why barman's answer to a command could not be used.
 public struct DecodeFailure: Error, Sendable, Equatable, CustomStringConvertible {
     public var message: String
@@ -62,7 +100,16 @@ public struct DecodeFailure: Error, Sendable, Equatable, CustomStringConvertible
 public enum BarmanDecoding {
     /// Server name -> that server's JSON, after checking exit status, JSON validity and `_ERROR`.
     public static func servers(of command: BarmanCommand, _ output: CommandOutput) throws(DecodeFailure) -> [String: JSONValue] {
-        let tolerated: Set<Int32> = command.kind == .check ? [0, 1] : [0]
+        let (members, errors) = try envelope(of: command, output, tolerated: command.kind == .check ? [0, 1] : [0])
+        if !errors.isEmpty {
+            throw DecodeFailure("barman \(command) reported an error: \(errors.joined(separator: "; "))")
+        }
+        return members
+    }
+
+    /// The servers of a JSON answer and barman's `_ERROR` messages, after checking the exit
+    /// status and JSON validity.
+    static func envelope(of command: BarmanCommand, _ output: CommandOutput, tolerated: Set<Int32>) throws(DecodeFailure) -> ([String: JSONValue], [String]) {
         guard tolerated.contains(output.exitStatus) else {
             throw DecodeFailure("barman \(command) exited with status \(output.exitStatus)" + errorMessages(output.stdout))
         }
@@ -78,10 +125,8 @@ public enum BarmanDecoding {
         guard case .object(let members) = document else {
             throw DecodeFailure("barman \(command) printed JSON that is not an object")
         }
-        if let errors = members["_ERROR"] {
-            throw DecodeFailure("barman \(command) reported an error: \(messageList(errors))")
-        }
-        return members.filter { !$0.key.hasPrefix("_") }
+        let errors = members["_ERROR"].map(messageList) ?? []
+        return (members.filter { !$0.key.hasPrefix("_") }, errors)
     }
 
     public static func backupList(_ output: CommandOutput) throws(DecodeFailure) -> [String: [BackupSummary]] {
@@ -153,10 +198,48 @@ public enum BarmanDecoding {
             walRatePerSecond: walRate)
     }
 
+    /// `replication-status all`. Exit status 1 with valid JSON is partial data when some server
+    /// answered: unreachable servers (`{}`) are listed, the others decoded.
+    public static func replication(_ output: CommandOutput) throws(DecodeFailure) -> ReplicationReport {
+        let command = BarmanCommand.replicationStatus
+        let (servers, errors) = try envelope(of: command, output, tolerated: [0, 1])
+        var report = ReplicationReport(clients: [:], errors: errors)
+        for (server, value) in servers {
+            let context = "barman \(command): server '\(server)'"
+            guard case .object(let fields) = value else { throw DecodeFailure("\(context): expected an object") }
+            guard !fields.isEmpty else {
+                report.unreachable.append(server)
+                continue
+            }
+            guard case .array(let entries)? = fields["streaming_clients"] else { throw missing("streaming_clients", context) }
+            report.clients[server] = entries.map { entry in
+                StreamingClient(
+                    applicationName: string(entry["application_name"]),
+                    slot: string(entry["replication_slot"]),
+                    clientAddress: string(entry["ip_address"]),
+                    syncState: string(entry["current_sync_state"]),
+                    sentLagBytes: number(entry["sent_lsn_diff_bytes"]).map { -$0 },
+                    writeLagBytes: number(entry["write_lsn_diff_bytes"]).map { -$0 },
+                    flushLagBytes: number(entry["flush_lsn_diff_bytes"]).map { -$0 })
+            }
+        }
+        if output.exitStatus != 0 && report.clients.isEmpty {
+            throw DecodeFailure("barman \(command) exited with status \(output.exitStatus): \(errors.joined(separator: "; "))")
+        }
+        report.unreachable.sort()
+        return report
+    }
+
     // MARK: - Field helpers (barman mixes ints, floats, numeric strings and the string "None")
 
     static func missing(_ field: String, _ context: String) -> DecodeFailure {
         DecodeFailure("\(context): missing or invalid field '\(field)'")
+    }
+
+    /// A string field, "" when absent or null (barman prints `null` for a unix-socket client address).
+    static func string(_ value: JSONValue?) -> String {
+        if case .string(let text)? = value { return text }
+        return ""
     }
 
     static func requiredString(_ value: JSONValue, _ field: String, _ context: String) throws(DecodeFailure) -> String {
@@ -187,17 +270,17 @@ public enum BarmanDecoding {
 
     static func errorMessages(_ stdout: [UInt8]) -> String {
         guard let document = try? JSONParser.parse(stdout), let errors = document["_ERROR"] else { return "" }
-        return ": " + messageList(errors)
+        return ": " + messageList(errors).joined(separator: "; ")
     }
 
-    static func messageList(_ value: JSONValue) -> String {
+    static func messageList(_ value: JSONValue) -> [String] {
         if case .array(let items) = value {
             return items.map { item -> String in
                 if case .string(let text) = item { return text }
                 return "\(item)"
-            }.joined(separator: "; ")
+            }
         }
-        if case .string(let text) = value { return text }
-        return "\(value)"
+        if case .string(let text) = value { return [text] }
+        return ["\(value)"]
     }
 }

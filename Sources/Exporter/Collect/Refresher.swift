@@ -21,8 +21,9 @@ public struct RefreshSettings: Sendable, Equatable {
 
 /// Runs barman, caches each answer for its TTL, and publishes snapshots.
 ///
-/// Sources are independent: `check all` (often the slow one) and `list-backups all` run
-/// concurrently, and each publishes as soon as it is done. A source still running when the next
+/// Sources are independent: `check all` (often the slow one), `list-backups all` (followed by
+/// `show-backup`) and `replication-status all` run concurrently, and each publishes as soon as
+/// it is done. A source still running when the next
 /// cycle starts is not started again. A failed run keeps the last good data of that source and
 /// is recorded in the health metrics.
 public actor Refresher {
@@ -32,9 +33,11 @@ public actor Refresher {
     private var settings: RefreshSettings
     private let clock = ContinuousClock()
 
-    /// When each source last gave usable output (monotonic), for the TTLs.
+    /// When each source last gave usable output (monotonic), for the TTLs. `replication-status`
+    /// uses `cache_ttl` like the backup commands.
     private var backupsFetchedAt: ContinuousClock.Instant?
     private var checksFetchedAt: ContinuousClock.Instant?
+    private var replicationFetchedAt: ContinuousClock.Instant?
     private var detailsFetchedAt: [String: (backupID: String, at: ContinuousClock.Instant)] = [:]
     private var inFlight: Set<BarmanCommand> = []
 
@@ -52,6 +55,7 @@ public actor Refresher {
         if sourceChanged {
             backupsFetchedAt = nil
             checksFetchedAt = nil
+            replicationFetchedAt = nil
             detailsFetchedAt = [:]
         }
     }
@@ -79,7 +83,8 @@ public actor Refresher {
         let started = clock.now
         async let backups: Void = refreshBackupsAndDetails()
         async let checks: Void = refreshChecks()
-        _ = await (backups, checks)
+        async let replication: Void = refreshReplication()
+        _ = await (backups, checks, replication)
         let milliseconds = Self.milliseconds(clock.now - started)
         store.update { $0.lastRefreshMilliseconds = milliseconds }
         logger.debug("refresh cycle done", ["duration_ms": TextRenderer.formatValue(milliseconds)])
@@ -96,6 +101,18 @@ public actor Refresher {
         guard let checks = await fetch(.check, decode: { output throws(DecodeFailure) in try BarmanDecoding.checks(output) }) else { return }
         checksFetchedAt = fetchedAt
         store.update { $0.checks = checks }
+    }
+
+    private func refreshReplication() async {
+        guard expired(replicationFetchedAt, ttl: settings.cacheTTL) else { return }
+        let fetchedAt = clock.now
+        guard let report = await fetch(.replicationStatus, decode: { output throws(DecodeFailure) in try BarmanDecoding.replication(output) }) else { return }
+        if !report.errors.isEmpty {
+            logger.warn("barman replication-status could not reach every server; they have no streaming metrics until it can",
+                        ["servers": report.unreachable.joined(separator: ","), "error": report.errors.joined(separator: "; ")])
+        }
+        replicationFetchedAt = fetchedAt
+        store.update { $0.replication = report.clients }
     }
 
     private func refreshBackupsAndDetails() async {

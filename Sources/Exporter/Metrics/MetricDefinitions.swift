@@ -64,6 +64,33 @@ public enum Metric {
         "barman_last_backup_wal_rate_per_second", .gauge,
         "Outputs the wal rate for the last backup", labels: ["server"])
 
+    // Beyond the seed: absolute times (the form Prometheus recommends for alerting) and WAL
+    // streaming from `replication-status` (planned in the Go rewrite's docs).
+    public static let lastBackupTimestamp = MetricDefinition(
+        "barman_last_backup_timestamp_seconds", .gauge,
+        "Unix time the newest DONE backup of the server ended (end_time_timestamp from barman list-backups).", labels: ["server"])
+    public static let firstBackupTimestamp = MetricDefinition(
+        "barman_first_backup_timestamp_seconds", .gauge,
+        "Unix time the oldest DONE backup of the server ended (end_time_timestamp from barman list-backups).", labels: ["server"])
+    public static let streamingClients = MetricDefinition(
+        "barman_replication_streaming_clients", .gauge,
+        "Number of WAL streaming clients of the server (barman replication-status).", labels: ["server"])
+    public static let streamingClientsBySyncState = MetricDefinition(
+        "barman_replication_streaming_clients_by_sync_state", .gauge,
+        "Number of WAL streaming clients of the server per sync state (async, sync, potential, quorum).", labels: ["server", "sync_state"])
+    public static let clientSentLag = MetricDefinition(
+        "barman_replication_client_sent_lag_bytes", .gauge,
+        "Bytes of WAL the server has not yet sent to this streaming client (server LSN minus sent LSN).",
+        labels: ["application_name", "client_address", "server", "slot"])
+    public static let clientWriteLag = MetricDefinition(
+        "barman_replication_client_write_lag_bytes", .gauge,
+        "Bytes of WAL this streaming client has not yet written (server LSN minus write LSN).",
+        labels: ["application_name", "client_address", "server", "slot"])
+    public static let clientFlushLag = MetricDefinition(
+        "barman_replication_client_flush_lag_bytes", .gauge,
+        "Bytes of WAL this streaming client has not yet flushed to disk (server LSN minus flush LSN).",
+        labels: ["application_name", "client_address", "server", "slot"])
+
     // The exporter's own metrics.
     public static let buildInfo = MetricDefinition(
         "barman_exporter_build_info", .gauge,
@@ -89,6 +116,8 @@ public enum Metric {
     public static let all: [MetricDefinition] = [
         backupSize, backupWALSize, backupsFailed, backupsTotal, firstBackup, lastBackup, lastBackupCopyTime,
         metricsUpdate, up, lastBackupThroughput, lastBackupWALFiles, lastBackupWALRate,
+        lastBackupTimestamp, firstBackupTimestamp, streamingClients, streamingClientsBySyncState,
+        clientSentLag, clientWriteLag, clientFlushLag,
         buildInfo, commandSuccess, commandLastSuccess, commandDuration, commandRuns, commandFailures,
     ]
 }

@@ -19,9 +19,11 @@ public enum MetricsBuilder {
             }
             if let newest = done.first?.endTime {
                 add(Metric.lastBackup, [server], now - Double(newest))
+                add(Metric.lastBackupTimestamp, [server], Double(newest))
             }
             if let oldest = done.last?.endTime {
                 add(Metric.firstBackup, [server], now - Double(oldest))
+                add(Metric.firstBackupTimestamp, [server], Double(oldest))
             }
             // Details only for servers that still list a DONE backup: a server that vanished, or
             // whose backups were all deleted, must not keep reporting its old "last backup".
@@ -36,6 +38,27 @@ public enum MetricsBuilder {
         for (server, checks) in snapshot.checks ?? [:] {
             for check in checks {
                 add(Metric.up, [check.name, server], check.ok ? 1 : 0)
+            }
+        }
+
+        for (server, clients) in snapshot.replication ?? [:] {
+            add(Metric.streamingClients, [server], Double(clients.count))
+            var bySyncState: [String: Int] = [:]
+            // Two clients may share every identifying label (no slot, same host and name): one
+            // series each is impossible, so the worst (largest) lag of them is exported.
+            var lags: [[String]: (sent: Double?, write: Double?, flush: Double?)] = [:]
+            for client in clients {
+                bySyncState[client.syncState, default: 0] += 1
+                let labels = [client.applicationName, client.clientAddress, server, client.slot]
+                let previous = lags[labels]
+                lags[labels] = (maxOptional(previous?.sent, client.sentLagBytes), maxOptional(previous?.write, client.writeLagBytes),
+                                maxOptional(previous?.flush, client.flushLagBytes))
+            }
+            for (state, count) in bySyncState { add(Metric.streamingClientsBySyncState, [server, state], Double(count)) }
+            for (labels, lag) in lags {
+                add(Metric.clientSentLag, labels, lag.sent)
+                add(Metric.clientWriteLag, labels, lag.write)
+                add(Metric.clientFlushLag, labels, lag.flush)
             }
         }
 
@@ -55,6 +78,13 @@ public enum MetricsBuilder {
                 MetricFamily(definition: definition, samples: samples.sorted { LabelOrder.less($0.labelValues, $1.labelValues) })
             }
             .sorted { $0.definition.name < $1.definition.name }
+    }
+}
+
+private func maxOptional(_ a: Double?, _ b: Double?) -> Double? {
+    switch (a, b) {
+    case let (a?, b?): return max(a, b)
+    default: return a ?? b
     }
 }
 

@@ -17,6 +17,9 @@ public struct MetricsSnapshot: Sendable, Equatable {
     public var backups: [String: [BackupSummary]]?
     /// Server -> checks (`check all`); nil until the first success.
     public var checks: [String: [CheckResult]]?
+    /// Server -> its WAL streaming clients (`replication-status all`); nil until the first success.
+    /// A server barman could not reach has no entry.
+    public var replication: [String: [StreamingClient]]?
     /// Server -> `show-backup` of its newest DONE backup.
     public var details: [String: BackupDetails] = [:]
     public var health: [CommandKind: CommandHealth] = [:]

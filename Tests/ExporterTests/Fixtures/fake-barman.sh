@@ -2,8 +2,9 @@
 # A fake barman for unit tests. Called as the exporter calls barman:
 #   fake-barman.sh -c STATE_DIR -f json COMMAND ARGS...
 # The "config file" is a directory holding the answers:
-#   list-backups.json / check.json / show-backup-SERVER-ID.json   stdout of each command
-#   list-backups.rc / check.rc / show-backup.rc                   exit status (default 0)
+#   list-backups.json / check.json / replication-status.json / show-backup-SERVER-ID.json
+#                                                                 stdout of each command
+#   list-backups.rc / check.rc / replication-status.rc / show-backup.rc                  exit status (default 0)
 #   check.gate                                                    check waits until this file exists
 # Every invocation is appended to STATE_DIR/invocations, one line of arguments.
 state=$2
@@ -11,6 +12,7 @@ shift 4
 echo "$*" >> "$state/invocations"
 case "$1" in
   list-backups) answer=list-backups ;;
+  replication-status) answer=replication-status ;;
   check)
     answer=check
     if [ -e "$state/check.gate.wanted" ]; then
