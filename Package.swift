@@ -17,12 +17,17 @@ let package = Package(
             pkgConfig: "yaml-0.1",
             providers: [.apt(["libyaml-dev"])]
         ),
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         // glibc calls hidden behind _GNU_SOURCE (pipe2, closefrom for posix_spawn) and wait macros.
         .target(name: "CProcessShims"),
         // All of the exporter's logic lives in this library so the tests exercise it directly.
         .target(
             name: "Exporter",
-            dependencies: ["CMicroHTTPD", "CYAML", "CProcessShims"],
+            dependencies: ["CMicroHTTPD", "CYAML", "CZlib", "CProcessShims"],
             swiftSettings: [.unsafeFlags(["-warnings-as-errors"])]
         ),
         .executableTarget(

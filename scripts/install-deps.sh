@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the exporter needs from Debian's packages, only when missing.
-#   scripts/install-deps.sh build   C libraries for building (libmicrohttpd, libyaml, pkg-config)
+#   scripts/install-deps.sh build   C libraries for building (libmicrohttpd, libyaml, zlib, pkg-config)
 #   scripts/install-deps.sh deb     + debhelper, dpkg-dev, lintian, systemd (for systemd-analyze)
 #   scripts/install-deps.sh test    + PostgreSQL, barman, curl and Prometheus' promtool/server, and
 #                                   what building and checking the Debian package takes
@@ -9,12 +9,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 group=${1:-build}
-packages=(libmicrohttpd-dev libyaml-dev pkg-config)
+packages=(libmicrohttpd-dev libyaml-dev zlib1g-dev pkg-config)
 if [ "$group" = test ] || [ "$group" = deb ]; then
   packages+=(debhelper dpkg-dev lintian systemd)
 fi
 if [ "$group" = test ]; then
-  packages+=(curl postgresql barman python3 python3-venv)
+  packages+=(curl postgresql barman python3 python3-venv python3-prometheus-client)
 fi
 
 missing=()

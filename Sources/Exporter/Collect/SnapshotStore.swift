@@ -3,17 +3,26 @@ import Synchronization
 /// Holds the current snapshot. Refreshes swap in a new value; scrapes copy the current one out.
 /// Both take the lock only to copy a reference-counted value, so a scrape never waits on barman.
 public final class SnapshotStore: Sendable {
-    private let current: Mutex<MetricsSnapshot>
+    private let current: Mutex<(snapshot: MetricsSnapshot, generation: UInt64)>
 
     public init(_ initial: MetricsSnapshot) {
-        current = Mutex(initial)
+        current = Mutex((initial, 0))
     }
 
     public var snapshot: MetricsSnapshot {
+        current.withLock { $0.snapshot }
+    }
+
+    /// The snapshot with a number that changes whenever the snapshot does, so a rendered body
+    /// can be reused until then.
+    public var versioned: (snapshot: MetricsSnapshot, generation: UInt64) {
         current.withLock { $0 }
     }
 
     public func update(_ change: (inout MetricsSnapshot) -> Void) {
-        current.withLock { change(&$0) }
+        current.withLock { state in
+            change(&state.snapshot)
+            state.generation &+= 1
+        }
     }
 }

@@ -3,6 +3,7 @@
 public struct Routes: Sendable {
     public let store: SnapshotStore
     public let now: @Sendable () -> Double
+    let cache = ExpositionCache()
 
     public init(store: SnapshotStore, now: @escaping @Sendable () -> Double = { WallClock.nowSeconds() }) {
         self.store = store
@@ -22,13 +23,17 @@ public struct Routes: Sendable {
         if path == "/" {
             return HTTPResponse(status: 200, headers: [("Content-Type", "text/html; charset=utf-8")], body: Array(Self.landingPage.utf8))
         }
-        return metrics()
+        return metrics(request)
     }
 
-    /// Ages are computed with whole seconds of the scrape time, the unit barman records them in.
-    func metrics() -> HTTPResponse {
-        let families = MetricsBuilder.families(store.snapshot, now: now().rounded(.down))
-        return HTTPResponse(status: 200, headers: [("Content-Type", TextRenderer.contentType)], body: TextRenderer.render(families))
+    /// Text 0.0.4 or OpenMetrics, gzipped when asked. Ages are computed with whole seconds of the
+    /// scrape time (the unit barman records end times in), so the body is reused within a second.
+    func metrics(_ request: HTTPRequest) -> HTTPResponse {
+        let format = ContentNegotiation.format(accept: request.accept)
+        let body = cache.body(for: format, gzip: ContentNegotiation.acceptsGzip(request.acceptEncoding), store: store, second: now().rounded(.down))
+        var headers = [("Content-Type", format.contentType), ("Vary", "Accept, Accept-Encoding")]
+        if body.gzipped { headers.append(("Content-Encoding", "gzip")) }
+        return HTTPResponse(status: 200, headers: headers, body: body.bytes.bytes)
     }
 
     private func text(_ status: Int, _ body: String) -> HTTPResponse {

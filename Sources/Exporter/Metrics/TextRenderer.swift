@@ -1,25 +1,50 @@
-/// Renders metric families in the Prometheus text format 0.0.4.
-///
-/// Escaping follows the format: in HELP, `\` and newline; in label values, `\`, `"` and newline.
-/// Values use the shortest representation that parses back to the same double.
-public enum TextRenderer {
-    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+/// The two exposition formats served.
+public enum ExpositionFormat: Sendable, Hashable {
+    /// Prometheus text format 0.0.4, understood by every scraper.
+    case text
+    /// OpenMetrics 1.0.0, for scrapers that ask for it (Prometheus does).
+    case openMetrics
 
-    public static func render(_ families: [MetricFamily]) -> [UInt8] {
+    public var contentType: String {
+        switch self {
+        case .text: return "text/plain; version=0.0.4; charset=utf-8"
+        case .openMetrics: return "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        }
+    }
+}
+
+/// Renders metric families in the Prometheus text format 0.0.4 or OpenMetrics 1.0.0.
+///
+/// Escaping follows each format: label values escape `\`, `"` and newline in both; HELP escapes
+/// `\` and newline in 0.0.4, and `"` too in OpenMetrics. OpenMetrics names a counter family
+/// without its `_total` suffix, puts TYPE before HELP, and ends with `# EOF`. Values use the
+/// shortest representation that parses back to the same double.
+public enum TextRenderer {
+    public static let contentType = ExpositionFormat.text.contentType
+
+    public static func render(_ families: [MetricFamily], format: ExpositionFormat = .text) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(families.reduce(0) { $0 + 160 + $1.samples.count * 64 })
         for family in families {
             let definition = family.definition
-            out.append(contentsOf: "# HELP ".utf8)
-            out.append(contentsOf: definition.name.utf8)
-            out.append(0x20)
-            appendEscaped(definition.help, escapeQuotes: false, to: &out)
-            out.append(0x0A)
-            out.append(contentsOf: "# TYPE ".utf8)
-            out.append(contentsOf: definition.name.utf8)
-            out.append(0x20)
-            out.append(contentsOf: definition.type.rawValue.utf8)
-            out.append(0x0A)
+            switch format {
+            case .text:
+                appendMetadata("HELP", definition.name, to: &out)
+                appendEscaped(definition.help, escapeQuotes: false, to: &out)
+                out.append(0x0A)
+                appendMetadata("TYPE", definition.name, to: &out)
+                out.append(contentsOf: definition.type.rawValue.utf8)
+                out.append(0x0A)
+            case .openMetrics:
+                var familyName = Substring(definition.name)
+                if definition.type == .counter, familyName.hasSuffix("_total") { familyName = familyName.dropLast(6) }
+                appendMetadata("TYPE", String(familyName), to: &out)
+                out.append(contentsOf: definition.type.rawValue.utf8)
+                out.append(0x0A)
+                appendMetadata("HELP", String(familyName), to: &out)
+                appendEscaped(definition.help, escapeQuotes: true, to: &out)
+                out.append(0x0A)
+            }
             for sample in family.samples {
                 out.append(contentsOf: definition.name.utf8)
                 appendLabels(definition.labels, sample.labelValues, to: &out)
@@ -28,7 +53,16 @@ public enum TextRenderer {
                 out.append(0x0A)
             }
         }
+        if format == .openMetrics { out.append(contentsOf: "# EOF\n".utf8) }
         return out
+    }
+
+    private static func appendMetadata(_ keyword: String, _ name: String, to out: inout [UInt8]) {
+        out.append(contentsOf: "# ".utf8)
+        out.append(contentsOf: keyword.utf8)
+        out.append(0x20)
+        out.append(contentsOf: name.utf8)
+        out.append(0x20)
     }
 
     static func appendLabels(_ names: [String], _ values: [String], to out: inout [UInt8]) {

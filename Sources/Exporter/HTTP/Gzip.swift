@@ -1,0 +1,28 @@
+import CZlib
+
+/// The zlib adapter: one-shot gzip of a rendered body. The only file that sees zlib.
+public enum Gzip {
+    /// The gzip member (RFC 1952) of `input`, or nil if zlib fails (then the body goes uncompressed).
+    public static func compress(_ input: [UInt8], level: Int32 = 6) -> [UInt8]? {
+        var stream = z_stream()
+        // deflateInit2 is a macro; windowBits 15 + 16 selects the gzip wrapper.
+        let initialized = deflateInit2_(&stream, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY, zlibVersion(), Int32(MemoryLayout<z_stream>.size))
+        guard initialized == Z_OK else { return nil }
+        defer { deflateEnd(&stream) }
+        let bound = Int(deflateBound(&stream, uLong(input.count)))
+        var output = [UInt8](repeating: 0, count: bound)
+        var input = input
+        let status: Int32 = input.withUnsafeMutableBufferPointer { source in
+            output.withUnsafeMutableBufferPointer { destination in
+                stream.next_in = source.baseAddress
+                stream.avail_in = uInt(source.count)
+                stream.next_out = destination.baseAddress
+                stream.avail_out = uInt(destination.count)
+                return deflate(&stream, Z_FINISH)
+            }
+        }
+        guard status == Z_STREAM_END else { return nil }
+        output.removeSubrange(Int(stream.total_out)...)
+        return output
+    }
+}

@@ -1,0 +1,78 @@
+@testable import Exporter
+import Testing
+
+@Suite("Content negotiation, OpenMetrics and gzip")
+struct NegotiationTests {
+    static let prometheus2Accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    static let prometheus3Accept = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
+
+    @Test func formatChoice() {
+        #expect(ContentNegotiation.format(accept: Self.prometheus2Accept) == .openMetrics)
+        #expect(ContentNegotiation.format(accept: Self.prometheus3Accept) == .openMetrics)
+        #expect(ContentNegotiation.format(accept: nil) == .text)
+        #expect(ContentNegotiation.format(accept: "*/*") == .text)  // curl
+        #expect(ContentNegotiation.format(accept: "text/plain;version=0.0.4") == .text)
+        #expect(ContentNegotiation.format(accept: "application/openmetrics-text;version=0.0.1") == .text)
+        #expect(ContentNegotiation.format(accept: "application/openmetrics-text; version=\"1.0.0\"; q=0.9, text/plain") == .text)
+        #expect(ContentNegotiation.format(accept: "application/openmetrics-text;q=0") == .text)
+        #expect(ContentNegotiation.format(accept: "Application/OpenMetrics-Text") == .openMetrics)
+    }
+
+    @Test func gzipChoice() {
+        #expect(ContentNegotiation.acceptsGzip("gzip"))
+        #expect(ContentNegotiation.acceptsGzip("deflate, gzip;q=0.5"))
+        #expect(!ContentNegotiation.acceptsGzip("gzip;q=0"))
+        #expect(!ContentNegotiation.acceptsGzip("identity"))
+        #expect(!ContentNegotiation.acceptsGzip(nil))
+    }
+
+    @Test func openMetricsExposition() {
+        var snapshot = MetricsSnapshot(version: "1")
+        snapshot.backups = ["s\"x": []]
+        snapshot.health[.check] = CommandHealth()
+        let families = MetricsBuilder.families(snapshot, now: 0)
+        let text = String(decoding: TextRenderer.render(families, format: .openMetrics), as: UTF8.self)
+        #expect(text.hasSuffix("\n# EOF\n"))
+        // Counters: the family drops `_total`, the sample keeps it; TYPE comes before HELP.
+        #expect(text.contains("# TYPE barman_exporter_command_runs counter\n# HELP barman_exporter_command_runs Runs of this barman command since the exporter started.\nbarman_exporter_command_runs_total{command=\"check\"} 0\n"))
+        // Gauges keep their name, `_total` or not.
+        #expect(text.contains("# TYPE barman_backups_total gauge\n"))
+        #expect(text.contains("barman_backups_total{server=\"s\\\"x\"} 0\n"))
+        // HELP escapes quotes in OpenMetrics (not in 0.0.4).
+        #expect(text.contains("# HELP barman_exporter_build_info A metric with a constant '1' value"))
+        let plain = String(decoding: TextRenderer.render(families, format: .text), as: UTF8.self)
+        #expect(!plain.contains("# EOF"))
+        #expect(plain.contains("# TYPE barman_exporter_command_runs_total counter\n"))
+    }
+
+    @Test func gzipIsAValidSmallerGzipMember() throws {
+        let body = Array(String(repeating: "barman_up{check=\"wal_level\",server=\"pg\"} 1\n", count: 1000).utf8)
+        let compressed = try #require(Gzip.compress(body))
+        #expect(compressed.prefix(3) == [0x1F, 0x8B, 0x08])
+        #expect(compressed.count < body.count / 10)
+        // The trailer holds the input size (mod 2^32), little-endian.
+        let size = compressed.suffix(4).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        #expect(size == body.count)
+    }
+
+    @Test func servedFormatsAndEncodings() async throws {
+        var config = Config()
+        config.integrationType = .mock
+        config.port = 0
+        let exporter = try Exporter(config: config, configPath: "/nonexistent", logger: Logger(level: .error))
+        defer { exporter.stop() }
+        await exporter.refresher.refreshCycle()
+        let connection = try RawHTTPConnection(port: exporter.port)
+        let plain = try connection.request("GET", "/metrics")
+        let openMetrics = try connection.request("GET", "/metrics", headers: ["Accept: " + Self.prometheus2Accept, "Accept-Encoding: gzip"])
+        #expect(openMetrics.headers["content-type"] == "application/openmetrics-text; version=1.0.0; charset=utf-8")
+        #expect(openMetrics.headers["content-encoding"] == "gzip")
+        #expect(openMetrics.headers["vary"] == "Accept, Accept-Encoding")
+        #expect(openMetrics.body.prefix(2) == [0x1F, 0x8B])
+        #expect(openMetrics.body.count < plain.body.count / 3)
+        let gzippedText = try connection.request("GET", "/metrics", headers: ["Accept-Encoding: gzip, deflate"])
+        #expect(gzippedText.headers["content-type"] == TextRenderer.contentType)
+        #expect(gzippedText.headers["content-encoding"] == "gzip")
+        #expect(plain.headers["content-encoding"] == nil)
+    }
+}
