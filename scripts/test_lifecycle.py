@@ -204,9 +204,45 @@ def test_shutdown_with_barman_running(work):
     exporter.stop()
 
 
+def test_once_and_output(work):
+    good = os.path.join(work, "mock.yaml")
+    with open(good, "w") as f:
+        f.write(mock_config(9780))
+    run = subprocess.run([BINARY, "--once", "-config", good], capture_output=True, text=True, timeout=60)
+    check("--once prints the metrics and exits 0", run.returncode == 0 and 'barman_up{check="failed_backups",server="pg-main"} 0' in run.stdout, run.stderr)
+
+    failing = os.path.join(work, "failing-barman")
+    with open(failing, "w") as f:
+        f.write("#!/bin/sh\necho 'not json'\nexit 2\n")
+    os.chmod(failing, 0o755)
+    shell = os.path.join(work, "shell.yaml")
+    with open(shell, "w") as f:
+        f.write(f"integration_type: shell\nbarman_command: {failing}\n")
+    run = subprocess.run([BINARY, "--once", "-config", shell], capture_output=True, text=True, timeout=60)
+    check("--once with a failing barman: exit 1, failure in the metrics, error logged",
+          run.returncode == 1 and 'barman_exporter_command_success{command="list-backups"} 0' in run.stdout and "level=error" in run.stderr,
+          f"{run.returncode} {run.stderr}")
+
+    target_dir = os.path.join(work, "textfile")
+    os.mkdir(target_dir)
+    target = os.path.join(target_dir, "barman.prom")
+    with open(target, "w") as f:
+        f.write("old content\n")
+    run = subprocess.run([BINARY, "-config", good, "--output", target], capture_output=True, text=True, timeout=60)
+    with open(target) as f:
+        content = f.read()
+    check("--output FILE replaces the file with the metrics, exit 0",
+          run.returncode == 0 and content.startswith("# HELP barman_backup_size") and content.endswith("\n"), run.stderr)
+    check("--output leaves no temporary file behind", os.listdir(target_dir) == ["barman.prom"], str(os.listdir(target_dir)))
+    run = subprocess.run([BINARY, "-config", good, "--output", "/nonexistent-dir/barman.prom"], capture_output=True, text=True, timeout=60)
+    check("--output into a missing directory: exit 1 with a clear error",
+          run.returncode == 1 and "cannot create '/nonexistent-dir/.barman.prom.tmp." in run.stderr, run.stderr)
+
+
 def main():
     with tempfile.TemporaryDirectory() as work:
-        for test in (test_command_line, test_signal_during_startup, test_reload, test_sd_notify, test_shutdown_with_barman_running):
+        for test in (test_command_line, test_signal_during_startup, test_reload, test_sd_notify, test_shutdown_with_barman_running,
+                     test_once_and_output):
             directory = os.path.join(work, test.__name__)
             os.mkdir(directory)
             test(directory)

@@ -182,6 +182,9 @@ struct CommandLineTests {
         #expect(CommandLineOptions.parse(["--check-config", "-config", "a.yaml"]) == .success(.checkConfig(configPath: "a.yaml")))
         #expect(CommandLineOptions.parse(["-help"]) == .success(.help))
         #expect(CommandLineOptions.parse(["--version"]) == .success(.version))
+        #expect(CommandLineOptions.parse(["--once", "-config", "a.yaml"]) == .success(.once(configPath: "a.yaml", output: nil)))
+        #expect(CommandLineOptions.parse(["-config", "a.yaml", "--output", "/x/b.prom"]) == .success(.once(configPath: "a.yaml", output: "/x/b.prom")))
+        #expect(CommandLineOptions.parse(["--check-config", "--once", "-config", "a.yaml"]) == .failure(UsageError("--check-config cannot be combined with --once or --output")))
     }
 
     @Test func errors() {

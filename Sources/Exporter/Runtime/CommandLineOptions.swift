@@ -2,19 +2,25 @@
 public enum CommandLineAction: Equatable, Sendable {
     case run(configPath: String)
     case checkConfig(configPath: String)
+    /// One refresh, then the metrics to stdout (`output` nil) or atomically to a file.
+    case once(configPath: String, output: String?)
     case help
     case version
 }
 
 public enum CommandLineOptions {
     public static let usage = """
-        Usage: prometheus-barman-exporter -config FILE [--check-config]
+        Usage: prometheus-barman-exporter -config FILE [--check-config | --once | --output FILE]
                prometheus-barman-exporter --help | --version
 
         Serves Prometheus metrics about pgbarman backups, read from `barman -f json`.
 
           -config FILE, --config FILE   the YAML config file (required)
           --check-config                validate the config file, print OK or every problem, exit
+          --once                        refresh once, print the metrics to stdout, exit
+                                        (status 1 if any barman command failed)
+          --output FILE                 refresh once, write the metrics to FILE atomically (for
+                                        node_exporter's textfile collector), exit like --once
           --help                        show this help
           --version                     print the version
 
@@ -26,6 +32,8 @@ public enum CommandLineOptions {
     public static func parse(_ arguments: [String]) -> Result<CommandLineAction, UsageError> {
         var configPath: String?
         var checkOnly = false
+        var once = false
+        var outputPath: String?
         var index = 0
         while index < arguments.count {
             let argument = arguments[index]
@@ -41,6 +49,17 @@ public enum CommandLineOptions {
                 return .success(.version)
             case "check-config":
                 checkOnly = true
+            case "once":
+                once = true
+            case "output":
+                if let inlineValue {
+                    outputPath = inlineValue
+                } else {
+                    index += 1
+                    guard index < arguments.count else { return .failure(UsageError("--output needs a file path, e.g. --output /var/lib/prometheus/node-exporter/barman.prom")) }
+                    outputPath = arguments[index]
+                }
+                if outputPath?.isEmpty == true { return .failure(UsageError("--output needs a non-empty file path")) }
             case "config":
                 if let inlineValue {
                     configPath = inlineValue
@@ -58,6 +77,10 @@ public enum CommandLineOptions {
         guard let configPath else {
             return .failure(UsageError("missing -config FILE; e.g. prometheus-barman-exporter -config /etc/prometheus-barman-exporter/config.yaml"))
         }
+        if checkOnly && (once || outputPath != nil) {
+            return .failure(UsageError("--check-config cannot be combined with --once or --output"))
+        }
+        if once || outputPath != nil { return .success(.once(configPath: configPath, output: outputPath)) }
         return .success(checkOnly ? .checkConfig(configPath: configPath) : .run(configPath: configPath))
     }
 

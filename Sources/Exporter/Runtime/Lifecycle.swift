@@ -28,7 +28,43 @@ public enum Lifecycle {
             }
         case .success(.run(let path)):
             return await run(configPath: path)
+        case .success(.once(let path, let output)):
+            return await runOnce(configPath: path, output: output)
         }
+    }
+
+    /// `--once` / `--output`: one refresh of every source, the metrics written once. Exit status
+    /// 1 when any barman command failed (the metrics, including the failure, are still written).
+    static func runOnce(configPath: String, output: String?) async -> Int32 {
+        let config: Config
+        switch ConfigLoader.load(path: configPath) {
+        case .success(let (loaded, _)): config = loaded
+        case .failure(let error):
+            printError(error.description)
+            return 2
+        }
+        let logger = Logger(level: config.logLevel)
+        let store = SnapshotStore(MetricsSnapshot(version: BuildInfo.version))
+        let processGroups = ProcessGroups()
+        let refresher = Refresher(runner: BarmanRunners.make(config, processGroups: processGroups), settings: RefreshSettings(config), store: store, logger: logger)
+        await refresher.refreshCycle()
+        let snapshot = store.snapshot
+        let body = TextRenderer.render(MetricsBuilder.families(snapshot, now: WallClock.nowSeconds().rounded(.down)))
+        if let output {
+            if case .failure(let error) = AtomicFile.write(body, to: output) {
+                logger.error("cannot write the metrics file", ["error": error.description])
+                return 1
+            }
+        } else {
+            var remaining = body[...]
+            while !remaining.isEmpty {
+                let written = remaining.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+                if written < 0 && errno == EINTR { continue }
+                guard written > 0 else { return 1 }
+                remaining = remaining.dropFirst(written)
+            }
+        }
+        return snapshot.health.values.allSatisfy(\.lastRunSucceeded) ? 0 : 1
     }
 
     static func run(configPath: String) async -> Int32 {
