@@ -24,6 +24,7 @@ test:
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 	BINARY=$(DEBUG_BINARY) scripts/check-exposition.sh
+	scripts/check-examples.sh
 	BINARY=$(DEBUG_BINARY) python3 scripts/test_lifecycle.py
 	scripts/fuzz.sh 30
 	BINARY=$(DEBUG_BINARY) python3 scripts/soak.py
