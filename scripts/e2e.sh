@@ -33,8 +33,10 @@ work=$(mktemp -d /tmp/barman-e2e.XXXXXX)
 chmod 755 "$work"
 exporter_pid=
 backup_pid=
+prometheus_pid=
 cleanup() {
   set +e
+  [ -n "$prometheus_pid" ] && kill "$prometheus_pid" 2>/dev/null && wait "$prometheus_pid" 2>/dev/null
   [ -n "$exporter_pid" ] && kill "$exporter_pid" 2>/dev/null && wait "$exporter_pid" 2>/dev/null
   [ -n "$backup_pid" ] && kill "$backup_pid" 2>/dev/null && wait "$backup_pid" 2>/dev/null
   for conf in "$work"/*/barman.conf; do
@@ -211,6 +213,22 @@ sys.exit(statuses != {"pg-a": ["DONE", "DONE"], "pg-b": [], "pg-c": ["FAILED"]})
 
   check "[$label] every metric matches barman -f json" \
     python3 scripts/e2e_compare.py --url "$url" --barman "$bin" --barman-config "$conf" --servers pg-a,pg-b,pg-c
+  if [ "$label" = debian ]; then
+    # A real Prometheus server (Debian's package, unpacked by install-deps) scrapes the exporter
+    # every second, with the shipped alert rules loaded.
+    local pport
+    pport=$(free_port)
+    mkdir -p "$dir/prometheus"
+    cp examples/alerts.yml "$dir/prometheus/"
+    printf 'global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nrule_files: [alerts.yml]\nscrape_configs:\n  - job_name: barman\n    static_configs:\n      - targets: ["127.0.0.1:%s"]\n' "$port" > "$dir/prometheus/prometheus.yml"
+    .build-tools/prometheus/usr/bin/prometheus --config.file="$dir/prometheus/prometheus.yml" --storage.tsdb.path="$dir/prometheus/data" \
+      --web.listen-address="127.0.0.1:$pport" > "$dir/prometheus/prometheus.log" 2>&1 &
+    prometheus_pid=$!
+    check "[$label] a real Prometheus scrapes it (target up, no scrape error) and stores what barman reports" \
+      python3 scripts/prometheus_check.py --prometheus "http://127.0.0.1:$pport" --barman "$bin" --barman-config "$conf" --servers pg-a,pg-b,pg-c
+    kill "$prometheus_pid"; wait "$prometheus_pid" 2>/dev/null || true
+    prometheus_pid=
+  fi
   check "[$label] barman commands were logged with logId at debug" grep -q 'msg="running barman" logId=' "$dir/exporter.log"
   check "[$label] no barman command failed" bash -c "! grep -q 'level=error' '$dir/exporter.log'"
   check "[$label] SIGTERM stops the exporter with status 0" stop_exporter
