@@ -22,12 +22,12 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
-        // glibc calls hidden behind _GNU_SOURCE (pipe2, closefrom for posix_spawn) and wait macros.
-        .target(name: "CProcessShims"),
+        // glibc calls Swift's Glibc module hides (pipe2, closefrom for posix_spawn, malloc tuning) and wait macros.
+        .target(name: "CGlibcShims"),
         // All of the exporter's logic lives in this library so the tests exercise it directly.
         .target(
             name: "Exporter",
-            dependencies: ["CMicroHTTPD", "CYAML", "CZlib", "CProcessShims"],
+            dependencies: ["CMicroHTTPD", "CYAML", "CZlib", "CGlibcShims"],
             swiftSettings: [.unsafeFlags(["-warnings-as-errors"])]
         ),
         .executableTarget(

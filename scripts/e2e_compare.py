@@ -75,12 +75,19 @@ def expected(config):
         clients = status.get("streaming_clients", [])
         series[("barman_replication_streaming_clients", (("server", server),))] = len(clients)
         states = {}
+        lags = {}
         for client in clients:
-            states[client["current_sync_state"]] = states.get(client["current_sync_state"], 0) + 1
-            labels = (("application_name", client["application_name"]), ("client_address", client["ip_address"] or ""),
-                      ("server", server), ("slot", client["replication_slot"] or ""))
+            state = client.get("current_sync_state") or ""
+            states[state] = states.get(state, 0) + 1
+            # Fields barman leaves out (e.g. replication_slot of a client without a slot) are "".
+            labels = (("application_name", client.get("application_name") or ""), ("client_address", client.get("ip_address") or ""),
+                      ("server", server), ("slot", client.get("replication_slot") or ""))
             for kind in ("sent", "write", "flush"):
-                series[(f"barman_replication_client_{kind}_lag_bytes", labels)] = -client[f"{kind}_lsn_diff_bytes"]
+                diff = client.get(f"{kind}_lsn_diff_bytes")
+                if diff is not None:
+                    key = (f"barman_replication_client_{kind}_lag_bytes", labels)
+                    lags[key] = max(lags.get(key, -diff), -diff)  # clients sharing labels: the largest lag
+        series.update(lags)
         for state, count in states.items():
             series[("barman_replication_streaming_clients_by_sync_state", (("server", server), ("sync_state", state)))] = count
     return series, ages, set(listing)

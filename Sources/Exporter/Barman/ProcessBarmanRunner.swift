@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CProcessShims
+import CGlibcShims
 import Synchronization
 
 /// Runs the real barman CLI: `barman [-c FILE] -f json ARGS...` as a child process started
@@ -50,8 +50,8 @@ public struct ProcessBarmanRunner: BarmanRunner {
     func runBlocking(_ argv: [String]) -> Result<CommandOutput, CommandFailure> {
         var stdoutPipe: [Int32] = [-1, -1]
         var stderrPipe: [Int32] = [-1, -1]
-        guard cps_pipe_cloexec(&stdoutPipe) == 0 else { return .failure(CommandFailure("cannot create a pipe: \(errnoText())")) }
-        guard cps_pipe_cloexec(&stderrPipe) == 0 else {
+        guard cgs_pipe_cloexec(&stdoutPipe) == 0 else { return .failure(CommandFailure("cannot create a pipe: \(errnoText())")) }
+        guard cgs_pipe_cloexec(&stderrPipe) == 0 else {
             close(stdoutPipe[0]); close(stdoutPipe[1])
             return .failure(CommandFailure("cannot create a pipe: \(errnoText())"))
         }
@@ -95,7 +95,7 @@ public struct ProcessBarmanRunner: BarmanRunner {
             posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0),
             posix_spawn_file_actions_adddup2(&actions, stdout, 1),
             posix_spawn_file_actions_adddup2(&actions, stderr, 2),
-            cps_spawn_file_actions_addclosefrom(&actions, 3),
+            cgs_spawn_file_actions_addclosefrom(&actions, 3),
             // Own process group, so a timeout can stop barman and its children together.
             posix_spawnattr_setpgroup(&attributes, 0),
         ]
@@ -202,8 +202,8 @@ public struct ProcessBarmanRunner: BarmanRunner {
                 if errno != EINTR { return (nil, nil) }
             }
         }
-        if cps_wifexited(status) != 0 { return (cps_wexitstatus(status), nil) }
-        if cps_wifsignaled(status) != 0 { return (nil, cps_wtermsig(status)) }
+        if cgs_wifexited(status) != 0 { return (cgs_wexitstatus(status), nil) }
+        if cgs_wifsignaled(status) != 0 { return (nil, cgs_wtermsig(status)) }
         return (nil, nil)
     }
 

@@ -87,6 +87,7 @@ public actor Refresher {
         _ = await (backups, checks, replication)
         let milliseconds = Self.milliseconds(clock.now - started)
         store.update { $0.lastRefreshMilliseconds = milliseconds }
+        Memory.releaseFreeMemory()
         logger.debug("refresh cycle done", ["duration_ms": TextRenderer.formatValue(milliseconds)])
     }
 

@@ -19,12 +19,14 @@ public final class ExpositionCache: Sendable {
     public func body(for format: ExpositionFormat, gzip wantsGzip: Bool, store: SnapshotStore, second: Double) -> (bytes: SharedBytes, gzipped: Bool) {
         let (snapshot, generation) = store.versioned
         var body = bodies.withLock { $0[format] }
+        var rendered = false
         if body == nil || body?.generation != generation || body?.second != second {
             let families = MetricsBuilder.families(snapshot, now: second)
             body = Body(generation: generation, second: second, plain: SharedBytes(TextRenderer.render(families, format: format)), gzip: nil)
+            rendered = true
         }
         guard var current = body else { return (SharedBytes([]), false) }
-        if wantsGzip, current.gzip == nil, let compressed = Gzip.compress(current.plain.bytes) {
+        if wantsGzip, current.gzip == nil, let compressed = current.plain.withUnsafeBytes({ Gzip.compress($0) }) {
             current = Body(generation: current.generation, second: current.second, plain: current.plain, gzip: SharedBytes(compressed))
         }
         let stored = current
@@ -33,13 +35,35 @@ public final class ExpositionCache: Sendable {
             if let existing = cache[format], existing.generation > stored.generation || existing.second > stored.second { return }
             cache[format] = stored
         }
+        if rendered { Memory.releaseFreeMemory() }  // the families and the replaced body are garbage now
         if wantsGzip, let gzip = current.gzip { return (gzip, true) }
         return (current.plain, false)
     }
 }
 
-/// An immutable byte buffer shared between the cache and responses without copying.
-public final class SharedBytes: Sendable {
-    public let bytes: [UInt8]
-    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+/// An immutable byte buffer with a stable address, shared by the cache and every response that
+/// sends it: libmicrohttpd sends straight from it (no copy per request) and releases its
+/// reference when the response is done.
+public final class SharedBytes: @unchecked Sendable {
+    // @unchecked: the memory is written once in init and only read afterwards.
+    let buffer: UnsafeMutableRawBufferPointer
+
+    public init(_ bytes: [UInt8]) {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 1)
+        bytes.withUnsafeBytes { source in
+            if let base = source.baseAddress, let target = buffer.baseAddress { target.copyMemory(from: base, byteCount: source.count) }
+        }
+        self.buffer = buffer
+        count = bytes.count
+    }
+
+    deinit { buffer.deallocate() }
+
+    public let count: Int
+
+    public var bytes: [UInt8] { Array(UnsafeRawBufferPointer(rebasing: buffer[0..<count])) }
+
+    public func withUnsafeBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        try body(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+    }
 }

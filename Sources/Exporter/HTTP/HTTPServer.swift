@@ -22,13 +22,20 @@ public struct HTTPRequest: Sendable {
 public struct HTTPResponse: Sendable {
     public var status: Int
     public var headers: [(String, String)]
-    public var body: [UInt8]
+    /// Sent without copying; shared with the exposition cache.
+    public var payload: SharedBytes
 
     public init(status: Int, headers: [(String, String)] = [], body: [UInt8] = []) {
+        self.init(status: status, headers: headers, payload: SharedBytes(body))
+    }
+
+    public init(status: Int, headers: [(String, String)] = [], payload: SharedBytes) {
         self.status = status
         self.headers = headers
-        self.body = body
+        self.payload = payload
     }
+
+    public var body: [UInt8] { payload.bytes }
 }
 
 public typealias HTTPHandler = @Sendable (HTTPRequest) -> HTTPResponse
@@ -175,10 +182,13 @@ private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, m
         accept: header("Accept"))
     let reply = context.handler(request)
 
-    let response: OpaquePointer? = reply.body.withUnsafeBytes { body in
-        MHD_create_response_from_buffer(body.count, UnsafeMutableRawPointer(mutating: body.baseAddress), MHD_ResponseMemoryMode.RESPMEM_MUST_COPY)
+    // Zero copy: MHD sends from the shared buffer and calls releasePayload when done with it.
+    let payload = Unmanaged.passRetained(reply.payload)
+    let response: OpaquePointer? = reply.payload.withUnsafeBytes { body in
+        MHD_create_response_from_buffer_with_free_callback_cls(body.count, UnsafeMutableRawPointer(mutating: body.baseAddress), releasePayload, payload.toOpaque())
     }
     guard let response else {
+        payload.release()
         context.logger.error("cannot create an HTTP response (out of memory)", ["path": request.path])
         return MHD_Result.NO
     }
@@ -192,6 +202,12 @@ private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, m
         context.responsesInFlight.add(1, ordering: .releasing)
     }
     return queued
+}
+
+/// Called by MHD when a response no longer needs its body.
+private let releasePayload: MHD_ContentReaderFreeCallback = { cls in
+    guard let cls else { return }
+    Unmanaged<SharedBytes>.fromOpaque(cls).release()
 }
 
 /// Called when MHD is done with a request (sent, failed or timed out).

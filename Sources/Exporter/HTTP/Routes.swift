@@ -21,7 +21,7 @@ public struct Routes: Sendable {
             return response
         }
         if path == "/" {
-            return HTTPResponse(status: 200, headers: [("Content-Type", "text/html; charset=utf-8")], body: Array(Self.landingPage.utf8))
+            return HTTPResponse(status: 200, headers: [("Content-Type", "text/html; charset=utf-8")], payload: Self.landingPageBytes)
         }
         return metrics(request)
     }
@@ -33,12 +33,14 @@ public struct Routes: Sendable {
         let body = cache.body(for: format, gzip: ContentNegotiation.acceptsGzip(request.acceptEncoding), store: store, second: now().rounded(.down))
         var headers = [("Content-Type", format.contentType), ("Vary", "Accept, Accept-Encoding")]
         if body.gzipped { headers.append(("Content-Encoding", "gzip")) }
-        return HTTPResponse(status: 200, headers: headers, body: body.bytes.bytes)
+        return HTTPResponse(status: 200, headers: headers, payload: body.bytes)
     }
 
     private func text(_ status: Int, _ body: String) -> HTTPResponse {
         HTTPResponse(status: status, headers: [("Content-Type", "text/plain; charset=utf-8")], body: Array(body.utf8))
     }
+
+    static let landingPageBytes = SharedBytes(Array(landingPage.utf8))
 
     static let landingPage = """
         <!DOCTYPE html>

@@ -1,0 +1,30 @@
+#ifndef CGLIBCSHIMS_H
+#define CGLIBCSHIMS_H
+/* glibc functions Swift's Glibc module hides behind _GNU_SOURCE, and macros Swift cannot import.
+   Each wrapper returns what the wrapped call returns. */
+#include <spawn.h>
+
+/* pipe2(fds, O_CLOEXEC): both ends close-on-exec from the start, with no window for a leak. */
+int cgs_pipe_cloexec(int fds[2]);
+
+/* posix_spawn_file_actions_addclosefrom_np: the child closes every descriptor >= from, so
+   nothing the exporter inherited (from systemd, a shell, a test runner) reaches barman. */
+int cgs_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int from);
+
+/* malloc_trim(0): give freed heap memory back to the kernel after a refresh decoded large
+   barman output, so resident memory reflects what is kept, not what was once parsed. */
+int cgs_release_free_memory(void);
+
+/* mallopt(M_ARENA_MAX, n): bound the per-thread malloc arenas, each of which keeps its own
+   free memory. */
+int cgs_limit_malloc_arenas(int count);
+
+/* mallopt(M_MMAP_THRESHOLD, bytes): allocations at least this large get their own mapping. */
+int cgs_set_mmap_threshold(int bytes);
+
+/* WIFEXITED / WEXITSTATUS / WIFSIGNALED / WTERMSIG */
+int cgs_wifexited(int status);
+int cgs_wexitstatus(int status);
+int cgs_wifsignaled(int status);
+int cgs_wtermsig(int status);
+#endif
