@@ -35,6 +35,12 @@ let package = Package(
             dependencies: ["Exporter"],
             swiftSettings: [.unsafeFlags(["-warnings-as-errors"])]
         ),
+        // `make bench`: rendering cost per series (not shipped).
+        .executableTarget(
+            name: "exporter-bench",
+            dependencies: ["Exporter"],
+            swiftSettings: [.unsafeFlags(["-warnings-as-errors"])]
+        ),
         .testTarget(
             name: "ExporterTests",
             dependencies: ["Exporter"],

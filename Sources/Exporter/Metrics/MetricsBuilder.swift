@@ -2,10 +2,11 @@
 /// ages are right at the moment of each scrape and tests need no clock.
 public enum MetricsBuilder {
     public static func families(_ snapshot: MetricsSnapshot, now: Double) -> [MetricFamily] {
-        var samples: [MetricDefinition: [Sample]] = [:]
+        // Keyed by name: hashing a short name per sample, not the whole definition with its HELP.
+        var samples: [String: (definition: MetricDefinition, samples: [Sample])] = [:]
         func add(_ metric: MetricDefinition, _ labels: [String], _ value: Double?) {
             guard let value else { return }
-            samples[metric, default: []].append(Sample(labels, value))
+            samples[metric.name, default: (metric, [])].samples.append(Sample(labels, value))
         }
 
         for (server, backups) in snapshot.backups ?? [:] {
@@ -73,10 +74,8 @@ public enum MetricsBuilder {
             add(Metric.commandFailures, label, Double(health.failures))
         }
 
-        return samples
-            .map { definition, samples in
-                MetricFamily(definition: definition, samples: samples.sorted { LabelOrder.less($0.labelValues, $1.labelValues) })
-            }
+        return samples.values
+            .map { entry in MetricFamily(definition: entry.definition, samples: LabelOrder.sorted(entry.samples)) }
             .sorted { $0.definition.name < $1.definition.name }
     }
 }
@@ -91,6 +90,32 @@ private func maxOptional(_ a: Double?, _ b: Double?) -> Double? {
 /// Series order: label values compared left to right, digit runs by numeric value, so
 /// `number="2"` comes before `number="10"` and output is deterministic.
 enum LabelOrder {
+    /// Sorts by precomputed keys, so each label value is classified (number or not) once, not
+    /// once per comparison.
+    static func sorted(_ samples: [Sample]) -> [Sample] {
+        let keys = samples.map { sample in sample.labelValues.map(Key.init) }
+        let order = keys.indices.sorted { lessKeys(keys[$0], keys[$1]) }
+        return order.map { samples[$0] }
+    }
+
+    struct Key {
+        let number: Int?
+        let text: String
+        init(_ text: String) {
+            self.text = text
+            let digits = !text.isEmpty && text.utf8.count < 19 && text.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
+            number = digits ? Int(text) : nil
+        }
+    }
+
+    static func lessKeys(_ lhs: [Key], _ rhs: [Key]) -> Bool {
+        for (left, right) in zip(lhs, rhs) where left.text != right.text {
+            if let a = left.number, let b = right.number { return a < b }
+            return left.text.utf8.lexicographicallyPrecedes(right.text.utf8)
+        }
+        return lhs.count < rhs.count
+    }
+
     static func less(_ lhs: [String], _ rhs: [String]) -> Bool {
         for (left, right) in zip(lhs, rhs) where left != right {
             return naturalLess(left, right)
