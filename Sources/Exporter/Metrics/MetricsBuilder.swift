@@ -111,7 +111,7 @@ enum LabelOrder {
     static func lessKeys(_ lhs: [Key], _ rhs: [Key]) -> Bool {
         for (left, right) in zip(lhs, rhs) where left.text != right.text {
             if let a = left.number, let b = right.number { return a < b }
-            return left.text.utf8.lexicographicallyPrecedes(right.text.utf8)
+            return left.text < right.text
         }
         return lhs.count < rhs.count
     }
@@ -125,6 +125,6 @@ enum LabelOrder {
 
     static func naturalLess(_ lhs: String, _ rhs: String) -> Bool {
         if let left = Int(lhs), let right = Int(rhs), left != right { return left < right }
-        return lhs.utf8.lexicographicallyPrecedes(rhs.utf8)
+        return lhs < rhs
     }
 }
