@@ -3,7 +3,7 @@ SWIFT ?= swift
 BINARY := .build/release/prometheus-barman-exporter
 DEBUG_BINARY := .build/debug/prometheus-barman-exporter
 
-.PHONY: run build release test unit-test exposition-test lifecycle-test fuzz soak e2e deb clean
+.PHONY: run build release test unit-test exposition-test lifecycle-test fuzz soak e2e deb bench clean
 
 ## run: install build dependencies, build in release mode, serve the mock integration on 127.0.0.1:9780
 run: release
@@ -54,6 +54,10 @@ e2e:
 ## deb: build the Debian package (dpkg-buildpackage -us -uc -b) into .build-tools/deb/
 deb:
 	scripts/build-deb.sh
+
+## bench: performance figures (docs/performance.md): ours vs the Python exporter vs nginx
+bench:
+	scripts/bench.sh
 
 clean:
 	rm -rf .build .build-tools

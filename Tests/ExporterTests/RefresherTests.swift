@@ -176,6 +176,33 @@ struct RefresherTests {
         #expect(harness.store.snapshot.checks?.count == 3)
     }
 
+    /// The seed's troubleshooting guide: every command logged with a logId, argv, duration and exit
+    /// status at DEBUG, and a failure once at ERROR with the same logId and barman's stderr.
+    @Test func commandsAreLoggedWithLogIDArgvStatusAndStderr() async throws {
+        let directory = try TestSupport.temporaryDirectory()
+        let logPath = directory + "/log"
+        let fd = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        let script = directory + "/barman"
+        try TestSupport.write("#!/bin/sh\necho 'usage: barman [-h]' >&2\nexit 2\n", to: script, mode: 0o755)
+        let store = SnapshotStore(MetricsSnapshot(version: "test"))
+        let refresher = Refresher(runner: ProcessBarmanRunner(executable: script, configFile: "/etc/barman conf", timeout: .seconds(10)),
+                                  settings: RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, refreshInterval: .seconds(60)),
+                                  store: store, logger: Logger(level: .debug, fileDescriptor: fd))
+        await refresher.refreshCycle()
+        let lines = String(decoding: try FileReader.readAll(path: logPath, limit: 1 << 20).get(), as: UTF8.self).split(separator: "\n")
+        let errors = lines.filter { $0.contains("level=error") && $0.contains("check all") }
+        try #require(errors.count == 1, "\(lines)")
+        let error = String(errors[0])
+        #expect(error.contains("argv=\"\(script) -c '/etc/barman conf' -f json check all\""))
+        #expect(error.contains("exit_status=2"))
+        #expect(error.contains("stderr=\"usage: barman [-h]\""))
+        let logID = try #require(error.split(separator: " ").first { $0.hasPrefix("logId=") })
+        #expect(lines.contains { $0.contains("level=debug msg=\"running barman\" \(logID) ") })
+        #expect(lines.contains { $0.contains("level=debug msg=\"barman finished\" \(logID) ") && $0.contains("exit_status=2") && $0.contains("duration_s=") })
+    }
+
     @Test func aServerThatVanishesLosesItsDetails() async throws {
         let harness = try Harness()
         try harness.answerFromFixtures("3.4.0")

@@ -87,4 +87,16 @@ extension String {
 /// data (`mock`). Everything after this point is shared, so the mock exercises the real decoding.
 public protocol BarmanRunner: Sendable {
     func run(_ command: BarmanCommand) async -> Result<CommandOutput, CommandFailure>
+    /// The full command line as it is (or would be) run, for the logs.
+    func argv(for command: BarmanCommand) -> [String]
+}
+
+extension BarmanRunner {
+    /// argv as one log field: arguments separated by spaces, each quoted when it needs it.
+    func loggedArgv(for command: BarmanCommand) -> String {
+        argv(for: command).map { argument in
+            argument.isEmpty || argument.contains(where: { $0 == " " || $0 == "\"" || $0 == "'" || $0 == "\\" || $0.isNewline })
+                ? "'" + argument.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'" : argument
+        }.joined(separator: " ")
+    }
 }

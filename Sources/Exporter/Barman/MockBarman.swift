@@ -11,6 +11,11 @@
 public struct MockBarman: BarmanRunner {
     public init() {}
 
+    /// What barman would be asked; the mock answers without running anything.
+    public func argv(for command: BarmanCommand) -> [String] {
+        ["barman(mock)", "-f", "json"] + command.arguments
+    }
+
     public func run(_ command: BarmanCommand) async -> Result<CommandOutput, CommandFailure> {
         switch command {
         case .listBackups:

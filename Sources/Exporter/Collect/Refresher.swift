@@ -179,7 +179,8 @@ public actor Refresher {
         defer { inFlight.remove(command) }
 
         let logID = Self.newLogID()
-        logger.debug("running barman", ["logId": logID, "command": command.description])
+        let argv = runner.loggedArgv(for: command)
+        logger.debug("running barman", ["logId": logID, "argv": argv])
         let started = clock.now
         let outcome = await runner.run(command)
         let seconds = Self.seconds(clock.now - started)
@@ -188,7 +189,7 @@ public actor Refresher {
         var failure: CommandFailure?
         switch outcome {
         case .success(let output):
-            logger.debug("barman finished", ["logId": logID, "command": command.description,
+            logger.debug("barman finished", ["logId": logID, "argv": argv,
                                              "exit_status": String(output.exitStatus), "duration_s": TextRenderer.formatValue(seconds)])
             do {
                 result = try decode(output)
@@ -201,7 +202,7 @@ public actor Refresher {
 
         if let failure {
             logger.error("barman command failed; serving its last good data", [
-                "logId": logID, "command": command.description, "error": failure.message,
+                "logId": logID, "argv": argv, "error": failure.message,
                 "exit_status": failure.exitStatus.map(String.init) ?? "none", "stderr": failure.stderrExcerpt,
                 "duration_s": TextRenderer.formatValue(seconds),
             ])

@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""The benchmark behind `make bench` (run through scripts/bench.sh). Prints one table.
+
+For each dataset the fake barman (bench/fake-barman.py) generates, it measures ours, the Python
+exporter (PyPI barman-exporter 1.0.10) and nginx serving our exact bytes (plain and pre-gzipped):
+requests/s and latency p50/p99 with wrk at 1, 16 and 64 keep-alive connections, plain and with
+Accept-Encoding: gzip; bytes served; resident memory idle and peak; time from start to the first
+scrape with data; barman processes and wall time per full refresh. Then the render benchmark.
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OURS = os.path.join(ROOT, ".build-static/release/prometheus-barman-exporter")
+RENDER_BENCH = os.path.join(ROOT, ".build-static/release/exporter-bench")
+PYTHON_EXPORTER = os.path.join(ROOT, ".build-tools/python-exporter/bin/barman-exporter")
+FAKE = os.path.join(ROOT, "bench/fake-barman.py")
+DATASETS = [("small", 3, 5), ("large", 200, 60)]
+CONNECTIONS = [1, 16, 64]
+SECONDS = int(os.environ.get("BENCH_SECONDS", "4"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fetch(url, headers=None, timeout=600):
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.read()
+
+
+def status(pid):
+    with open(f"/proc/{pid}/status") as f:
+        values = dict(line.split(":", 1) for line in f if ":" in line)
+    return int(values["VmRSS"].split()[0]), int(values["VmHWM"].split()[0])
+
+
+def wrk(url, connections, gzip):
+    command = ["wrk", "-t", str(min(2, connections)), "-c", str(connections), "-d", f"{SECONDS}s", "--latency", url]
+    if gzip:
+        command[1:1] = ["-H", "Accept-Encoding: gzip"]
+    output = subprocess.run(command, capture_output=True, text=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+
+    def latency(percent):
+        match = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+        if not match:
+            return float("nan")
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    return rate, latency(50), latency(99)
+
+
+def wait_for(url, pattern, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if re.search(pattern, fetch(url, timeout=5).decode(), re.M):
+                return time.time()
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise SystemExit(f"timed out waiting for {pattern} at {url}")
+
+
+def count_lines(path):
+    try:
+        with open(path) as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
+
+
+def run_ours(work, name, servers, backups):
+    port = free_port()
+    log = os.path.join(work, f"ours-{name}.barman.log")
+    config = os.path.join(work, f"ours-{name}.yaml")
+    with open(config, "w") as f:
+        f.write(f"port: {port}\nintegration_type: shell\nbarman_command: {FAKE}\ncache_ttl: 3600\nchecks_cache_ttl: 3600\nrefresh_interval: 3600\nlog_level: error\n")
+    env = {**os.environ, "BENCH_SERVERS": str(servers), "BENCH_BACKUPS": str(backups), "BENCH_LOG": log}
+    started = time.time()
+    process = subprocess.Popen([OURS, "-config", config], env=env)
+    url = f"http://127.0.0.1:{port}/metrics"
+    last = f"pg{servers - 1:03d}"
+    first_data = wait_for(url, rf'^barman_last_backup_copy_time\{{server="{last}"\}}', 120) - started
+    wait_for(url, r"^barman_metrics_update ", 120)
+    text = fetch(url).decode()
+    refresh_ms = float(re.search(r"^barman_metrics_update (\S+)$", text, re.M).group(1))
+    processes = count_lines(log)
+    body = fetch(url)
+    gzipped = fetch(url, {"Accept-Encoding": "gzip"})
+    time.sleep(1)
+    idle_rss, _ = status(process.pid)
+    results = {}
+    for gzip in (False, True):
+        for connections in CONNECTIONS:
+            results[(gzip, connections)] = wrk(url, connections, gzip)
+    _, peak = status(process.pid)
+    process.send_signal(signal.SIGTERM)
+    process.wait(10)
+    return {"first_data": first_data, "refresh_s": refresh_ms / 1000, "processes": processes, "bytes": len(body),
+            "gzip_bytes": len(gzipped), "idle_rss": idle_rss, "peak_rss": peak, "wrk": results, "body": body, "gzipped": gzipped,
+            "series": sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))}
+
+
+def run_python(work, name, servers, backups):
+    port = free_port()
+    log = os.path.join(work, f"python-{name}.barman.log")
+    bindir = os.path.join(work, "fake-bin")
+    os.makedirs(bindir, exist_ok=True)
+    if not os.path.exists(os.path.join(bindir, "barman")):
+        os.symlink(FAKE, os.path.join(bindir, "barman"))
+    env = {**os.environ, "BENCH_SERVERS": str(servers), "BENCH_BACKUPS": str(backups), "BENCH_LOG": log,
+           "PATH": bindir + ":" + os.environ["PATH"]}
+    started = time.time()
+    process = subprocess.Popen([PYTHON_EXPORTER, "-l", f"127.0.0.1:{port}", "-c", "3600"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/metrics"
+    first_data = wait_for(url, r"^barman_metrics_update", 900) - started
+    processes = count_lines(log)
+    body = fetch(url)
+    time.sleep(1)
+    idle_rss, _ = status(process.pid)
+    results = {}
+    for gzip in (False, True):
+        for connections in CONNECTIONS:
+            results[(gzip, connections)] = wrk(url, connections, gzip)
+    _, peak = status(process.pid)
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    return {"first_data": first_data, "processes": processes, "bytes": len(body), "idle_rss": idle_rss, "peak_rss": peak, "wrk": results}
+
+
+def run_nginx(work, name, body, gzipped):
+    root = os.path.join(work, f"nginx-{name}")
+    os.makedirs(root, exist_ok=True)
+    os.chmod(root, 0o755)
+    with open(os.path.join(root, "metrics"), "wb") as f:
+        f.write(body)
+    with open(os.path.join(root, "metrics.gz"), "wb") as f:
+        f.write(gzipped)
+    port = free_port()
+    config = os.path.join(root, "nginx.conf")
+    with open(config, "w") as f:
+        f.write(f"""daemon off; worker_processes auto; pid {root}/nginx.pid; error_log {root}/error.log;
+events {{ worker_connections 1024; }}
+http {{ access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000; default_type text/plain;
+  gzip_static on; gzip_vary on;
+  client_body_temp_path {root}; proxy_temp_path {root}; fastcgi_temp_path {root}; uwsgi_temp_path {root}; scgi_temp_path {root};
+  server {{ listen 127.0.0.1:{port}; root {root}; }} }}
+""")
+    process = subprocess.Popen(["nginx", "-c", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/metrics"
+    wait_for(url, r"barman_", 10)
+    results = {}
+    for gzip in (False, True):
+        for connections in CONNECTIONS:
+            results[(gzip, connections)] = wrk(url, connections, gzip)
+    process.send_signal(signal.SIGQUIT)
+    process.wait(10)
+    return {"wrk": results}
+
+
+def main():
+    print(f"machine: {os.cpu_count()} cores, {open('/proc/meminfo').readline().split()[1]} kB RAM; wrk -d {SECONDS}s, load generator on the same machine")
+    size = os.path.getsize(OURS)
+    stripped = os.path.join(tempfile.gettempdir(), "barman-exporter-stripped")
+    shutil.copy(OURS, stripped)
+    subprocess.run(["strip", stripped], check=True)
+    print(f"binary: {size} bytes as built, {os.path.getsize(stripped)} stripped (static Swift runtime; the .deb ships it stripped)")
+    work = tempfile.mkdtemp(prefix="barman-bench-")
+    os.chmod(work, 0o755)  # nginx's workers (www-data) read the served files from here
+    try:
+        for name, servers, backups in DATASETS:
+            ours = run_ours(work, name, servers, backups)
+            python = run_python(work, name, servers, backups)
+            nginx = run_nginx(work, name, ours["body"], ours["gzipped"])
+            print()
+            print(f"## {name}: {servers} servers x {backups} backups, {ours['series']} series, {ours['bytes']} bytes ({ours['gzip_bytes']} gzipped)")
+            print(f"{'':28}{'ours':>14}{'python':>14}{'nginx':>14}")
+            for gzip in (False, True):
+                for connections in CONNECTIONS:
+                    label = f"req/s c={connections}{' gzip' if gzip else ''}"
+                    row = [ours["wrk"][(gzip, connections)][0], python["wrk"][(gzip, connections)][0], nginx["wrk"][(gzip, connections)][0]]
+                    print(f"{label:28}" + "".join(f"{value:14.0f}" for value in row))
+                    for index, percentile in ((1, "p50"), (2, "p99")):
+                        row = [ours["wrk"][(gzip, connections)][index], python["wrk"][(gzip, connections)][index], nginx["wrk"][(gzip, connections)][index]]
+                        print(f"{'  ' + percentile + ' ms':28}" + "".join(f"{value:14.2f}" for value in row))
+            print(f"{'resident MB idle':28}{ours['idle_rss'] / 1024:14.1f}{python['idle_rss'] / 1024:14.1f}")
+            print(f"{'resident MB peak':28}{ours['peak_rss'] / 1024:14.1f}{python['peak_rss'] / 1024:14.1f}")
+            print(f"{'start to first data s':28}{ours['first_data']:14.2f}{python['first_data']:14.2f}")
+            print(f"{'barman processes/refresh':28}{ours['processes']:14d}{python['processes']:14d}")
+            print(f"{'refresh wall time s':28}{ours['refresh_s']:14.2f}{python['first_data']:14.2f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    print("## rendering one scrape (MetricsBuilder + TextRenderer, no cache)")
+    sys.stdout.flush()
+    subprocess.run([RENDER_BENCH], check=True)
+
+
+if __name__ == "__main__":
+    main()

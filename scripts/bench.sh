@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# `make bench`: installs wrk, nginx and the Python exporter (PyPI barman-exporter 1.0.10, in a
+# virtualenv), builds the release binary as shipped (static Swift runtime), and prints one table
+# for a small (3 servers x 5 backups) and a large (200 x 60) dataset served by a fake barman.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh build
+missing=()
+for package in wrk nginx python3-venv; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# nginx's package may start a default server on port 80; the benchmark runs its own instance.
+if [ ! -x .build-tools/python-exporter/bin/barman-exporter ]; then
+  /usr/bin/python3 -m venv .build-tools/python-exporter
+  .build-tools/python-exporter/bin/pip install -q --disable-pip-version-check barman-exporter==1.0.10
+fi
+swift build -c release --static-swift-stdlib --scratch-path .build-static --product prometheus-barman-exporter
+swift build -c release --static-swift-stdlib --scratch-path .build-static --product exporter-bench
+python3 bench/run.py "$@"
