@@ -82,6 +82,27 @@ def count_lines(path):
         return 0
 
 
+def barman_busy_seconds(path):
+    """Wall time during which at least one barman process ran (union of their intervals)."""
+    intervals = []
+    with open(path) as f:
+        for line in f:
+            start, end = line.split()[:2]
+            intervals.append((float(start), float(end)))
+    intervals.sort()
+    busy, current_start, current_end = 0.0, None, None
+    for start, end in intervals:
+        if current_end is None or start > current_end:
+            if current_end is not None:
+                busy += current_end - current_start
+            current_start, current_end = start, end
+        else:
+            current_end = max(current_end, end)
+    if current_end is not None:
+        busy += current_end - current_start
+    return busy
+
+
 def run_ours(work, name, servers, backups):
     port = free_port()
     log = os.path.join(work, f"ours-{name}.barman.log")
@@ -98,6 +119,7 @@ def run_ours(work, name, servers, backups):
     text = fetch(url).decode()
     refresh_ms = float(re.search(r"^barman_metrics_update (\S+)$", text, re.M).group(1))
     processes = count_lines(log)
+    barman_busy = barman_busy_seconds(log)
     body = fetch(url)
     gzipped = fetch(url, {"Accept-Encoding": "gzip"})
     time.sleep(1)
@@ -109,7 +131,7 @@ def run_ours(work, name, servers, backups):
     _, peak = status(process.pid)
     process.send_signal(signal.SIGTERM)
     process.wait(10)
-    return {"first_data": first_data, "refresh_s": refresh_ms / 1000, "processes": processes, "bytes": len(body),
+    return {"first_data": first_data, "refresh_s": refresh_ms / 1000, "processes": processes, "barman_busy": barman_busy, "bytes": len(body),
             "gzip_bytes": len(gzipped), "idle_rss": idle_rss, "peak_rss": peak, "wrk": results, "body": body, "gzipped": gzipped,
             "series": sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))}
 
@@ -129,6 +151,7 @@ def run_python(work, name, servers, backups):
     url = f"http://127.0.0.1:{port}/metrics"
     first_data = wait_for(url, r"^barman_metrics_update", 900) - started
     processes = count_lines(log)
+    barman_busy = barman_busy_seconds(log)
     body = fetch(url)
     time.sleep(1)
     idle_rss, _ = status(process.pid)
@@ -142,7 +165,7 @@ def run_python(work, name, servers, backups):
         process.wait(10)
     except subprocess.TimeoutExpired:
         process.kill()
-    return {"first_data": first_data, "processes": processes, "bytes": len(body), "idle_rss": idle_rss, "peak_rss": peak, "wrk": results}
+    return {"first_data": first_data, "processes": processes, "barman_busy": barman_busy, "bytes": len(body), "idle_rss": idle_rss, "peak_rss": peak, "wrk": results}
 
 
 def run_nginx(work, name, body, gzipped):
@@ -205,6 +228,8 @@ def main():
             print(f"{'start to first data s':28}{ours['first_data']:14.2f}{python['first_data']:14.2f}")
             print(f"{'barman processes/refresh':28}{ours['processes']:14d}{python['processes']:14d}")
             print(f"{'refresh wall time s':28}{ours['refresh_s']:14.2f}{python['first_data']:14.2f}")
+            print(f"{'  of which barman running s':28}{ours['barman_busy']:14.2f}{python['barman_busy']:14.2f}")
+            print(f"{'first data minus barman s':28}{ours['first_data'] - ours['barman_busy']:14.2f}{python['first_data'] - python['barman_busy']:14.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()
