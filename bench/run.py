@@ -62,6 +62,11 @@ def wrk(url, connections, gzip):
     return rate, latency(50), latency(99)
 
 
+def wrk_matrix(url):
+    """(gzip, connections) -> (req/s, p50 ms, p99 ms) for every combination measured."""
+    return {(gzip, connections): wrk(url, connections, gzip) for gzip in (False, True) for connections in CONNECTIONS}
+
+
 def wait_for(url, pattern, timeout):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -124,10 +129,7 @@ def run_ours(work, name, servers, backups):
     gzipped = fetch(url, {"Accept-Encoding": "gzip"})
     time.sleep(1)
     idle_rss, _ = status(process.pid)
-    results = {}
-    for gzip in (False, True):
-        for connections in CONNECTIONS:
-            results[(gzip, connections)] = wrk(url, connections, gzip)
+    results = wrk_matrix(url)
     _, peak = status(process.pid)
     process.send_signal(signal.SIGTERM)
     process.wait(10)
@@ -155,10 +157,7 @@ def run_python(work, name, servers, backups):
     body = fetch(url)
     time.sleep(1)
     idle_rss, _ = status(process.pid)
-    results = {}
-    for gzip in (False, True):
-        for connections in CONNECTIONS:
-            results[(gzip, connections)] = wrk(url, connections, gzip)
+    results = wrk_matrix(url)
     _, peak = status(process.pid)
     process.send_signal(signal.SIGTERM)
     try:
@@ -189,10 +188,7 @@ http {{ access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000; 
     process = subprocess.Popen(["nginx", "-c", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/metrics"
     wait_for(url, r"barman_", 10)
-    results = {}
-    for gzip in (False, True):
-        for connections in CONNECTIONS:
-            results[(gzip, connections)] = wrk(url, connections, gzip)
+    results = wrk_matrix(url)
     process.send_signal(signal.SIGQUIT)
     process.wait(10)
     return {"wrk": results}

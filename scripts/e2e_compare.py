@@ -93,23 +93,30 @@ def expected(config):
     return series, ages, set(listing)
 
 
+def differences(source, want, ages, got, measured_at, age_tolerance):
+    """What `source` (the exporter, or Prometheus) has that differs from barman's values.
+    Ages are compared with the time `got` was taken, within `age_tolerance` seconds."""
+    problems = []
+    for key, value in want.items():
+        if key not in got:
+            problems.append(f"{source} has no {key}")
+        elif abs(got[key] - float(value)) > 1e-9 * max(1.0, abs(float(value))):
+            problems.append(f"{key}: {source} {got[key]!r}, barman {value!r}")
+    for key, end_time in ages.items():
+        age = measured_at - end_time
+        if key not in got:
+            problems.append(f"{source} has no {key}")
+        elif abs(got[key] - age) > age_tolerance:
+            problems.append(f"{key}: {source} {got[key]}, barman's end time gives {age:.1f}")
+    return problems
+
+
 def compare(url, config, servers):
     want, ages, listed = expected(config)
     got, scraped_at = scrape(url)
-    problems = []
+    problems = differences("exporter", want, ages, got, scraped_at, 2)
     if listed != servers:
         problems.append(f"barman lists servers {sorted(listed)}, the test expected {sorted(servers)}")
-    for key, value in want.items():
-        if key not in got:
-            problems.append(f"missing {key}")
-        elif abs(got[key] - float(value)) > 1e-9 * max(1.0, abs(float(value))):
-            problems.append(f"{key}: exporter {got[key]!r}, barman {value!r}")
-    for key, end_time in ages.items():
-        age = scraped_at - end_time
-        if key not in got:
-            problems.append(f"missing {key}")
-        elif abs(got[key] - age) > 2:
-            problems.append(f"{key}: exporter {got[key]}, barman's end time gives {age:.1f}")
     server_metrics = {k for k in got if any(name == "server" for name, _ in k[1])}
     for key in sorted(server_metrics - set(want) - set(ages)):
         problems.append(f"served but not in barman's output: {key}")

@@ -25,6 +25,8 @@ struct ConsistencyTests {
             fi ;;
           check)
             if [ $((n % 2)) = 0 ]; then printf '{"s": %s}' "$(checks OK)"; exit 0; else printf '{"s": %s}' "$(checks FAILED)"; exit 1; fi ;;
+          replication-status)
+            printf '{"s": {"server_lsn": "0/1", "streaming_clients": []}}' ;;
           show-backup)
             printf '{"s": {"backup_id": "%s", "status": "DONE", "base_backup_information": {"copy_time_seconds": 1, "throughput_bytes": 1}, "wal_information": {"no_of_files": 1, "wal_rate_per_second": 1}}}' "$3" ;;
         esac

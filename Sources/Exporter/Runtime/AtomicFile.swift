@@ -12,17 +12,10 @@ public enum AtomicFile {
         let temporary = "\(directory.isEmpty ? "/" : directory)/.\(name).tmp.\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { return .failure(SystemError("create", path: temporary)) }
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { buffer in buffer.baseAddress.map { Glibc.write(fd, $0 + offset, buffer.count - offset) } ?? 0 }
-            if written < 0 && errno == EINTR { continue }
-            guard written > 0 else {
-                let error = SystemError("write", path: temporary)
-                close(fd)
-                unlink(temporary)
-                return .failure(error)
-            }
-            offset += written
+        if let code = FileWriter.writeAll(fd, bytes) {
+            close(fd)
+            unlink(temporary)
+            return .failure(SystemError("write", path: temporary, code: code))
         }
         guard fsync(fd) == 0 else {
             let error = SystemError("fsync", path: temporary)

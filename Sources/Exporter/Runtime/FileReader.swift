@@ -53,3 +53,26 @@ public enum FileReader {
         return .success(bytes)
     }
 }
+
+/// Writes whole buffers to a descriptor, retrying short writes and EINTR.
+public enum FileWriter {
+    /// Nil on success, else the errno of the failed write.
+    @discardableResult
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32? {
+        bytes.withUnsafeBytes { buffer in
+            guard let base = buffer.baseAddress else { return nil }
+            var offset = 0
+            while offset < buffer.count {
+                let written = write(fd, base + offset, buffer.count - offset)
+                if written > 0 {
+                    offset += written
+                } else if written < 0 && errno == EINTR {
+                    continue
+                } else {
+                    return written < 0 ? errno : EIO
+                }
+            }
+            return nil
+        }
+    }
+}

@@ -36,14 +36,7 @@ public enum Lifecycle {
     /// `--once` / `--output`: one refresh of every source, the metrics written once. Exit status
     /// 1 when any barman command failed (the metrics, including the failure, are still written).
     static func runOnce(configPath: String, output: String?) async -> Int32 {
-        let config: Config
-        switch ConfigLoader.load(path: configPath) {
-        case .success(let (loaded, _)): config = loaded
-        case .failure(let error):
-            printError(error.description)
-            return 2
-        }
-        let logger = Logger(level: config.logLevel)
+        guard let (config, logger) = loadForStart(configPath) else { return 2 }
         let store = SnapshotStore(MetricsSnapshot(version: BuildInfo.version))
         let processGroups = ProcessGroups()
         let refresher = Refresher(runner: BarmanRunners.make(config, processGroups: processGroups), settings: RefreshSettings(config), store: store, logger: logger)
@@ -55,27 +48,28 @@ public enum Lifecycle {
                 logger.error("cannot write the metrics file", ["error": error.description])
                 return 1
             }
-        } else {
-            var remaining = body[...]
-            while !remaining.isEmpty {
-                let written = remaining.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
-                if written < 0 && errno == EINTR { continue }
-                guard written > 0 else { return 1 }
-                remaining = remaining.dropFirst(written)
-            }
+        } else if FileWriter.writeAll(1, body) != nil {
+            return 1
         }
         return snapshot.health.values.allSatisfy(\.lastRunSucceeded) ? 0 : 1
     }
 
-    static func run(configPath: String) async -> Int32 {
-        let config: Config
+    /// The config and a logger at its level, with its warnings logged; nil (problems printed)
+    /// when the file is invalid.
+    static func loadForStart(_ configPath: String) -> (Config, Logger)? {
         switch ConfigLoader.load(path: configPath) {
-        case .success(let (loaded, _)): config = loaded
+        case .success(let (config, warnings)):
+            let logger = Logger(level: config.logLevel)
+            for warning in warnings { logger.warn(warning, ["file": configPath]) }
+            return (config, logger)
         case .failure(let error):
             printError(error.description)
-            return 2
+            return nil
         }
-        let logger = Logger(level: config.logLevel)
+    }
+
+    static func run(configPath: String) async -> Int32 {
+        guard let (config, logger) = loadForStart(configPath) else { return 2 }
         let signals: AsyncStream<Int32>
         let exporter: Exporter
         do {
@@ -84,9 +78,6 @@ public enum Lifecycle {
         } catch {
             logger.error("cannot start", ["error": error.description])
             return 1
-        }
-        for warning in (try? ConfigLoader.load(path: configPath).get().warnings) ?? [] {
-            logger.warn(warning, ["file": configPath])
         }
         let refreshing = Task { await exporter.refresher.runForever() }
         SystemdNotifier.notify("READY=1")
@@ -108,10 +99,7 @@ public enum Lifecycle {
     }
 
     static func printError(_ message: String) {
-        var line = Array((message + "\n").utf8)
-        line.withUnsafeMutableBytes { buffer in
-            _ = write(2, buffer.baseAddress, buffer.count)
-        }
+        FileWriter.writeAll(2, Array((message + "\n").utf8))
     }
 }
 

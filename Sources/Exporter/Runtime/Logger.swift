@@ -65,21 +65,8 @@ public final class Logger: Sendable {
             line += " \(key)=\(Logger.quoted(value))"
         }
         line += "\n"
-        var bytes = Array(line.utf8)
-        bytes.withUnsafeMutableBytes { buffer in
-            guard let base = buffer.baseAddress else { return }
-            var offset = 0
-            while offset < buffer.count {
-                let written = write(fileDescriptor, base + offset, buffer.count - offset)
-                if written > 0 {
-                    offset += written
-                } else if written < 0 && errno == EINTR {
-                    continue
-                } else {
-                    return  // Nowhere left to report a failing log write.
-                }
-            }
-        }
+        // Nowhere is left to report a failing log write.
+        FileWriter.writeAll(fileDescriptor, Array(line.utf8))
     }
 
     /// logfmt value: bare when it is a simple token, otherwise double-quoted with escapes, so a
