@@ -204,6 +204,42 @@ def test_shutdown_with_barman_running(work):
     exporter.stop()
 
 
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("VmRSS:")).split()[1])
+
+
+def test_memory_bound_under_hostile_clients(work):
+    port = free_port()
+    exporter = Exporter(work, mock_config(port, "error"))
+    wait_until(lambda: get(port)[0] == 200)
+    before = rss_kib(exporter.process.pid)
+    clients = []
+    # 400 clients (over the connection limit of 256), each sending 30 KB of headers and never
+    # finishing the request: the per-connection buffer (32 KiB) and the limit bound the memory.
+    for _ in range(400):
+        try:
+            client = socket.create_connection(("127.0.0.1", port), timeout=2)
+            client.setblocking(False)
+            try:
+                client.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 30000)
+            except BlockingIOError:
+                pass
+            clients.append(client)
+        except OSError:
+            break
+    time.sleep(1)
+    during = rss_kib(exporter.process.pid)
+    for client in clients:
+        client.close()
+    # libmicrohttpd may take until its 10 s connection timeout to accept again after a flood.
+    served_after = wait_until(lambda: get(port, timeout=2)[0] == 200, 15)
+    check(f"400 slow clients with 30 KB headers: resident memory {before} -> {during} KiB (bound: 256 x 32 KiB)",
+          during - before < 12 * 1024, f"{during - before} KiB")
+    check("... and it serves again within the 10 s connection timeout once they are gone", served_after)
+    check("... exit status 0", exporter.stop() == 0)
+
+
 def test_once_and_output(work):
     good = os.path.join(work, "mock.yaml")
     with open(good, "w") as f:
@@ -242,7 +278,7 @@ def test_once_and_output(work):
 def main():
     with tempfile.TemporaryDirectory() as work:
         for test in (test_command_line, test_signal_during_startup, test_reload, test_sd_notify, test_shutdown_with_barman_running,
-                     test_once_and_output):
+                     test_once_and_output, test_memory_bound_under_hostile_clients):
             directory = os.path.join(work, test.__name__)
             os.mkdir(directory)
             test(directory)

@@ -42,8 +42,11 @@ public typealias HTTPHandler = @Sendable (HTTPRequest) -> HTTPResponse
 
 /// Limits that keep a misbehaving client from hurting other clients.
 public struct HTTPLimits: Sendable {
-    /// Idle seconds before MHD closes a connection (0.9.75's default is never).
-    public var connectionTimeoutSeconds: UInt32 = 30
+    /// Idle seconds before MHD closes a connection (0.9.75's default is never). Short, because
+    /// once the connection limit has been reached, libmicrohttpd 0.9.75 sometimes accepts again
+    /// only at its next timeout pass (seen: up to this long after a flood of clients left).
+    /// Scrapers reconnect at their next scrape, which costs nothing worth measuring.
+    public var connectionTimeoutSeconds: UInt32 = 10
     /// Open connections at once; beyond it the kernel backlog holds new ones.
     public var connectionLimit: UInt32 = 256
     /// Per-connection buffer for request line and headers; larger requests get 431/414.
