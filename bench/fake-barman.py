@@ -28,9 +28,10 @@ def backups(server):
     result = []
     for n in range(BACKUPS):
         end = BASE_TIME - n * 86400
-        backup_id = f"2026{11 - n // 30:02d}{24 - n % 24:02d}T0{n % 10}0000"
+        # Real backup IDs are always 15 characters (YYYYMMDDTHHMMSS).
+        backup_id = f"2026{11 - n // 30:02d}{24 - n % 24:02d}T{n % 24:02d}{n % 60:02d}00"
         if n % 10 == 3:
-            result.append({"backup_id": backup_id + "F", "status": "FAILED"})
+            result.append({"backup_id": backup_id, "status": "FAILED"})
             continue
         result.append({"backup_id": backup_id, "end_time": "Tue Nov 24 18:25:28 2026", "end_time_timestamp": str(end),
                        "retention_status": "-", "size": "51.2 MiB", "size_bytes": 53674590 + n, "status": "DONE",

@@ -55,6 +55,22 @@ struct NegotiationTests {
         #expect(size == body.count)
     }
 
+    @Test func aBodyIsReusedWithinItsSecondAndDroppedAfter() {
+        let store = SnapshotStore(MetricsSnapshot(version: "1"))
+        let cache = ExpositionCache()
+        let first = cache.body(for: .text, gzip: false, store: store, second: 100).bytes
+        #expect(cache.body(for: .text, gzip: false, store: store, second: 100).bytes === first)
+        #expect(cache.body(for: .text, gzip: false, store: store, second: 101).bytes !== first)  // ages moved on
+        let current = cache.body(for: .text, gzip: false, store: store, second: 101).bytes
+        cache.dropExpired(before: 101)
+        #expect(cache.body(for: .text, gzip: false, store: store, second: 101).bytes === current)
+        cache.dropExpired(before: 102)
+        #expect(cache.body(for: .text, gzip: false, store: store, second: 101).bytes !== current)
+        store.update { $0.lastRefreshMilliseconds = 1 }  // a new snapshot: rendered again
+        let fresh = cache.body(for: .text, gzip: false, store: store, second: 101).bytes
+        #expect(String(decoding: fresh.bytes, as: UTF8.self).contains("barman_metrics_update 1\n"))
+    }
+
     @Test func servedFormatsAndEncodings() async throws {
         var config = Config()
         config.integrationType = .mock

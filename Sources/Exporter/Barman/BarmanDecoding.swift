@@ -210,6 +210,14 @@ public enum BarmanDecoding {
         let command = BarmanCommand.replicationStatus
         let (servers, errors) = try envelope(of: command, output, tolerated: [0, 1])
         var report = ReplicationReport(clients: [:], errors: errors)
+        // Names and states repeat across servers: keep one copy of each (see `checks`).
+        var strings: [String: String] = [:]
+        func shared(_ value: JSONValue?) -> String {
+            let text = string(value)
+            if let existing = strings[text] { return existing }
+            strings[text] = text
+            return text
+        }
         for (server, value) in servers {
             let context = "barman \(command): server '\(server)'"
             guard case .object(let fields) = value else { throw DecodeFailure("\(context): expected an object") }
@@ -220,10 +228,10 @@ public enum BarmanDecoding {
             guard case .array(let entries)? = fields["streaming_clients"] else { throw missing("streaming_clients", context) }
             report.clients[server] = entries.map { entry in
                 StreamingClient(
-                    applicationName: string(entry["application_name"]),
-                    slot: string(entry["replication_slot"]),
-                    clientAddress: string(entry["ip_address"]),
-                    syncState: string(entry["current_sync_state"]),
+                    applicationName: shared(entry["application_name"]),
+                    slot: shared(entry["replication_slot"]),
+                    clientAddress: shared(entry["ip_address"]),
+                    syncState: shared(entry["current_sync_state"]),
                     sentLagBytes: number(entry["sent_lsn_diff_bytes"]).map { -$0 },
                     writeLagBytes: number(entry["write_lsn_diff_bytes"]).map { -$0 },
                     flushLagBytes: number(entry["flush_lsn_diff_bytes"]).map { -$0 })

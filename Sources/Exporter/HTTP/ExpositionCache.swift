@@ -16,6 +16,14 @@ public final class ExpositionCache: Sendable {
 
     public init() {}
 
+    /// Drops bodies rendered for a second before `second`: they can never be served again (ages
+    /// have moved on), and the large ones would otherwise sit in memory until the next scrape.
+    public func dropExpired(before second: Double) {
+        bodies.withLock { cache in
+            cache = cache.filter { $0.value.second >= second }
+        }
+    }
+
     public func body(for format: ExpositionFormat, gzip wantsGzip: Bool, store: SnapshotStore, second: Double) -> (bytes: SharedBytes, gzipped: Bool) {
         let (snapshot, generation) = store.versioned
         var body = bodies.withLock { $0[format] }

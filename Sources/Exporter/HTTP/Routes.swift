@@ -3,10 +3,11 @@
 public struct Routes: Sendable {
     public let store: SnapshotStore
     public let now: @Sendable () -> Double
-    let cache = ExpositionCache()
+    let cache: ExpositionCache
 
-    public init(store: SnapshotStore, now: @escaping @Sendable () -> Double = { WallClock.nowSeconds() }) {
+    public init(store: SnapshotStore, cache: ExpositionCache = ExpositionCache(), now: @escaping @Sendable () -> Double = { WallClock.nowSeconds() }) {
         self.store = store
+        self.cache = cache
         self.now = now
     }
 

@@ -80,6 +80,7 @@ public enum Lifecycle {
             return 1
         }
         let refreshing = Task { await exporter.refresher.runForever() }
+        let sweeping = Task { await exporter.dropExpiredBodiesForever() }
         SystemdNotifier.notify("READY=1")
         for await signal in signals {
             switch signal {
@@ -91,6 +92,7 @@ public enum Lifecycle {
                 logger.info("stopping", ["signal": Signals.name(signal)])
                 SystemdNotifier.notify("STOPPING=1")
                 refreshing.cancel()
+                sweeping.cancel()
                 exporter.stop()
                 return 0
             }
@@ -109,6 +111,8 @@ public final class Exporter: @unchecked Sendable {
     // one task at a time.
     public let store: SnapshotStore
     public let refresher: Refresher
+    /// Rendered bodies, shared by the HTTP servers of successive configs.
+    let expositionCache = ExpositionCache()
     public let logger: Logger
     /// barman processes of every runner this exporter made, across reloads.
     let processGroups = ProcessGroups()
@@ -122,7 +126,7 @@ public final class Exporter: @unchecked Sendable {
         self.logger = logger
         store = SnapshotStore(MetricsSnapshot(version: BuildInfo.version))
         refresher = Refresher(runner: BarmanRunners.make(config, processGroups: processGroups), settings: RefreshSettings(config), store: store, logger: logger)
-        server = try Self.startServer(config, store: store, logger: logger)
+        server = try Self.startServer(config, store: store, cache: expositionCache, logger: logger)
         logger.info("listening", ["address": server.listener.displayAddress, "integration": config.integrationType.rawValue,
                                   "version": BuildInfo.version])
         Self.logSettings(config, logger: logger)
@@ -130,8 +134,8 @@ public final class Exporter: @unchecked Sendable {
 
     public var port: Int { server.listener.port }
 
-    static func startServer(_ config: Config, store: SnapshotStore, logger: Logger) throws(SystemError) -> HTTPServer {
-        let routes = Routes(store: store)
+    static func startServer(_ config: Config, store: SnapshotStore, cache: ExpositionCache, logger: Logger) throws(SystemError) -> HTTPServer {
+        let routes = Routes(store: store, cache: cache)
         let listener = try ListenSocket(address: config.address, port: config.port)
         return try HTTPServer(listener: listener, logger: logger) { routes.handle($0) }
     }
@@ -151,7 +155,7 @@ public final class Exporter: @unchecked Sendable {
         logger.level = next.logLevel
         if next.address != config.address || next.port != config.port {
             do {
-                let replacement = try Self.startServer(next, store: store, logger: logger)
+                let replacement = try Self.startServer(next, store: store, cache: expositionCache, logger: logger)
                 server.stop()
                 server = replacement
                 logger.info("listening", ["address": replacement.listener.displayAddress])
@@ -184,6 +188,15 @@ public final class Exporter: @unchecked Sendable {
             || next.barmanConfigFile != config.barmanConfigFile
         await refresher.reconfigure(runner: BarmanRunners.make(next, processGroups: processGroups), settings: RefreshSettings(next), sourceChanged: sourceChanged)
         config = next
+    }
+
+    /// Every 2 s, frees bodies whose second has passed (a large body is ~2 MB of memory that
+    /// would otherwise wait for the next scrape, typically a minute, to be replaced).
+    func dropExpiredBodiesForever() async {
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: .seconds(2)) } catch { return }
+            expositionCache.dropExpired(before: WallClock.nowSeconds().rounded(.down))
+        }
     }
 
     /// Stops accepting scrapes (MHD finishes responses in flight) and terminates running barman
