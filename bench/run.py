@@ -128,12 +128,15 @@ def run_ours(work, name, servers, backups):
     body = fetch(url)
     gzipped = fetch(url, {"Accept-Encoding": "gzip"})
     time.sleep(1)
+    just_scraped_rss, _ = status(process.pid)
+    time.sleep(3)  # the body of a past second is freed within 2 s
     idle_rss, _ = status(process.pid)
     results = wrk_matrix(url)
     _, peak = status(process.pid)
     process.send_signal(signal.SIGTERM)
     process.wait(10)
-    return {"first_data": first_data, "refresh_s": refresh_ms / 1000, "processes": processes, "barman_busy": barman_busy, "bytes": len(body),
+    return {"first_data": first_data, "refresh_s": refresh_ms / 1000, "processes": processes, "barman_busy": barman_busy,
+            "just_scraped_rss": just_scraped_rss, "bytes": len(body),
             "gzip_bytes": len(gzipped), "idle_rss": idle_rss, "peak_rss": peak, "wrk": results, "body": body, "gzipped": gzipped,
             "series": sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))}
 
@@ -219,6 +222,7 @@ def main():
                     for index, percentile in ((1, "p50"), (2, "p99")):
                         row = [ours["wrk"][(gzip, connections)][index], python["wrk"][(gzip, connections)][index], nginx["wrk"][(gzip, connections)][index]]
                         print(f"{'  ' + percentile + ' ms':28}" + "".join(f"{value:14.2f}" for value in row))
+            print(f"{'resident MB 1 s after scrape':28}{ours['just_scraped_rss'] / 1024:14.1f}")
             print(f"{'resident MB idle':28}{ours['idle_rss'] / 1024:14.1f}{python['idle_rss'] / 1024:14.1f}")
             print(f"{'resident MB peak':28}{ours['peak_rss'] / 1024:14.1f}{python['peak_rss'] / 1024:14.1f}")
             print(f"{'start to first data s':28}{ours['first_data']:14.2f}{python['first_data']:14.2f}")
