@@ -191,5 +191,7 @@ struct CommandLineTests {
         #expect(CommandLineOptions.parse([]) == .failure(UsageError("missing -config FILE; e.g. prometheus-barman-exporter -config /etc/prometheus-barman-exporter/config.yaml")))
         #expect(CommandLineOptions.parse(["-config"]) == .failure(UsageError("-config needs a file path, e.g. -config /etc/prometheus-barman-exporter/config.yaml")))
         #expect(CommandLineOptions.parse(["--port", "1"]) == .failure(UsageError("unknown flag '--port'; see --help")))
+        #expect(CommandLineOptions.parse(["-config", "a.yaml", "--output"]) == .failure(UsageError("--output needs a file path, e.g. --output /var/lib/prometheus/node-exporter/barman.prom")))
+        #expect(CommandLineOptions.parse(["--config="]) == .failure(UsageError("-config needs a non-empty file path")))
     }
 }

@@ -51,24 +51,18 @@ public enum CommandLineOptions {
                 checkOnly = true
             case "once":
                 once = true
-            case "output":
-                if let inlineValue {
-                    outputPath = inlineValue
-                } else {
+            case "output", "config":
+                // The path follows as `--flag=PATH` or as the next argument.
+                let example = name == "output" ? "--output /var/lib/prometheus/node-exporter/barman.prom" : "-config /etc/prometheus-barman-exporter/config.yaml"
+                let spelled = name == "output" ? "--output" : "-config"
+                var path = inlineValue
+                if path == nil {
                     index += 1
-                    guard index < arguments.count else { return .failure(UsageError("--output needs a file path, e.g. --output /var/lib/prometheus/node-exporter/barman.prom")) }
-                    outputPath = arguments[index]
+                    guard index < arguments.count else { return .failure(UsageError("\(spelled) needs a file path, e.g. \(example)")) }
+                    path = arguments[index]
                 }
-                if outputPath?.isEmpty == true { return .failure(UsageError("--output needs a non-empty file path")) }
-            case "config":
-                if let inlineValue {
-                    configPath = inlineValue
-                } else {
-                    index += 1
-                    guard index < arguments.count else { return .failure(UsageError("-config needs a file path, e.g. -config /etc/prometheus-barman-exporter/config.yaml")) }
-                    configPath = arguments[index]
-                }
-                if configPath?.isEmpty == true { return .failure(UsageError("-config needs a non-empty file path")) }
+                guard let path, !path.isEmpty else { return .failure(UsageError("\(spelled) needs a non-empty file path")) }
+                if name == "output" { outputPath = path } else { configPath = path }
             default:
                 return .failure(UsageError("unknown flag '\(argument)'; see --help"))
             }
