@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Compares what the exporter serves with what `barman -f json` reports for the same state.
 
-Retries for up to 30 s: barman's state moves on its own (WAL keeps streaming, so the newest
-backup's wal_size grows), and the exporter refreshes every second. Prints every difference of
+Retries for up to 30 s (--within): barman's state moves on its own (WAL keeps streaming, so the
+newest backup's wal_size grows, replication clients come and go), and the exporter refreshes every
+second in the test config. Prints every difference of
 the last attempt and exits 1 when the two never agreed.
 """
 import argparse
@@ -132,11 +133,12 @@ def main():
     parser.add_argument("--barman", default="barman")
     parser.add_argument("--barman-config", required=True)
     parser.add_argument("--servers", required=True)
+    parser.add_argument("--within", type=float, default=30, help="seconds to keep retrying")
     args = parser.parse_args()
     global BARMAN
     BARMAN = args.barman
     servers = set(args.servers.split(","))
-    deadline = time.time() + 30
+    deadline = time.time() + args.within
     while True:
         problems, count = compare(args.url, args.barman_config, servers)
         if not problems:
