@@ -164,7 +164,7 @@ public enum BarmanDecoding {
         var result: [String: [CheckResult]] = [:]
         // Every server has the same few check names: keep one copy of each instead of one per
         // server (200 servers x 22 checks would otherwise keep 4,400 heap strings alive).
-        var names: [String: String] = [:]
+        var names = StringPool()
         for (server, value) in try servers(of: command, output) {
             guard case .object(let checks) = value else {
                 throw DecodeFailure("barman \(command): server '\(server)': expected an object of checks")
@@ -173,9 +173,7 @@ public enum BarmanDecoding {
             results.reserveCapacity(checks.count)
             for (name, check) in checks {
                 let status = try requiredString(check, "status", "barman \(command): server '\(server)': check '\(name)'")
-                let shared = names[name] ?? name
-                names[name] = shared
-                results.append(CheckResult(name: shared, ok: status == "OK"))
+                results.append(CheckResult(name: names.shared(name), ok: status == "OK"))
             }
             result[server] = results.sorted { $0.name < $1.name }
         }
@@ -211,13 +209,8 @@ public enum BarmanDecoding {
         let (servers, errors) = try envelope(of: command, output, tolerated: [0, 1])
         var report = ReplicationReport(clients: [:], errors: errors)
         // Names and states repeat across servers: keep one copy of each (see `checks`).
-        var strings: [String: String] = [:]
-        func shared(_ value: JSONValue?) -> String {
-            let text = string(value)
-            if let existing = strings[text] { return existing }
-            strings[text] = text
-            return text
-        }
+        var strings = StringPool()
+        func shared(_ value: JSONValue?) -> String { strings.shared(string(value)) }
         for (server, value) in servers {
             let context = "barman \(command): server '\(server)'"
             guard case .object(let fields) = value else { throw DecodeFailure("\(context): expected an object") }
@@ -296,5 +289,17 @@ public enum BarmanDecoding {
         }
         if case .string(let text) = value { return [text] }
         return ["\(value)"]
+    }
+}
+
+/// One copy of each distinct string: decoded values that repeat across servers then share
+/// storage instead of each pinning its own allocation.
+struct StringPool {
+    private var pool: [String: String] = [:]
+
+    mutating func shared(_ text: String) -> String {
+        if let existing = pool[text] { return existing }
+        pool[text] = text
+        return text
     }
 }
