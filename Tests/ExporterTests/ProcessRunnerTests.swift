@@ -68,27 +68,29 @@ struct ProcessRunnerTests {
         #expect(String(decoding: output.stdout, as: UTF8.self) == "done\n")
     }
 
+    // The timeout tests give the script 2 s: it writes its pid files first thing, and on a
+    // loaded 2-core CI machine a shell can take a while to start.
     @Test func timeoutTerminatesTheWholeProcessGroup() async throws {
-        let (runner, directory) = try runner("sleep 60 & echo $! > \"$(dirname \"$0\")/child.pid\"; echo $$ > \"$(dirname \"$0\")/barman.pid\"; wait", timeout: .seconds(1))
+        let (runner, directory) = try runner("echo $$ > \"$(dirname \"$0\")/barman.pid\"; sleep 60 & echo $! > \"$(dirname \"$0\")/child.pid\"; wait", timeout: .seconds(2))
         let result = await runner.run(.check)
         guard case .failure(let failure) = result else {
             Issue.record("expected a timeout, got \(result)")
             return
         }
-        #expect(failure.message == "barman did not finish within command_timeout (1 s) and was terminated")
+        #expect(failure.message == "barman did not finish within command_timeout (2 s) and was terminated")
         // Both barman and the child it started are gone, and barman was reaped (not a zombie).
         #expect(try !isAlive(directory + "/barman.pid"))
         #expect(try !isAlive(directory + "/child.pid"))
     }
 
     @Test func sigtermIgnoredMeansSigkill() async throws {
-        let (runner, directory) = try runner("trap '' TERM; echo $$ > \"$(dirname \"$0\")/barman.pid\"; while :; do sleep 0.05; done", timeout: .seconds(1))
+        let (runner, directory) = try runner("trap '' TERM; echo $$ > \"$(dirname \"$0\")/barman.pid\"; while :; do sleep 0.05; done", timeout: .seconds(2))
         let result = await runner.run(.check)
         guard case .failure(let failure) = result else {
             Issue.record("expected a timeout, got \(result)")
             return
         }
-        #expect(failure.message.hasPrefix("barman did not finish within command_timeout"))
+        #expect(failure.message == "barman did not finish within command_timeout (2 s) and was terminated")
         #expect(try !isAlive(directory + "/barman.pid"))
     }
 
@@ -115,7 +117,25 @@ struct ProcessRunnerTests {
         let result = await runner.run(.check)
         #expect(result == .failure(CommandFailure("cannot run '/nonexistent/barman': No such file or directory; install barman or set barman_command to its full path")))
         let inPath = ProcessBarmanRunner(executable: "barman-does-not-exist", configFile: nil, timeout: .seconds(5))
-        #expect(await inPath.run(.check) == .failure(CommandFailure("cannot run 'barman-does-not-exist': No such file or directory; install barman or set barman_command to its full path")))
+        let searchPath = ExecutableLookup.currentSearchPath() ?? ExecutableLookup.defaultSearchPath
+        #expect(await inPath.run(.check) == .failure(CommandFailure("cannot run 'barman-does-not-exist': not found in PATH (\(searchPath)); install barman or set barman_command to its full path")))
+    }
+
+    /// The search is the shell's: first executable regular file wins; directories, missing
+    /// directories and files without an execute bit are passed over, and named when nothing else is found.
+    @Test func executableIsSearchedInPathLikeAShell() throws {
+        let notExecutable = try TestSupport.temporaryDirectory()
+        try TestSupport.write("#!/bin/sh\n", to: notExecutable + "/barman", mode: 0o644)
+        let executable = try TestSupport.temporaryDirectory()
+        try TestSupport.write("#!/bin/sh\n", to: executable + "/barman", mode: 0o755)
+        let directoryNamedBarman = try TestSupport.temporaryDirectory()
+        #expect(mkdir(directoryNamedBarman + "/barman", 0o755) == 0)
+
+        let searchPath = "/nonexistent:\(directoryNamedBarman):\(notExecutable):\(executable)"
+        #expect(ExecutableLookup.resolve("barman", searchPath: searchPath) == .success(executable + "/barman"))
+        #expect(ExecutableLookup.resolve("barman", searchPath: "/nonexistent:\(notExecutable)") == .failure(CommandFailure("cannot run 'barman': \(notExecutable)/barman is not executable by this user; fix its permissions or set barman_command to the right path")))
+        #expect(ExecutableLookup.resolve("barman", searchPath: "/nonexistent:\(directoryNamedBarman)") == .failure(CommandFailure("cannot run 'barman': not found in PATH (/nonexistent:\(directoryNamedBarman)); install barman or set barman_command to its full path")))
+        #expect(ExecutableLookup.resolve("./barman", searchPath: searchPath) == .success("./barman"))
     }
 
     @Test func notExecutable() async throws {

@@ -5,7 +5,8 @@ import CGlibcShims
 import Synchronization
 
 /// Runs the real barman CLI: `barman [-c FILE] -f json ARGS...` as a child process started
-/// with posix_spawn (argv only, never a shell), with the exporter's environment unchanged.
+/// with posix_spawn (argv only, never a shell; PATH searched by `ExecutableLookup`), with the
+/// exporter's environment unchanged.
 ///
 /// Each run gets its own process group so a timeout can stop barman and everything it started
 /// (pg_basebackup, ssh...). stdout and stderr are read concurrently with a size cap; a run over
@@ -84,6 +85,11 @@ public struct ProcessBarmanRunner: BarmanRunner {
     }
 
     private func spawn(_ argv: [String], stdout: Int32, stderr: Int32) -> Result<pid_t, CommandFailure> {
+        let path: String
+        switch ExecutableLookup.resolve(argv[0], searchPath: ExecutableLookup.currentSearchPath()) {
+        case .success(let found): path = found
+        case .failure(let failure): return .failure(failure)
+        }
         var actions = posix_spawn_file_actions_t()
         guard posix_spawn_file_actions_init(&actions) == 0 else { return .failure(CommandFailure("cannot prepare to run barman: \(errnoText())")) }
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -114,9 +120,9 @@ public struct ProcessBarmanRunner: BarmanRunner {
         cArguments.append(nil)
         defer { for pointer in cArguments { free(pointer) } }
         var pid: pid_t = 0
-        let status = posix_spawnp(&pid, argv[0], &actions, &attributes, cArguments, environ)
+        let status = posix_spawn(&pid, path, &actions, &attributes, cArguments, environ)
         guard status == 0 else {
-            var message = "cannot run '\(argv[0])': \(String(cString: strerror(status)))"
+            var message = "cannot run '\(path)': \(String(cString: strerror(status)))"
             if status == ENOENT { message += "; install barman or set barman_command to its full path" }
             if status == EACCES { message += "; check that it is executable by this user" }
             return .failure(CommandFailure(message))
