@@ -21,6 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+become_root scripts/e2e.sh "$@"
 binary_source=$(realpath "${BINARY:-.build/debug/prometheus-barman-exporter}")
 pgbin=/usr/lib/postgresql/15/bin
 

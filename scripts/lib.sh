@@ -3,6 +3,7 @@
 #   wait_for_metrics URL RE    poll URL until its body matches RE (20 s), else fail
 #   check NAME CONDITION...    run a check, count it, print ok/FAIL
 #   summary LABEL              print "LABEL: N passed, N failed" and return non-zero on failures
+#   become_root SCRIPT ARGS... re-run SCRIPT (a path from the repository root) with sudo unless root
 passed=0
 failed=0
 
@@ -32,4 +33,17 @@ check() {
 summary() {
   echo "$1: $passed passed, $failed failed"
   [ "$failed" -eq 0 ]
+}
+
+# The package and end-to-end tests install packages and run PostgreSQL and barman as their own
+# users, so they need root; a CI runner that is a sudoer gets there without changing the command.
+become_root() {
+  [ "$(id -u)" = 0 ] && return 0
+  local script=$1; shift
+  if ! command -v sudo >/dev/null; then
+    echo "$script: needs root (it installs packages and runs PostgreSQL and barman as their users); run it as root" >&2
+    exit 1
+  fi
+  exec sudo env "PATH=$PATH" "BINARY=${BINARY:-}" "E2E_INSTALLED_BINARY=${E2E_INSTALLED_BINARY:-}" \
+    "E2E_PIP=${E2E_PIP:-1}" "$PWD/$script" "$@"
 }

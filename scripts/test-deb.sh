@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+become_root scripts/test-deb.sh "$@"
 deb=$(ls .build-tools/deb/prometheus-barman-exporter_*_amd64.deb 2>/dev/null | head -1)
 changes=$(ls .build-tools/deb/*.changes 2>/dev/null | head -1)
 [ -n "$deb" ] || { echo "test-deb: no package; run scripts/build-deb.sh first" >&2; exit 1; }
