@@ -127,6 +127,45 @@ struct DecodingTests {
         }
     }
 
+    /// list-backups is read as a stream: fields it does not use are skipped, but still validated.
+    @Test func listBackupsSkipsUnusedFieldsOfAnyShape() throws {
+        let text = #"""
+        { "_INFO" : [ "x" ] ,"pg\u00e9":[ {"extra": {"a": [1, {"b": null}], "c": "\u00fc\n"}, "backup_id":"b\u0031",
+          "status":"DONE","end_time_timestamp":"1700000000","size_bytes":1.5e3,"wal_size_bytes":"7",
+          "tablespaces": null, "é": true},
+          {"status": "FAILED", "backup_id": "b0", "end_time_timestamp": null} ], "empty": [] }
+        """#
+        let backups = try BarmanDecoding.backupList(CommandOutput(stdout: Array(text.utf8)))
+        #expect(backups == [
+            "pg\u{e9}": [BackupSummary(id: "b1", status: "DONE", endTime: 1_700_000_000, sizeBytes: 1500, walSizeBytes: 7),
+                          BackupSummary(id: "b0", status: "FAILED")],
+            "empty": [],
+        ])
+    }
+
+    @Test(arguments: [
+        #"{"pg": [{"backup_id": "b", "status": "FAILED", "extra": [1,]}]}"#,
+        #"{"pg": [{"backup_id": "b", "status": "FAILED", "extra": {"a": 1,}}]}"#,
+        #"{"pg": [{"backup_id": "b", "status": "FAILED", "extra": tru}]}"#,
+        #"{"pg": [{"backup_id": "b", "status": "FAILED", "extra": "\x"}]}"#,
+        #"{"pg": [{"backup_id": "b", "status": "FAILED"}], "_INFO": [01]}"#,
+        #"{"pg": [{"backup_id": "b", "status": "FAILED"}] "x": []}"#,
+        #"{"pg": [{"backup_id": "b", "status": "FAILED"},]}"#,
+        #"{"pg": []} []"#,
+        #"{"pg": [{"backup_id": "b", "status": "FAILED"}"#,
+    ])
+    func listBackupsRejectsInvalidJSONAnywhere(text: String) {
+        #expect(throws: DecodeFailure.self) { try BarmanDecoding.backupList(CommandOutput(stdout: Array(text.utf8))) }
+        #expect(throws: JSONError.self) { try JSONParser.parse(Array(text.utf8)) }
+    }
+
+    @Test func listBackupsRejectsInvalidUTF8InSkippedStrings() {
+        let output = CommandOutput(stdout: Array(#"{"pg": [{"backup_id": "b", "status": "FAILED", "x": ""#.utf8) + [0xC3, 0x28] + Array(#""}]}"#.utf8))
+        #expect(throws: DecodeFailure("barman list-backups all printed invalid JSON at byte 53: string is not valid UTF-8")) {
+            try BarmanDecoding.backupList(output)
+        }
+    }
+
     @Test func numbersAsStringsIntsFloatsAndNone() {
         #expect(BarmanDecoding.number(.string("12.5")) == 12.5)
         #expect(BarmanDecoding.number(.integer(0)) == 0)

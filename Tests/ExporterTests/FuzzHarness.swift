@@ -24,6 +24,10 @@ enum FuzzHarness {
             let output = CommandOutput(stdout: bytes, exitStatus: exitStatus)
             var snapshot = MetricsSnapshot(version: "fuzz")
             snapshot.backups = try? BarmanDecoding.backupList(output)
+            // list-backups is read as a stream, the other answers as trees: both must be as strict.
+            if snapshot.backups != nil {
+                precondition((try? JSONParser.parse(bytes)) != nil, "list-backups accepted what the JSON parser rejects")
+            }
             snapshot.checks = try? BarmanDecoding.checks(output)
             if let details = try? BarmanDecoding.backupDetails(output, server: "pg", backupID: "x") {
                 snapshot.details["pg"] = details

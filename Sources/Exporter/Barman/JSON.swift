@@ -1,6 +1,9 @@
 /// A parsed JSON value. Numbers keep whether they were written as integers, because barman's
 /// types vary between versions (`throughput_bytes` is a float in 3.4 and an int in 3.20).
-public indirect enum JSONValue: Sendable, Equatable {
+///
+/// Not `indirect`: arrays and dictionaries already hold their elements out of line, so a scalar
+/// is stored inline instead of in a heap box of its own.
+public enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
     case integer(Int64)
@@ -22,31 +25,44 @@ public struct JSONError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String { "invalid JSON at byte \(offset): \(message)" }
 }
 
-/// A strict RFC 8259 parser over bytes, without Foundation.
+/// Strict RFC 8259 parsing into a `JSONValue` tree, without Foundation.
 ///
 /// It is its own code (not JSONDecoder) to keep Foundation out of the binary and to bound what
 /// hostile input can cost: nesting depth is limited and invalid UTF-8 is an error.
-public struct JSONParser {
+public enum JSONParser {
     public static let maximumDepth = 64
 
-    private let bytes: UnsafeBufferPointer<UInt8>
-    private var index = 0
-    private var depth = 0
-
     public static func parse(_ data: [UInt8]) throws(JSONError) -> JSONValue {
-        let result: Swift.Result<JSONValue, JSONError> = data.withUnsafeBufferPointer { buffer in
-            var parser = JSONParser(bytes: buffer)
+        let result: Swift.Result<JSONValue, JSONError> = JSONReader.withReader(data) { reader in
             do throws(JSONError) {
-                parser.skipWhitespace()
-                let value = try parser.parseValue()
-                parser.skipWhitespace()
-                guard parser.index == buffer.count else { throw parser.error("unexpected data after the end of the document") }
+                let value = try reader.readValue()
+                try reader.finish()
                 return .success(value)
             } catch {
                 return .failure(error)
             }
         }
         return try result.get()
+    }
+}
+
+/// A pull reader over one JSON document, for answers too big to hold as a tree: the caller
+/// walks objects and arrays member by member, reads the values it needs and skips the rest.
+/// Skipping allocates nothing for ASCII strings, and everything read or skipped is validated
+/// as strictly as `JSONParser.parse` does.
+struct JSONReader {
+    private let bytes: UnsafeBufferPointer<UInt8>
+    private var index = 0
+    private var depth = 0
+    /// Bit d is set once the open container at depth d has an element (so a ',' must come next).
+    private var containerHasElements: UInt64 = 0
+
+    /// Runs `body` with a reader over `data`, which stays valid only inside `body`.
+    static func withReader<Result>(_ data: [UInt8], _ body: (inout JSONReader) -> Result) -> Result {
+        data.withUnsafeBufferPointer { buffer in
+            var reader = JSONReader(bytes: buffer)
+            return body(&reader)
+        }
     }
 
     private init(bytes: UnsafeBufferPointer<UInt8>) {
@@ -55,6 +71,18 @@ public struct JSONParser {
 
     private func error(_ message: String) -> JSONError {
         JSONError(offset: index, message: message)
+    }
+
+    /// The next byte after whitespace, without consuming it; nil at the end of the input.
+    mutating func peek() -> UInt8? {
+        skipWhitespace()
+        return index < bytes.count ? bytes[index] : nil
+    }
+
+    /// Checks that nothing but whitespace follows the document.
+    mutating func finish() throws(JSONError) {
+        skipWhitespace()
+        guard index == bytes.count else { throw error("unexpected data after the end of the document") }
     }
 
     private mutating func skipWhitespace() {
@@ -66,11 +94,21 @@ public struct JSONParser {
         }
     }
 
-    private mutating func parseValue() throws(JSONError) -> JSONValue {
+    /// The next value, as a tree.
+    mutating func readValue() throws(JSONError) -> JSONValue {
+        skipWhitespace()
         guard index < bytes.count else { throw error("unexpected end of input") }
         switch bytes[index] {
-        case UInt8(ascii: "{"): return try parseObject()
-        case UInt8(ascii: "["): return try parseArray()
+        case UInt8(ascii: "{"):
+            try beginObject()
+            var members: [String: JSONValue] = [:]
+            while let key = try nextKey() { members[key] = try readValue() }
+            return .object(members)
+        case UInt8(ascii: "["):
+            try beginArray()
+            var elements: [JSONValue] = []
+            while try nextElement() { elements.append(try readValue()) }
+            return .array(elements)
         case UInt8(ascii: "\""): return .string(try parseString())
         case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
         case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
@@ -78,6 +116,95 @@ public struct JSONParser {
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
         default: throw error("unexpected character")
         }
+    }
+
+    /// Validates and passes over the next value.
+    mutating func skipValue() throws(JSONError) {
+        skipWhitespace()
+        guard index < bytes.count else { throw error("unexpected end of input") }
+        switch bytes[index] {
+        case UInt8(ascii: "{"):
+            try beginObject()
+            while try advanceToNextMember() {
+                try skipString()
+                try expectColon()
+                try skipValue()
+            }
+        case UInt8(ascii: "["):
+            try beginArray()
+            while try nextElement() { try skipValue() }
+        case UInt8(ascii: "\""): try skipString()
+        default: _ = try readValue()
+        }
+    }
+
+    /// Consumes the '{' of an object; then `nextKey` until it returns nil.
+    mutating func beginObject() throws(JSONError) {
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { throw error("expected an object") }
+        try enter()
+        index += 1
+    }
+
+    /// The next key of the current object, positioned at its value; nil after the closing '}'.
+    mutating func nextKey() throws(JSONError) -> String? {
+        guard try advanceToNextMember() else { return nil }
+        let key = try parseString()
+        try expectColon()
+        return key
+    }
+
+    /// Consumes the '[' of an array; then `nextElement` until it returns false.
+    mutating func beginArray() throws(JSONError) {
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "[") else { throw error("expected an array") }
+        try enter()
+        index += 1
+    }
+
+    /// Whether the current array has another element (the reader is then positioned at it);
+    /// false after the closing ']'.
+    mutating func nextElement() throws(JSONError) -> Bool {
+        skipWhitespace()
+        guard index < bytes.count else { throw error("unexpected end of input in an array") }
+        if try closesOrSeparates(closing: UInt8(ascii: "]"), "expected ',' or ']' in an array") { return false }
+        skipWhitespace()
+        return true
+    }
+
+    /// Past the separator before the next member's key; false after the closing '}'.
+    private mutating func advanceToNextMember() throws(JSONError) -> Bool {
+        skipWhitespace()
+        guard index < bytes.count else { throw error("unexpected end of input in an object") }
+        if try closesOrSeparates(closing: UInt8(ascii: "}"), "expected ',' or '}' in an object") { return false }
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
+        return true
+    }
+
+    /// At an element boundary: consumes `closing` and leaves the container (true), or the ','
+    /// required before every element but the first (false). A ',' before `closing` is then
+    /// caught by whoever reads the element that should follow.
+    private mutating func closesOrSeparates(closing: UInt8, _ message: String) throws(JSONError) -> Bool {
+        let bit: UInt64 = 1 << UInt64(depth - 1)
+        if bytes[index] == closing {
+            index += 1
+            containerHasElements &= ~bit
+            depth -= 1
+            return true
+        }
+        if containerHasElements & bit != 0 {
+            guard bytes[index] == UInt8(ascii: ",") else { throw error(message) }
+            index += 1
+        }
+        containerHasElements |= bit
+        return false
+    }
+
+    private mutating func expectColon() throws(JSONError) {
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':' after a key") }
+        index += 1
     }
 
     private mutating func expectLiteral(_ literal: StaticString) throws(JSONError) {
@@ -94,56 +221,19 @@ public struct JSONParser {
         if depth > JSONParser.maximumDepth { throw error("nesting deeper than \(JSONParser.maximumDepth) levels") }
     }
 
-    private mutating func parseObject() throws(JSONError) -> JSONValue {
-        try enter()
+    /// Passes over a string; only one with escapes or non-ASCII bytes is decoded (to validate it).
+    private mutating func skipString() throws(JSONError) {
+        let start = index
         index += 1
-        var members: [String: JSONValue] = [:]
-        skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") { index += 1; return }
+            if byte == UInt8(ascii: "\\") || byte >= 0x80 { break }
+            if byte < 0x20 { throw error("control character in a string") }
             index += 1
-            depth -= 1
-            return .object(members)
         }
-        while true {
-            skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
-            let key = try parseString()
-            skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':' after a key") }
-            index += 1
-            skipWhitespace()
-            members[key] = try parseValue()
-            skipWhitespace()
-            guard index < bytes.count else { throw error("unexpected end of input in an object") }
-            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "}") { index += 1; break }
-            throw error("expected ',' or '}' in an object")
-        }
-        depth -= 1
-        return .object(members)
-    }
-
-    private mutating func parseArray() throws(JSONError) -> JSONValue {
-        try enter()
-        index += 1
-        var elements: [JSONValue] = []
-        skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
-            index += 1
-            depth -= 1
-            return .array(elements)
-        }
-        while true {
-            skipWhitespace()
-            elements.append(try parseValue())
-            skipWhitespace()
-            guard index < bytes.count else { throw error("unexpected end of input in an array") }
-            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "]") { index += 1; break }
-            throw error("expected ',' or ']' in an array")
-        }
-        depth -= 1
-        return .array(elements)
+        index = start
+        _ = try parseString()
     }
 
     private mutating func parseString() throws(JSONError) -> String {
