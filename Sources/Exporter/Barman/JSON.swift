@@ -54,7 +54,7 @@ struct JSONReader {
     private let bytes: UnsafeBufferPointer<UInt8>
     private var index = 0
     private var depth = 0
-    /// Bit d is set once the open container at depth d has an element (so a ',' must come next).
+    /// Bit d - 1 is set once the open container at depth d has an element (a `,` must come next).
     private var containerHasElements: UInt64 = 0
 
     /// Runs `body` with a reader over `data`, which stays valid only inside `body`.
