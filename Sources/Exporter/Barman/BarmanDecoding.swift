@@ -115,10 +115,10 @@ public enum BarmanDecoding {
         do {
             document = try JSONParser.parse(output.stdout)
         } catch {
-            throw DecodeFailure("barman \(command) printed \(error)")
+            throw invalidJSON(command, error)
         }
         guard case .object(let members) = document else {
-            throw DecodeFailure("barman \(command) printed JSON that is not an object")
+            throw notAnObject(command)
         }
         let errors = members["_ERROR"].map(messageList) ?? []
         return (members.filter { !$0.key.hasPrefix("_") }, errors)
@@ -145,7 +145,7 @@ public enum BarmanDecoding {
             } catch let failure as DecodeFailure {
                 return .failure(failure)
             } catch {
-                return .failure(DecodeFailure("barman \(command) printed \(error)"))
+                return .failure(invalidJSON(command, error))
             }
         }
         let (backups, errors) = try decoded.get()
@@ -161,7 +161,7 @@ public enum BarmanDecoding {
         guard reader.peek() == UInt8(ascii: "{") else {
             try reader.skipValue()
             try reader.finish()
-            throw DecodeFailure("barman \(command) printed JSON that is not an object")
+            throw notAnObject(command)
         }
         var result: [String: [BackupSummary]] = [:]
         var errors: [String] = []
@@ -303,6 +303,15 @@ public enum BarmanDecoding {
     }
 
     // MARK: - Field helpers (barman mixes ints, floats, numeric strings and the string "None")
+
+    /// The same words whether an answer was read as a tree or as a stream.
+    static func invalidJSON(_ command: BarmanCommand, _ error: any Error) -> DecodeFailure {
+        DecodeFailure("barman \(command) printed \(error)")
+    }
+
+    static func notAnObject(_ command: BarmanCommand) -> DecodeFailure {
+        DecodeFailure("barman \(command) printed JSON that is not an object")
+    }
 
     static func missing(_ field: String, _ context: String) -> DecodeFailure {
         DecodeFailure("\(context): missing or invalid field '\(field)'")
