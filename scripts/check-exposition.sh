@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Serves the mock integration and has Prometheus' own promtool read the output.
-# Expects no parse error and exactly the one lint finding caused by a seed name (docs/metrics.md).
+# Expects no parse error and exactly the one lint finding caused by a metric name kept from the Go exporter (docs/metrics.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -26,8 +26,8 @@ set -e
 cat "$work/promtool.out"
 expected='barman_backups_total non-counter metrics should not have "_total" suffix'
 check "promtool parses the exposition (exit 3 = lint only, got $status)" test "$status" -eq 3
-check "the only lint finding is the documented seed name" test "$(cat "$work/promtool.out")" = "$expected"
-check "every seed metric family is served" bash -c "for m in barman_backup_size barman_backup_wal_size barman_backups_failed barman_backups_total barman_first_backup barman_last_backup barman_last_backup_copy_time barman_metrics_update barman_up barman_last_backup_throughput barman_last_backup_wal_files barman_last_backup_wal_rate_per_second; do grep -q \"^# TYPE \$m gauge\$\" '$work/metrics.prom' || { echo missing \$m; exit 1; }; done"
+check "the only lint finding is the documented name kept from the Go exporter" test "$(cat "$work/promtool.out")" = "$expected"
+check "every metric family of the Go exporter is served" bash -c "for m in barman_backup_size barman_backup_wal_size barman_backups_failed barman_backups_total barman_first_backup barman_last_backup barman_last_backup_copy_time barman_metrics_update barman_up barman_last_backup_throughput barman_last_backup_wal_files barman_last_backup_wal_rate_per_second; do grep -q \"^# TYPE \$m gauge\$\" '$work/metrics.prom' || { echo missing \$m; exit 1; }; done"
 accept='application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1'
 curl -fsS -D "$work/om.headers" -H "Accept: $accept" -H 'Accept-Encoding: gzip' "http://127.0.0.1:$port/metrics" -o "$work/om.gz"
 check "Prometheus' Accept header gets OpenMetrics 1.0.0, gzipped" \

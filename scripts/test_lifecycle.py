@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Process-level tests of the exporter binary: command line, signals, reload, sd_notify, shutdown.
 
-Run by `make test` (scripts/test-lifecycle.sh sets BINARY). Prints one line per check and
+Run by `make test` and `make lifecycle-test`, which set BINARY. Prints one line per check and
 "lifecycle: N passed, N failed".
 """
 import os

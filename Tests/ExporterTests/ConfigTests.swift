@@ -34,7 +34,7 @@ struct ConfigTests {
         #expect(try load("---\n").get() == Config())
     }
 
-    @Test func seedExampleConfig() throws {
+    @Test func goExporterExampleConfig() throws {
         let config = try load("""
             address: 127.0.0.1
             port: "2222"

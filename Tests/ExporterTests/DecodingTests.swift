@@ -96,7 +96,7 @@ struct DecodingTests {
     }
 
     @Test func replicationStatusWithAServerDown() throws {
-        // barman's answer when one server's PostgreSQL is down (ground truth §3.7): rc 1, `{}` for it.
+        // barman's answer when one server's PostgreSQL is down (captured from barman 3.4.0 and 3.20.1): exit status 1, `{}` for it.
         let output = CommandOutput(stdout: Array(#"{"_ERROR": ["Unable to connect to server pg2"], "pg": {"server_lsn": "0/1", "standby_info": "No streaming clients attached", "streaming_clients": []}, "pg2": {}}"#.utf8), exitStatus: 1)
         let report = try BarmanDecoding.replication(output)
         #expect(report == ReplicationReport(clients: ["pg": []], unreachable: ["pg2"], errors: ["Unable to connect to server pg2"]))

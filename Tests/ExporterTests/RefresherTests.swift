@@ -176,7 +176,7 @@ struct RefresherTests {
         #expect(harness.store.snapshot.checks?.count == 3)
     }
 
-    /// The seed's troubleshooting guide: every command logged with a logId, argv, duration and exit
+    /// The Go exporter's troubleshooting guide (its README): every command logged with a logId, argv, duration and exit
     /// status at DEBUG, and a failure once at ERROR with the same logId and barman's stderr.
     @Test func commandsAreLoggedWithLogIDArgvStatusAndStderr() async throws {
         let directory = try TestSupport.temporaryDirectory()

@@ -94,7 +94,7 @@ public struct DecodeFailure: Error, Sendable, Equatable, CustomStringConvertible
 
 /// Turns barman's JSON (3.4 and 3.20 shapes) into typed records.
 ///
-/// The envelope rules come from the captured CLI (ground truth §0, §4): one JSON object whose
+/// The envelope rules, as barman 3.4.0 and 3.20.1 print it with `-f json`: one JSON object whose
 /// keys are server names plus `_ERROR`/`_WARNING`/`_INFO`/... message lists; exit status 0,
 /// except `check`, which exits 1 when a check fails and is still data.
 public enum BarmanDecoding {

@@ -1,7 +1,7 @@
 /// Embedded barman output for `integration_type: mock`: a demo and test bed that needs no barman.
 ///
 /// The JSON has the exact shapes barman 3.4.0 (Debian 12) prints, taken from the captures in
-/// shared/reference/barman-json/3.4.0 with the servers renamed:
+/// Tests/ExporterTests/Fixtures/3.4.0 with the servers renamed and the values changed:
 /// - `pg-main`: two DONE backups and a FAILED one between them, so its `failed_backups` check fails;
 /// - `pg-new`: no backups yet, every check OK;
 /// - `pg-reports`: one DONE backup that is too old, so `backup_maximum_age` fails, and no WAL

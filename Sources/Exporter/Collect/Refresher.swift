@@ -220,7 +220,7 @@ public actor Refresher {
         return result
     }
 
-    /// A short random id that ties together the log lines of one barman run (seed: troubleshooting).
+    /// A short random id that ties together the log lines of one barman run (the Go exporter's troubleshooting guide).
     static func newLogID() -> String {
         let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz")
         return String((0..<8).map { _ in alphabet[Int.random(in: 0..<alphabet.count)] })

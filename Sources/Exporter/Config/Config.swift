@@ -11,7 +11,7 @@ public struct Config: Sendable, Equatable {
     public var integrationType: IntegrationType = .shell
     /// Seconds a `list-backups` or `show-backup` answer is reused before barman is asked again.
     public var cacheTTL: Int = 50
-    /// Seconds a `check` answer is reused; `check` is the slow command (seed: Known problems).
+    /// Seconds a `check` answer is reused; `check` is the slow command (the Go exporter's README, Known problems).
     public var checksCacheTTL: Int = 50
     /// Seconds between refresh cycles.
     public var refreshInterval: Int = 60

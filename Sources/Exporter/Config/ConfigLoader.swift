@@ -104,7 +104,7 @@ public enum ConfigLoader {
 
     struct Message: Error { var text: String }
 
-    /// Integers are accepted plain (`9780`) or quoted (`"9780"`), as the seed's example quotes the port.
+    /// Integers are accepted plain (`9780`) or quoted (`"9780"`), as the Go exporter's example config quotes the port.
     static func integer(_ entry: YAMLEntry, range: ClosedRange<Int>) -> Swift.Result<Int, Message> {
         let text = entry.value
         let digits = text.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }

@@ -2,12 +2,10 @@ import CYAML
 
 /// A `key: value` pair from a flat YAML mapping, with 1-based positions for error messages.
 public struct YAMLEntry: Sendable, Equatable {
-    public enum Style: Sendable, Equatable { case plain, quoted }
     public var key: String
     public var keyLine: Int
     public var keyColumn: Int
     public var value: String
-    public var valueStyle: Style
     public var valueLine: Int
     public var valueColumn: Int
 }
@@ -38,7 +36,7 @@ public enum YAMLFlatMap {
         bytes.withUnsafeBufferPointer { input in
             guard let base = input.baseAddress else { return }
             yaml_parser_set_input_string(&parser, base, input.count)
-            var walker = EventWalker(file: file, bytes: bytes)
+            var walker = EventWalker(file: file)
             while true {
                 var event = yaml_event_t()
                 guard yaml_parser_parse(&parser, &event) == 1 else {
@@ -93,7 +91,6 @@ public enum YAMLFlatMap {
 /// Turns the libyaml event stream into entries, tracking where in the document it is.
 private struct EventWalker {
     let file: String
-    let bytes: [UInt8]
     var entries: [YAMLEntry] = []
     var problems: [ConfigProblem] = []
 
@@ -105,9 +102,8 @@ private struct EventWalker {
     /// Set while skipping a rejected nested value, so its contents do not produce more errors.
     private var skipDepth: Int?
 
-    init(file: String, bytes: [UInt8]) {
+    init(file: String) {
         self.file = file
-        self.bytes = bytes
     }
 
     private mutating func problem(_ mark: yaml_mark_t, _ message: String) {
@@ -150,10 +146,9 @@ private struct EventWalker {
                 return
             }
             if let key = pendingKey {
-                let style: YAMLEntry.Style = scalar.style == YAML_PLAIN_SCALAR_STYLE ? .plain : .quoted
                 entries.append(YAMLEntry(
                     key: key.name, keyLine: key.line, keyColumn: key.column,
-                    value: text, valueStyle: style,
+                    value: text,
                     valueLine: Int(mark.line) + 1, valueColumn: Int(mark.column) + 1))
                 pendingKey = nil
             } else {

@@ -9,7 +9,7 @@ public enum MetricType: String, Sendable {
 public struct MetricDefinition: Sendable, Hashable {
     public var name: String
     public var type: MetricType
-    /// HELP text; for the seed's metrics it is kept byte for byte, typos included, because
+    /// HELP text; for the Go and Python exporters' metrics it is kept byte for byte, typos included, because
     /// dashboards and alert rules were written against it.
     public var help: String
     /// Label names, in the (alphabetical) order they are printed.
@@ -26,7 +26,7 @@ public struct MetricDefinition: Sendable, Hashable {
 /// The metrics the exporter serves. How each is computed is in `MetricsBuilder`, the field it
 /// comes from in docs/metrics.md.
 public enum Metric {
-    // The seed's metrics (same as the Python exporter, plus the Go rewrite's three).
+    // The Go exporter's metrics (barman-metrics-exporter: the Python exporter's, plus three of its own).
     public static let backupSize = MetricDefinition(
         "barman_backup_size", .gauge,
         "Outputs the size of a specific backup(for specific server) in bytes", labels: ["number", "server"])
@@ -64,8 +64,8 @@ public enum Metric {
         "barman_last_backup_wal_rate_per_second", .gauge,
         "Outputs the wal rate for the last backup", labels: ["server"])
 
-    // Beyond the seed: absolute times (the form Prometheus recommends for alerting) and WAL
-    // streaming from `replication-status` (planned in the Go rewrite's docs).
+    // Beyond the Go and Python exporters: absolute times (the form Prometheus recommends for alerting) and WAL
+    // streaming from `replication-status` (planned in the Go exporter's docs).
     public static let lastBackupTimestamp = MetricDefinition(
         "barman_last_backup_timestamp_seconds", .gauge,
         "Unix time the newest DONE backup of the server ended (end_time_timestamp from barman list-backups).", labels: ["server"])

@@ -115,16 +115,4 @@ enum LabelOrder {
         }
         return lhs.count < rhs.count
     }
-
-    static func less(_ lhs: [String], _ rhs: [String]) -> Bool {
-        for (left, right) in zip(lhs, rhs) where left != right {
-            return naturalLess(left, right)
-        }
-        return lhs.count < rhs.count
-    }
-
-    static func naturalLess(_ lhs: String, _ rhs: String) -> Bool {
-        if let left = Int(lhs), let right = Int(rhs), left != right { return left < right }
-        return lhs < rhs
-    }
 }

@@ -1,4 +1,4 @@
-/// What the command line asks for. Flags take one or two dashes, like the seed's `-config`.
+/// What the command line asks for. Flags take one or two dashes, like the Go exporter's `-config`.
 public enum CommandLineAction: Equatable, Sendable {
     case run(configPath: String)
     case checkConfig(configPath: String)

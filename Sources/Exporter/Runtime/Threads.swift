@@ -2,7 +2,7 @@
 import Glibc
 #endif
 
-/// Starts a detached OS thread for work that blocks (sigwait, waitpid, blocking reads), so it
+/// Starts a detached OS thread for work that blocks (waitpid, poll, blocking reads), so it
 /// never occupies one of the few threads of Swift's cooperative pool.
 public enum DetachedThread {
     public static func start(_ body: @escaping @Sendable () -> Void) throws(SystemError) {
