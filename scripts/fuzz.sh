@@ -15,7 +15,8 @@ sources=(
   Sources/Exporter/Config/*.swift
   Sources/Exporter/Barman/JSON.swift Sources/Exporter/Barman/BarmanDecoding.swift Sources/Exporter/Barman/BarmanCommand.swift
   Sources/Exporter/Metrics/*.swift
-  Sources/Exporter/Runtime/Logger.swift Sources/Exporter/Runtime/WallClock.swift Sources/Exporter/Runtime/FileReader.swift
+  Sources/Exporter/Runtime/Logger.swift Sources/Exporter/System/WallClock.swift Sources/Exporter/System/Files.swift
+  Sources/Exporter/System/SystemCall.swift
   Tests/ExporterTests/FuzzHarness.swift
 )
 build() {  # NAME ENTRY

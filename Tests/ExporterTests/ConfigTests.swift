@@ -4,7 +4,7 @@ import Testing
 @Suite("Config file")
 struct ConfigTests {
     func load(_ yaml: String) -> Result<Config, ConfigError> {
-        ConfigLoader.parse(Array(yaml.utf8), file: "c.yaml").map(\.0)
+        Result { () throws(ConfigError) in try ConfigLoader.parse(Array(yaml.utf8), file: "c.yaml").config }
     }
 
     /// The single problem reported for `yaml`, as `FILE:LINE:COLUMN: message`.
@@ -144,7 +144,7 @@ struct ConfigTests {
 
     @Test func invalidUTF8IsReportedWithItsPosition() throws {
         let bytes: [UInt8] = Array("port: 1\naddress: ".utf8) + [0xC3, 0x28] + Array("\n".utf8)
-        guard case .failure(let error) = ConfigLoader.parse(bytes, file: "c.yaml") else {
+        guard case .failure(let error) = Result(catching: { () throws(ConfigError) in try ConfigLoader.parse(bytes, file: "c.yaml") }) else {
             Issue.record("expected an error")
             return
         }
@@ -152,7 +152,7 @@ struct ConfigTests {
     }
 
     @Test func missingFileIsOneLine() {
-        guard case .failure(let error) = ConfigLoader.load(path: "/nonexistent/config.yaml") else {
+        guard case .failure(let error) = Result(catching: { () throws(ConfigError) in try ConfigLoader.load(path: "/nonexistent/config.yaml") }) else {
             Issue.record("expected an error")
             return
         }
@@ -160,38 +160,45 @@ struct ConfigTests {
     }
 
     @Test func refreshIntervalShorterThanATTLIsOnlyAWarning() throws {
-        let (config, warnings) = try ConfigLoader.parse(Array("refresh_interval: 30\ncache_ttl: 60\nchecks_cache_ttl: 10\n".utf8), file: "c.yaml").get()
+        let (config, warnings) = try ConfigLoader.parse(Array("refresh_interval: 30\ncache_ttl: 60\nchecks_cache_ttl: 10\n".utf8), file: "c.yaml").pair
         #expect(config.refreshInterval == 30)
         #expect(warnings == ["cache_ttl (60 s) is longer than refresh_interval (30 s): some refreshes will reuse cached barman output"])
     }
 
     @Test func shippedExampleConfigsAreValid() throws {
         for path in ["examples/mock.yaml", "examples/config.yaml"] {
-            let result = ConfigLoader.load(path: TestSupport.packageRoot + "/" + path)
-            #expect(throws: Never.self, "\(path)") { try result.get() }
+            #expect(throws: Never.self, "\(path)") { try ConfigLoader.load(path: TestSupport.packageRoot + "/" + path) }
         }
     }
 }
 
 @Suite("Command line")
 struct CommandLineTests {
+    func parse(_ arguments: [String]) -> Result<CommandLineAction, UsageError> {
+        Result { () throws(UsageError) in try CommandLineOptions.parse(arguments) }
+    }
+
     @Test func flags() {
-        #expect(CommandLineOptions.parse(["-config", "a.yaml"]) == .success(.run(configPath: "a.yaml")))
-        #expect(CommandLineOptions.parse(["--config", "a.yaml"]) == .success(.run(configPath: "a.yaml")))
-        #expect(CommandLineOptions.parse(["--config=a.yaml"]) == .success(.run(configPath: "a.yaml")))
-        #expect(CommandLineOptions.parse(["--check-config", "-config", "a.yaml"]) == .success(.checkConfig(configPath: "a.yaml")))
-        #expect(CommandLineOptions.parse(["-help"]) == .success(.help))
-        #expect(CommandLineOptions.parse(["--version"]) == .success(.version))
-        #expect(CommandLineOptions.parse(["--once", "-config", "a.yaml"]) == .success(.once(configPath: "a.yaml", output: nil)))
-        #expect(CommandLineOptions.parse(["-config", "a.yaml", "--output", "/x/b.prom"]) == .success(.once(configPath: "a.yaml", output: "/x/b.prom")))
-        #expect(CommandLineOptions.parse(["--check-config", "--once", "-config", "a.yaml"]) == .failure(UsageError("--check-config cannot be combined with --once or --output")))
+        #expect(parse(["-config", "a.yaml"]) == .success(.run(configPath: "a.yaml")))
+        #expect(parse(["--config", "a.yaml"]) == .success(.run(configPath: "a.yaml")))
+        #expect(parse(["--config=a.yaml"]) == .success(.run(configPath: "a.yaml")))
+        #expect(parse(["--check-config", "-config", "a.yaml"]) == .success(.checkConfig(configPath: "a.yaml")))
+        #expect(parse(["-help"]) == .success(.help))
+        #expect(parse(["--version"]) == .success(.version))
+        #expect(parse(["--once", "-config", "a.yaml"]) == .success(.once(configPath: "a.yaml", output: nil)))
+        #expect(parse(["-config", "a.yaml", "--output", "/x/b.prom"]) == .success(.once(configPath: "a.yaml", output: "/x/b.prom")))
+        #expect(parse(["--check-config", "--once", "-config", "a.yaml"]) == .failure(UsageError("--check-config cannot be combined with --once or --output")))
     }
 
     @Test func errors() {
-        #expect(CommandLineOptions.parse([]) == .failure(UsageError("missing -config FILE; e.g. prometheus-barman-exporter -config /etc/prometheus-barman-exporter/config.yaml")))
-        #expect(CommandLineOptions.parse(["-config"]) == .failure(UsageError("-config needs a file path, e.g. -config /etc/prometheus-barman-exporter/config.yaml")))
-        #expect(CommandLineOptions.parse(["--port", "1"]) == .failure(UsageError("unknown flag '--port'; see --help")))
-        #expect(CommandLineOptions.parse(["-config", "a.yaml", "--output"]) == .failure(UsageError("--output needs a file path, e.g. --output /var/lib/prometheus/node-exporter/barman.prom")))
-        #expect(CommandLineOptions.parse(["--config="]) == .failure(UsageError("-config needs a non-empty file path")))
+        #expect(parse([]) == .failure(UsageError("missing -config FILE; e.g. prometheus-barman-exporter -config /etc/prometheus-barman-exporter/config.yaml")))
+        #expect(parse(["-config"]) == .failure(UsageError("-config needs a file path, e.g. -config /etc/prometheus-barman-exporter/config.yaml")))
+        #expect(parse(["--port", "1"]) == .failure(UsageError("unknown flag '--port'; see --help")))
+        #expect(parse(["-config", "a.yaml", "--output"]) == .failure(UsageError("--output needs a file path, e.g. --output /var/lib/prometheus/node-exporter/barman.prom")))
+        #expect(parse(["--config="]) == .failure(UsageError("-config needs a non-empty file path")))
     }
+}
+
+private extension LoadedConfig {
+    var pair: (Config, [String]) { (config, warnings) }
 }

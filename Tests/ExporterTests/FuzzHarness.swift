@@ -9,10 +9,10 @@
 enum FuzzHarness {
     /// The config loader, as for a file named fuzz.yaml.
     static func config(_ bytes: [UInt8]) {
-        switch ConfigLoader.parse(bytes, file: "fuzz.yaml") {
-        case .success(let (config, _)):
+        do {
+            let config = try ConfigLoader.parse(bytes, file: "fuzz.yaml").config
             precondition((1...65535).contains(config.port), "accepted an invalid port")
-        case .failure(let error):
+        } catch {
             precondition(!error.problems.isEmpty, "failure without a problem")
             for problem in error.problems { precondition(problem.line >= 1 && problem.column >= 1, "problem without a position: \(problem)") }
         }

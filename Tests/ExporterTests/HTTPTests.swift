@@ -8,11 +8,11 @@ import Glibc
 /// The real daemon (libmicrohttpd) on an ephemeral loopback port, with the mock integration.
 @Suite("HTTP endpoint", .serialized)
 struct HTTPTests {
-    func withExporter(_ body: (Exporter) async throws -> Void) async throws {
+    func withExporter(_ body: (ExporterService) async throws -> Void) async throws {
         var config = Config()
         config.integrationType = .mock
         config.port = 0  // the kernel picks a free port
-        let exporter = try Exporter(config: config, configPath: "/nonexistent", logger: Logger(level: .error))
+        let exporter = try ExporterService(config: config, configPath: "/nonexistent", logger: Logger(level: .error))
         defer { exporter.stop() }
         try await body(exporter)
     }

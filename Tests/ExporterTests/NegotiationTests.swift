@@ -75,7 +75,7 @@ struct NegotiationTests {
         var config = Config()
         config.integrationType = .mock
         config.port = 0
-        let exporter = try Exporter(config: config, configPath: "/nonexistent", logger: Logger(level: .error))
+        let exporter = try ExporterService(config: config, configPath: "/nonexistent", logger: Logger(level: .error))
         defer { exporter.stop() }
         await exporter.refresher.refreshCycle()
         let connection = try RawHTTPConnection(port: exporter.port)

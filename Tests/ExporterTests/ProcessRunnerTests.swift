@@ -21,9 +21,9 @@ struct ProcessRunnerTests {
     /// Whether the process whose pid is in `pidFile` still runs. A zombie counts as gone: an
     /// orphaned grandchild is reaped by PID 1, which may take its time in a container.
     func isAlive(_ pidFile: String) throws -> Bool {
-        let text = String(decoding: try FileReader.readAll(path: pidFile, limit: 100).get(), as: UTF8.self).trimmingTrailingWhitespace()
+        let text = String(decoding: try FileReader.readAll(path: pidFile, limit: 100), as: UTF8.self).trimmingTrailingWhitespace()
         let pid = try #require(pid_t(text))
-        guard case .success(let stat) = FileReader.readAll(path: "/proc/\(pid)/stat", limit: 4096) else { return false }
+        guard let stat = try? FileReader.readAll(path: "/proc/\(pid)/stat", limit: 4096) else { return false }
         // Field 3, after the parenthesised command name, is the state.
         guard let close = stat.lastIndex(of: UInt8(ascii: ")")), close + 2 < stat.count else { return false }
         return stat[close + 2] != UInt8(ascii: "Z")
@@ -31,14 +31,14 @@ struct ProcessRunnerTests {
 
     @Test func capturesStdoutStderrAndExitStatus() async throws {
         let (runner, _) = try runner(#"echo '{"pg": []}'; echo 'a warning' >&2; exit 3"#)
-        let output = try await runner.run(.listBackups).get()
+        let output = try await runner.run(.listBackups)
         #expect(output == CommandOutput(stdout: Array("{\"pg\": []}\n".utf8), stderr: Array("a warning\n".utf8), exitStatus: 3))
     }
 
     @Test func argumentsArePassedVerbatimWithoutAShell() async throws {
         let (runner, _) = try runner(#"for a in "$@"; do printf '%s\n' "$a"; done"#)
         let server = "a b;$(touch /tmp/pwned)'\"\n`x`"
-        let output = try await runner.run(.showBackup(server: server, backupID: "20261124T182524")).get()
+        let output = try await runner.run(.showBackup(server: server, backupID: "20261124T182524"))
         #expect(String(decoding: output.stdout, as: UTF8.self) == "-f\njson\nshow-backup\n\(server)\n20261124T182524\n")
         var withConfig = runner
         withConfig.configFile = "/etc/barman conf"
@@ -48,7 +48,7 @@ struct ProcessRunnerTests {
     @Test func environmentIsPassedThrough() async throws {
         setenv("BARMAN_EXPORTER_TEST_MARKER", "passed through", 1)
         let (runner, _) = try runner(#"printf '%s' "$BARMAN_EXPORTER_TEST_MARKER""#)
-        let output = try await runner.run(.check).get()
+        let output = try await runner.run(.check)
         #expect(String(decoding: output.stdout, as: UTF8.self) == "passed through")
     }
 
@@ -57,20 +57,20 @@ struct ProcessRunnerTests {
         let listener = try ListenSocket(address: "127.0.0.1", port: 0)
         defer { listener.close() }
         let (runner, _) = try runner("exec ls /proc/self/fd")
-        let output = try await runner.run(.check).get()
+        let output = try await runner.run(.check)
         // 0-2 are stdin/out/err, 3 is the directory ls itself is reading.
         #expect(String(decoding: output.stdout, as: UTF8.self).split(separator: "\n") == ["0", "1", "2", "3"])
     }
 
     @Test func stdinIsEmpty() async throws {
         let (runner, _) = try runner("cat; echo done")
-        let output = try await runner.run(.check).get()
+        let output = try await runner.run(.check)
         #expect(String(decoding: output.stdout, as: UTF8.self) == "done\n")
     }
 
     /// Runs `check` and expects it to be stopped at the runner's 2 s timeout.
     func expectTimeout(_ runner: ProcessBarmanRunner) async {
-        let result = await runner.run(.check)
+        let result = await outcome(runner, .check)
         guard case .failure(let failure) = result else {
             Issue.record("expected a timeout, got \(result)")
             return
@@ -97,7 +97,7 @@ struct ProcessRunnerTests {
     @Test func outputOverTheCapIsAnError() async throws {
         var (runner, _) = try runner("yes '{\"pg\": []}'")
         runner.stdoutLimit = 1 << 20
-        let result = await runner.run(.listBackups)
+        let result = await outcome(runner, .listBackups)
         guard case .failure(let failure) = result else {
             Issue.record("expected an error, got a result")
             return
@@ -107,18 +107,18 @@ struct ProcessRunnerTests {
 
     @Test func largeStderrDoesNotBlockAndIsCapped() async throws {
         let (runner, _) = try runner("head -c 5000000 /dev/zero | tr '\\0' x >&2; echo '{}'")
-        let output = try await runner.run(.listBackups).get()
+        let output = try await runner.run(.listBackups)
         #expect(output.stdout == Array("{}\n".utf8))
         #expect(output.stderr.count == runner.stderrLimit)
     }
 
     @Test func missingExecutable() async {
         let runner = ProcessBarmanRunner(executable: "/nonexistent/barman", configFile: nil, timeout: .seconds(5))
-        let result = await runner.run(.check)
+        let result = await outcome(runner, .check)
         #expect(result == .failure(CommandFailure("cannot run '/nonexistent/barman': No such file or directory; install barman or set barman_command to its full path")))
         let inPath = ProcessBarmanRunner(executable: "barman-does-not-exist", configFile: nil, timeout: .seconds(5))
         let searchPath = ExecutableLookup.currentSearchPath() ?? ExecutableLookup.defaultSearchPath
-        #expect(await inPath.run(.check) == .failure(CommandFailure("cannot run 'barman-does-not-exist': not found in PATH (\(searchPath)); install barman or set barman_command to its full path")))
+        #expect(await outcome(inPath, .check) == .failure(CommandFailure("cannot run 'barman-does-not-exist': not found in PATH (\(searchPath)); install barman or set barman_command to its full path")))
     }
 
     /// The search is the shell's: first executable regular file wins; directories, missing
@@ -132,21 +132,34 @@ struct ProcessRunnerTests {
         #expect(mkdir(directoryNamedBarman + "/barman", 0o755) == 0)
 
         let searchPath = "/nonexistent:\(directoryNamedBarman):\(notExecutable):\(executable)"
-        #expect(ExecutableLookup.resolve("barman", searchPath: searchPath) == .success(executable + "/barman"))
-        #expect(ExecutableLookup.resolve("barman", searchPath: "/nonexistent:\(notExecutable)") == .failure(CommandFailure("cannot run 'barman': \(notExecutable)/barman is not executable by this user; fix its permissions or set barman_command to the right path")))
-        #expect(ExecutableLookup.resolve("barman", searchPath: "/nonexistent:\(directoryNamedBarman)") == .failure(CommandFailure("cannot run 'barman': not found in PATH (/nonexistent:\(directoryNamedBarman)); install barman or set barman_command to its full path")))
-        #expect(ExecutableLookup.resolve("./barman", searchPath: searchPath) == .success("./barman"))
+        #expect(resolved("barman", searchPath: searchPath) == .success(executable + "/barman"))
+        #expect(resolved("barman", searchPath: "/nonexistent:\(notExecutable)") == .failure(CommandFailure("cannot run 'barman': \(notExecutable)/barman is not executable by this user; fix its permissions or set barman_command to the right path")))
+        #expect(resolved("barman", searchPath: "/nonexistent:\(directoryNamedBarman)") == .failure(CommandFailure("cannot run 'barman': not found in PATH (/nonexistent:\(directoryNamedBarman)); install barman or set barman_command to its full path")))
+        #expect(resolved("./barman", searchPath: searchPath) == .success("./barman"))
     }
 
     @Test func notExecutable() async throws {
         let directory = try TestSupport.temporaryDirectory()
         try TestSupport.write("#!/bin/sh\necho hi\n", to: directory + "/barman", mode: 0o644)
         let runner = ProcessBarmanRunner(executable: directory + "/barman", configFile: nil, timeout: .seconds(5))
-        #expect(await runner.run(.check) == .failure(CommandFailure("cannot run '\(directory)/barman': Permission denied; check that it is executable by this user")))
+        #expect(await outcome(runner, .check) == .failure(CommandFailure("cannot run '\(directory)/barman': Permission denied; check that it is executable by this user")))
     }
 
     @Test func killedBySignalIsAFailure() async throws {
         let (runner, _) = try runner("echo '{}'; kill -KILL $$")
-        #expect(await runner.run(.check) == .failure(CommandFailure("barman was killed by signal 9")))
+        #expect(await outcome(runner, .check) == .failure(CommandFailure("barman was killed by signal 9")))
     }
+}
+
+/// A run's outcome as a value, so tests can compare whole outcomes.
+func outcome(_ runner: some BarmanRunner, _ command: BarmanCommand) async -> Result<CommandOutput, CommandFailure> {
+    do {
+        return .success(try await runner.run(command))
+    } catch {
+        return .failure(error)
+    }
+}
+
+private func resolved(_ name: String, searchPath: String?) -> Result<String, CommandFailure> {
+    Result { () throws(CommandFailure) in try ExecutableLookup.resolve(name, searchPath: searchPath) }
 }

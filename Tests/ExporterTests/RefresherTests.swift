@@ -43,7 +43,7 @@ struct RefresherTests {
 
         /// Every barman invocation so far, one argument string each, in order.
         func invocations() -> [String] {
-            guard case .success(let bytes) = FileReader.readAll(path: directory + "/invocations", limit: 1 << 20) else { return [] }
+            guard let bytes = try? FileReader.readAll(path: directory + "/invocations", limit: 1 << 20) else { return [] }
             return String(decoding: bytes, as: UTF8.self).split(separator: "\n").map(String.init)
         }
     }
@@ -191,7 +191,7 @@ struct RefresherTests {
                                   settings: RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, refreshInterval: .seconds(60)),
                                   store: store, logger: Logger(level: .debug, fileDescriptor: fd))
         await refresher.refreshCycle()
-        let lines = String(decoding: try FileReader.readAll(path: logPath, limit: 1 << 20).get(), as: UTF8.self).split(separator: "\n")
+        let lines = String(decoding: try FileReader.readAll(path: logPath, limit: 1 << 20), as: UTF8.self).split(separator: "\n")
         let errors = lines.filter { $0.contains("level=error") && $0.contains("check all") }
         try #require(errors.count == 1, "\(lines)")
         let error = String(errors[0])

@@ -14,7 +14,7 @@ enum TestSupport {
     }()
 
     static func read(_ relativePath: String) throws -> [UInt8] {
-        try FileReader.readAll(path: packageRoot + "/" + relativePath, limit: 64 << 20).get()
+        try FileReader.readAll(path: packageRoot + "/" + relativePath, limit: 64 << 20)
     }
 
     static func text(_ relativePath: String) throws -> String {

@@ -86,7 +86,7 @@ extension String {
 /// Where barman output comes from: the real CLI (`integration_type: shell`) or embedded sample
 /// data (`mock`). Everything after this point is shared, so the mock exercises the real decoding.
 public protocol BarmanRunner: Sendable {
-    func run(_ command: BarmanCommand) async -> Result<CommandOutput, CommandFailure>
+    func run(_ command: BarmanCommand) async throws(CommandFailure) -> CommandOutput
     /// The full command line as it is (or would be) run, for the logs.
     func argv(for command: BarmanCommand) -> [String]
 }

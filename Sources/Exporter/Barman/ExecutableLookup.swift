@@ -14,20 +14,20 @@ enum ExecutableLookup {
     /// The path to run for `name`: `name` itself when it contains a slash, else the first
     /// executable regular file called `name` in `searchPath` (colon-separated; an empty entry is
     /// the current directory).
-    static func resolve(_ name: String, searchPath: String?) -> Result<String, CommandFailure> {
-        if name.contains("/") { return .success(name) }
+    static func resolve(_ name: String, searchPath: String?) throws(CommandFailure) -> String {
+        if name.contains("/") { return name }
         let searchPath = searchPath ?? defaultSearchPath
         var foundNotExecutable: String?
         for directory in searchPath.split(separator: ":", omittingEmptySubsequences: false) {
             let candidate = (directory.isEmpty ? "." : String(directory)) + "/" + name
             guard isRegularFile(candidate) else { continue }
-            if access(candidate, X_OK) == 0 { return .success(candidate) }
+            if access(candidate, X_OK) == 0 { return candidate }
             if foundNotExecutable == nil { foundNotExecutable = candidate }
         }
         if let foundNotExecutable {
-            return .failure(CommandFailure("cannot run '\(name)': \(foundNotExecutable) is not executable by this user; fix its permissions or set barman_command to the right path"))
+            throw CommandFailure("cannot run '\(name)': \(foundNotExecutable) is not executable by this user; fix its permissions or set barman_command to the right path")
         }
-        return .failure(CommandFailure("cannot run '\(name)': not found in PATH (\(searchPath)); install barman or set barman_command to its full path"))
+        throw CommandFailure("cannot run '\(name)': not found in PATH (\(searchPath)); install barman or set barman_command to its full path")
     }
 
     /// The search path of this process, read at each run so a changed environment applies.

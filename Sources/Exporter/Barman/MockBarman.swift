@@ -16,21 +16,21 @@ public struct MockBarman: BarmanRunner {
         ["barman(mock)", "-f", "json"] + command.arguments
     }
 
-    public func run(_ command: BarmanCommand) async -> Result<CommandOutput, CommandFailure> {
+    public func run(_ command: BarmanCommand) async throws(CommandFailure) -> CommandOutput {
         switch command {
         case .listBackups:
-            return .success(CommandOutput(stdout: Array(Self.listBackups.utf8)))
+            return CommandOutput(stdout: Array(Self.listBackups.utf8))
         case .check:
             // Like barman: exit status 1 because a check failed; the JSON is still the answer.
-            return .success(CommandOutput(stdout: Array(Self.check.utf8), exitStatus: 1))
+            return CommandOutput(stdout: Array(Self.check.utf8), exitStatus: 1)
         case .replicationStatus:
-            return .success(CommandOutput(stdout: Array(Self.replicationStatus.utf8)))
+            return CommandOutput(stdout: Array(Self.replicationStatus.utf8))
         case .showBackup(let server, let backupID):
             if let json = Self.showBackup[server + " " + backupID] {
-                return .success(CommandOutput(stdout: Array(json.utf8)))
+                return CommandOutput(stdout: Array(json.utf8))
             }
             let error = #"{"_ERROR": ["Unknown backup '\#(backupID)' for server '\#(server)'"]}"#
-            return .success(CommandOutput(stdout: Array(error.utf8), exitStatus: 1))
+            return CommandOutput(stdout: Array(error.utf8), exitStatus: 1)
         }
     }
 

@@ -36,98 +36,111 @@ public struct ProcessBarmanRunner: BarmanRunner {
         return argv + ["-f", "json"] + command.arguments
     }
 
-    public func run(_ command: BarmanCommand) async -> Result<CommandOutput, CommandFailure> {
+    public func run(_ command: BarmanCommand) async throws(CommandFailure) -> CommandOutput {
         let argv = argv(for: command)
         let runner = self
-        return await withCheckedContinuation { continuation in
+        let outcome: Result<CommandOutput, CommandFailure> = await withCheckedContinuation { continuation in
             do {
-                try DetachedThread.start { continuation.resume(returning: runner.runBlocking(argv)) }
+                try DetachedThread.start { continuation.resume(returning: Result { () throws(CommandFailure) in try runner.runBlocking(argv) }) }
             } catch {
                 continuation.resume(returning: .failure(CommandFailure("cannot start a thread to run barman: \(error)")))
             }
         }
+        return try outcome.get()
     }
 
-    func runBlocking(_ argv: [String]) -> Result<CommandOutput, CommandFailure> {
-        var stdoutPipe: [Int32] = [-1, -1]
-        var stderrPipe: [Int32] = [-1, -1]
-        guard cgs_pipe_cloexec(&stdoutPipe) == 0 else { return .failure(CommandFailure("cannot create a pipe: \(errnoText())")) }
-        guard cgs_pipe_cloexec(&stderrPipe) == 0 else {
-            close(stdoutPipe[0]); close(stdoutPipe[1])
-            return .failure(CommandFailure("cannot create a pipe: \(errnoText())"))
+    func runBlocking(_ argv: [String]) throws(CommandFailure) -> CommandOutput {
+        let stdoutPipe = try Self.pipe()
+        let stderrPipe: (read: Int32, write: Int32)
+        do {
+            stderrPipe = try Self.pipe()
+        } catch {
+            close(stdoutPipe.read); close(stdoutPipe.write)
+            throw error
         }
-        let spawned = spawn(argv, stdout: stdoutPipe[1], stderr: stderrPipe[1])
-        close(stdoutPipe[1])
-        close(stderrPipe[1])
-        let pid: pid_t
-        switch spawned {
-        case .failure(let failure):
-            close(stdoutPipe[0]); close(stderrPipe[0])
-            return .failure(failure)
-        case .success(let child):
-            pid = child
+        let spawned = Result { () throws(CommandFailure) in try spawn(argv, stdout: stdoutPipe.write, stderr: stderrPipe.write) }
+        close(stdoutPipe.write)
+        close(stderrPipe.write)
+        defer {
+            close(stdoutPipe.read)
+            close(stderrPipe.read)
         }
+        let pid = try spawned.get()
         processGroups.insert(pid)
         defer { processGroups.remove(pid) }
 
-        let collected = collect(pid: pid, stdout: stdoutPipe[0], stderr: stderrPipe[0])
-        close(stdoutPipe[0])
-        close(stderrPipe[0])
+        let collected = collect(pid: pid, stdout: stdoutPipe.read, stderr: stderrPipe.read)
         let status = reap(pid)
 
         if let problem = collected.problem {
-            return .failure(CommandFailure(problem, exitStatus: status.exitCode, stderr: collected.stderr))
+            throw CommandFailure(problem, exitStatus: status.exitCode, stderr: collected.stderr)
         }
         if let signal = status.signal {
-            return .failure(CommandFailure("barman was killed by signal \(signal)", stderr: collected.stderr))
+            throw CommandFailure("barman was killed by signal \(signal)", stderr: collected.stderr)
         }
-        return .success(CommandOutput(stdout: collected.stdout, stderr: collected.stderr, exitStatus: status.exitCode ?? -1))
+        return CommandOutput(stdout: collected.stdout, stderr: collected.stderr, exitStatus: status.exitCode ?? -1)
     }
 
-    private func spawn(_ argv: [String], stdout: Int32, stderr: Int32) -> Result<pid_t, CommandFailure> {
-        let path: String
-        switch ExecutableLookup.resolve(argv[0], searchPath: ExecutableLookup.currentSearchPath()) {
-        case .success(let found): path = found
-        case .failure(let failure): return .failure(failure)
+    /// A close-on-exec pipe, so no other child inherits it.
+    private static func pipe() throws(CommandFailure) -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [-1, -1]
+        do {
+            try System.call("pipe2", "create", on: "a pipe for barman's output") { cgs_pipe_cloexec(&fds) }
+        } catch {
+            throw CommandFailure(error.description)
         }
+        return (fds[0], fds[1])
+    }
+
+    private func spawn(_ argv: [String], stdout: Int32, stderr: Int32) throws(CommandFailure) -> pid_t {
+        let path = try ExecutableLookup.resolve(argv[0], searchPath: ExecutableLookup.currentSearchPath())
         var actions = posix_spawn_file_actions_t()
-        guard posix_spawn_file_actions_init(&actions) == 0 else { return .failure(CommandFailure("cannot prepare to run barman: \(errnoText())")) }
-        defer { posix_spawn_file_actions_destroy(&actions) }
         var attributes = posix_spawnattr_t()
-        guard posix_spawnattr_init(&attributes) == 0 else { return .failure(CommandFailure("cannot prepare to run barman: \(errnoText())")) }
+        do {
+            try System.checkReturnedCode("posix_spawn_file_actions_init", "prepare to run", on: path, posix_spawn_file_actions_init(&actions))
+        } catch {
+            throw CommandFailure(error.description)
+        }
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        do {
+            try System.checkReturnedCode("posix_spawnattr_init", "prepare to run", on: path, posix_spawnattr_init(&attributes))
+        } catch {
+            throw CommandFailure(error.description)
+        }
         defer { posix_spawnattr_destroy(&attributes) }
 
-        var results: [Int32] = [
+        // barman gets an empty signal mask and default dispositions (the exporter ignores SIGPIPE).
+        var emptyMask = sigset_t()
+        sigemptyset(&emptyMask)
+        var defaults = Signals.signalSet()
+        let results: [Int32] = [
             posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0),
             posix_spawn_file_actions_adddup2(&actions, stdout, 1),
             posix_spawn_file_actions_adddup2(&actions, stderr, 2),
             cgs_spawn_file_actions_addclosefrom(&actions, 3),
             // Own process group, so a timeout can stop barman and its children together.
             posix_spawnattr_setpgroup(&attributes, 0),
+            posix_spawnattr_setsigmask(&attributes, &emptyMask),
+            posix_spawnattr_setsigdefault(&attributes, &defaults),
+            posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)),
         ]
-        // barman gets an empty signal mask and default dispositions (the exporter ignores SIGPIPE).
-        var emptyMask = sigset_t()
-        sigemptyset(&emptyMask)
-        results.append(posix_spawnattr_setsigmask(&attributes, &emptyMask))
-        var defaults = Signals.signalSet()
-        results.append(posix_spawnattr_setsigdefault(&attributes, &defaults))
-        results.append(posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)))
         if let failed = results.first(where: { $0 != 0 }) {
-            return .failure(CommandFailure("cannot prepare to run barman: \(String(cString: strerror(failed)))"))
+            throw CommandFailure("cannot prepare to run barman: \(SystemError.reason(failed))")
         }
 
         var cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
         cArguments.append(nil)
         defer { for pointer in cArguments { free(pointer) } }
+        guard !cArguments.dropLast().contains(where: { $0 == nil }) else { throw CommandFailure("cannot run barman: out of memory") }
         var pid: pid_t = 0
         let status = posix_spawn(&pid, path, &actions, &attributes, cArguments, environ)
         guard status == 0 else {
-            var message = "cannot run '\(path)': \(String(cString: strerror(status)))"
+            var message = "cannot run '\(path)': \(SystemError.reason(status))"
             if status == ENOENT { message += "; install barman or set barman_command to its full path" }
             if status == EACCES { message += "; check that it is executable by this user" }
-            return .failure(CommandFailure(message))
+            throw CommandFailure(message)
         }
-        return .success(pid)
+        return pid
     }
 
     private struct Collected {
@@ -152,22 +165,23 @@ public struct ProcessBarmanRunner: BarmanRunner {
             }
             var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             let milliseconds = Int32(min(remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000 + 1, 1000))
-            let ready = poll(&fds, nfds_t(fds.count), milliseconds)
-            if ready < 0 {
-                if errno == EINTR { continue }
-                collected.problem = "cannot wait for barman's output: \(errnoText())"
+            do {
+                try System.call("poll") { poll(&fds, nfds_t(fds.count), milliseconds) }
+            } catch {
+                collected.problem = "cannot wait for barman's output: \(SystemError.reason(error.code))"
                 terminate(pid)
                 break
             }
             for descriptor in fds where descriptor.revents != 0 {
-                let count = chunk.withUnsafeMutableBytes { read(descriptor.fd, $0.baseAddress, $0.count) }
+                let count = (try? System.call("read") { chunk.withUnsafeMutableBytes { read(descriptor.fd, $0.baseAddress, $0.count) } }) ?? 0
                 if count > 0 {
                     if descriptor.fd == stdout {
                         collected.stdout.append(contentsOf: chunk[0..<count])
                     } else if collected.stderr.count < stderrLimit {
                         collected.stderr.append(contentsOf: chunk[0..<min(count, stderrLimit - collected.stderr.count)])
                     }
-                } else if count == 0 || (errno != EINTR && errno != EAGAIN) {
+                } else {
+                    // End of file, or a read error that will not go away: this pipe is done.
                     open.removeAll { $0 == descriptor.fd }
                 }
             }
@@ -184,36 +198,29 @@ public struct ProcessBarmanRunner: BarmanRunner {
     /// SIGTERM to the whole group, then SIGKILL if it is still there after the grace period.
     private func terminate(_ pid: pid_t) {
         kill(-pid, SIGTERM)
-        let clock = ContinuousClock()
-        let deadline = clock.now + killGracePeriod
-        while clock.now < deadline {
-            // Signal 0 probes whether any process of the group is left.
-            if kill(-pid, 0) != 0 { return }
-            usleep(20_000)
+        let gone = Deadline.poll(for: killGracePeriod) {
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid {
                 // The leader is gone; stragglers of its group still get the SIGKILL below.
                 processGroups.markReaped(pid, status: status)
             }
+            // Signal 0 probes whether any process of the group is left.
+            return kill(-pid, 0) != 0
         }
-        kill(-pid, SIGKILL)
+        if !gone { kill(-pid, SIGKILL) }
     }
 
     private func reap(_ pid: pid_t) -> (exitCode: Int32?, signal: Int32?) {
         var status: Int32 = 0
         if let early = processGroups.takeReaped(pid) {
             status = early
-        } else {
-            while waitpid(pid, &status, 0) < 0 {
-                if errno != EINTR { return (nil, nil) }
-            }
+        } else if (try? System.call("waitpid") { waitpid(pid, &status, 0) }) == nil {
+            return (nil, nil)
         }
         if cgs_wifexited(status) != 0 { return (cgs_wexitstatus(status), nil) }
         if cgs_wifsignaled(status) != 0 { return (nil, cgs_wtermsig(status)) }
         return (nil, nil)
     }
-
-    private func errnoText() -> String { String(cString: strerror(errno)) }
 }
 
 /// Process groups of running barman commands, so shutdown can terminate them, plus the exit
@@ -229,11 +236,7 @@ public final class ProcessGroups: Sendable {
         let groups = all()
         guard !groups.isEmpty else { return }
         for group in groups { kill(-group, SIGTERM) }
-        let clock = ContinuousClock()
-        let deadline = clock.now + grace
-        while groups.contains(where: { kill(-$0, 0) == 0 }), clock.now < deadline {
-            usleep(20_000)
-        }
+        Deadline.poll(for: grace) { !groups.contains { kill(-$0, 0) == 0 } }
         for group in groups where kill(-group, 0) == 0 { kill(-group, SIGKILL) }
     }
 

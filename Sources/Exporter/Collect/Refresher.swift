@@ -39,6 +39,8 @@ public actor Refresher {
     private var checksFetchedAt: ContinuousClock.Instant?
     private var replicationFetchedAt: ContinuousClock.Instant?
     private var detailsFetchedAt: [String: (backupID: String, at: ContinuousClock.Instant)] = [:]
+    /// The last good `list-backups` answer: which `show-backup` each server needs.
+    private var backups: [String: [BackupSummary]] = [:]
     private var inFlight: Set<BarmanCommand> = []
 
     public init(runner: any BarmanRunner, settings: RefreshSettings, store: SnapshotStore, logger: Logger) {
@@ -57,6 +59,7 @@ public actor Refresher {
             checksFetchedAt = nil
             replicationFetchedAt = nil
             detailsFetchedAt = [:]
+            backups = [:]
         }
     }
 
@@ -87,8 +90,7 @@ public actor Refresher {
         _ = await (backups, checks, replication)
         let milliseconds = Self.milliseconds(clock.now - started)
         store.update { $0.lastRefreshMilliseconds = milliseconds }
-        Memory.releaseFreeMemory()
-        logger.debug("refresh cycle done", ["duration_ms": TextRenderer.formatValue(milliseconds)])
+        logger.debug("refresh cycle done", ["duration_ms": Logger.number(milliseconds)])
     }
 
     private func expired(_ fetchedAt: ContinuousClock.Instant?, ttl: Duration) -> Bool {
@@ -119,12 +121,13 @@ public actor Refresher {
     private func refreshBackupsAndDetails() async {
         if expired(backupsFetchedAt, ttl: settings.cacheTTL) {
             let fetchedAt = clock.now
-            if let backups = await fetch(.listBackups, decode: { output throws(DecodeFailure) in try BarmanDecoding.backupList(output) }) {
+            if let listed = await fetch(.listBackups, decode: { output throws(DecodeFailure) in try BarmanDecoding.backupList(output) }) {
                 backupsFetchedAt = fetchedAt
-                detailsFetchedAt = detailsFetchedAt.filter { backups[$0.key] != nil }
+                backups = listed
+                detailsFetchedAt = detailsFetchedAt.filter { listed[$0.key] != nil }
                 store.update { snapshot in
-                    snapshot.backups = backups
-                    snapshot.details = snapshot.details.filter { backups[$0.key] != nil }
+                    snapshot.backups = listed
+                    snapshot.details = snapshot.details.filter { listed[$0.key] != nil }
                 }
             }
         }
@@ -133,7 +136,6 @@ public actor Refresher {
 
     /// `show-backup` for the newest DONE backup of each server, when it is new or its TTL expired.
     private func refreshDetails() async {
-        let backups = store.snapshot.backups ?? [:]
         var due: [BarmanCommand] = []
         for (server, list) in backups.sorted(by: { $0.key < $1.key }) {
             guard let newest = list.first(where: \.isDone) else { continue }
@@ -182,29 +184,27 @@ public actor Refresher {
         let argv = runner.loggedArgv(for: command)
         logger.debug("running barman", ["logId": logID, "argv": argv])
         let started = clock.now
-        let outcome = await runner.run(command)
-        let seconds = Self.seconds(clock.now - started)
-
         var result: Value?
         var failure: CommandFailure?
-        switch outcome {
-        case .success(let output):
+        do {
+            let output = try await runner.run(command)
             logger.debug("barman finished", ["logId": logID, "argv": argv,
-                                             "exit_status": String(output.exitStatus), "duration_s": TextRenderer.formatValue(seconds)])
+                                             "exit_status": String(output.exitStatus), "duration_s": Logger.number(Self.seconds(clock.now - started))])
             do {
                 result = try decode(output)
             } catch {
                 failure = CommandFailure(error.message, exitStatus: output.exitStatus, stderr: output.stderr)
             }
-        case .failure(let error):
+        } catch {
             failure = error
         }
+        let seconds = Self.seconds(clock.now - started)
 
         if let failure {
             logger.error("barman command failed; serving its last good data", [
                 "logId": logID, "argv": argv, "error": failure.message,
                 "exit_status": failure.exitStatus.map(String.init) ?? "none", "stderr": failure.stderrExcerpt,
-                "duration_s": TextRenderer.formatValue(seconds),
+                "duration_s": Logger.number(seconds),
             ])
         }
         let succeeded = result != nil

@@ -13,25 +13,32 @@ public final class ExpositionCache: Sendable {
     }
 
     private let bodies = Mutex<[ExpositionFormat: Body]>([:])
+    private let renderCount = Atomic<Int>(0)
 
     public init() {}
 
+    /// How many bodies have been rendered so far (each one leaves the previous one as garbage).
+    public var renders: Int { renderCount.load(ordering: .relaxed) }
+
     /// Drops bodies rendered for a second before `second`: they can never be served again (ages
     /// have moved on), and the large ones would otherwise sit in memory until the next scrape.
-    public func dropExpired(before second: Double) {
+    /// True when something was dropped.
+    @discardableResult
+    public func dropExpired(before second: Double) -> Bool {
         bodies.withLock { cache in
+            let before = cache.count
             cache = cache.filter { $0.value.second >= second }
+            return cache.count != before
         }
     }
 
     public func body(for format: ExpositionFormat, gzip wantsGzip: Bool, store: SnapshotStore, second: Double) -> (bytes: SharedBytes, gzipped: Bool) {
         let (snapshot, generation) = store.versioned
         var body = bodies.withLock { $0[format] }
-        var rendered = false
         if body == nil || body?.generation != generation || body?.second != second {
             let families = MetricsBuilder.families(snapshot, now: second)
             body = Body(generation: generation, second: second, plain: SharedBytes(TextRenderer.render(families, format: format)), gzip: nil)
-            rendered = true
+            renderCount.add(1, ordering: .relaxed)
         }
         guard var current = body else { return (SharedBytes([]), false) }
         if wantsGzip, current.gzip == nil, let compressed = current.plain.withUnsafeBytes({ Gzip.compress($0) }) {
@@ -43,7 +50,6 @@ public final class ExpositionCache: Sendable {
             if let existing = cache[format], existing.generation > stored.generation || existing.second > stored.second { return }
             cache[format] = stored
         }
-        if rendered { Memory.releaseFreeMemory() }  // the families and the replaced body are garbage now
         if wantsGzip, let gzip = current.gzip { return (gzip, true) }
         return (current.plain, false)
     }

@@ -57,19 +57,20 @@ public struct HTTPLimits: Sendable {
 
 /// The libmicrohttpd adapter: one internal epoll thread answers every request by calling the
 /// handler, which only reads in-memory data. This is the only file that sees libmicrohttpd.
-public final class HTTPServer: @unchecked Sendable {
-    // @unchecked: `daemon` is set once in init and cleared once in stop(), under `stopLock`.
-    private var daemon: OpaquePointer?
-    private let context: Unmanaged<ServerContext>
-    private let stopLock = NSLockish()
+public final class HTTPServer: Sendable {
+    /// The MHD daemon until stop(); the lock also makes stop() run once.
+    private let daemon: Mutex<OpaquePointer?>
+    private let context: ServerContext
     public let listener: ListenSocket
 
     /// Starts serving on an already bound and listening socket (so the caller knows the port,
     /// and a reload can bind the new address before the old server stops).
     public init(listener: ListenSocket, limits: HTTPLimits = HTTPLimits(), logger: Logger, handler: @escaping HTTPHandler) throws(SystemError) {
         self.listener = listener
-        let context = Unmanaged.passRetained(ServerContext(handler: handler, logger: logger))
-        self.context = context
+        let serverContext = ServerContext(handler: handler, logger: logger)
+        // MHD holds this reference in its callbacks' `cls` until stop() releases it.
+        let context = Unmanaged.passRetained(serverContext)
+        self.context = serverContext
 
         let flags = MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_EPOLL.rawValue | MHD_USE_ITC.rawValue | MHD_USE_ERROR_LOG.rawValue
         var options: [MHD_OptionItem] = [
@@ -91,26 +92,22 @@ public final class HTTPServer: @unchecked Sendable {
         }
         guard let started else {
             context.release()
-            throw SystemError("start the HTTP server on", path: listener.displayAddress, code: errno == 0 ? EINVAL : errno)
+            throw SystemError("start the HTTP server on", listener.displayAddress, call: "MHD_start_daemon", code: errno == 0 ? EINVAL : errno)
         }
-        daemon = started
+        daemon = Mutex(started)
     }
 
     /// Stops accepting, lets responses already queued finish (up to `drainTimeout`), then
     /// closes every connection and waits for the MHD thread to end.
     public func stop(drainTimeout: Duration = .seconds(2)) {
-        stopLock.withLock {
-            guard let daemon else { return }
+        daemon.withLock { handle in
+            guard let daemon = handle else { return }
             // Quiescing closes nothing: MHD stops accepting and hands the listening socket back.
             let quiesced = MHD_quiesce_daemon(daemon) >= 0
-            let clock = ContinuousClock()
-            let deadline = clock.now + drainTimeout
-            while context.takeUnretainedValue().responsesInFlight.load(ordering: .acquiring) > 0, clock.now < deadline {
-                usleep(5_000)
-            }
+            Deadline.poll(every: .milliseconds(5), for: drainTimeout) { context.responsesInFlight.load(ordering: .acquiring) == 0 }
             MHD_stop_daemon(daemon)
-            self.daemon = nil
-            context.release()
+            handle = nil
+            Unmanaged.passUnretained(context).release()
             if quiesced {
                 listener.close()
             } else {
@@ -122,23 +119,12 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// Responses queued and not yet completely sent (for tests and shutdown).
     var responsesInFlight: Int {
-        context.takeUnretainedValue().responsesInFlight.load(ordering: .acquiring)
+        context.responsesInFlight.load(ordering: .acquiring)
     }
 
     deinit { stop() }
 }
 
-/// A tiny lock for `stop()`; the Synchronization Mutex needs a value to guard, this guards code.
-final class NSLockish: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    init() { pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
-    func withLock<T>(_ body: () -> T) -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return body()
-    }
-}
 
 /// What the C callbacks reach through their `void *cls`.
 private final class ServerContext: Sendable {

@@ -29,7 +29,7 @@ public enum CommandLineOptions {
         """
 
     /// Parses `arguments` (without the program name). The error is a one-line message.
-    public static func parse(_ arguments: [String]) -> Result<CommandLineAction, UsageError> {
+    public static func parse(_ arguments: [String]) throws(UsageError) -> CommandLineAction {
         var configPath: String?
         var checkOnly = false
         var once = false
@@ -39,14 +39,14 @@ public enum CommandLineOptions {
             let argument = arguments[index]
             let flag = argument.hasPrefix("--") ? String(argument.dropFirst(2)) : argument.hasPrefix("-") ? String(argument.dropFirst()) : nil
             guard let flag else {
-                return .failure(UsageError("unexpected argument '\(argument)'; the config file goes after -config"))
+                throw UsageError("unexpected argument '\(argument)'; the config file goes after -config")
             }
             let (name, inlineValue) = splitInline(flag)
             switch name {
             case "help", "h":
-                return .success(.help)
+                return .help
             case "version", "v":
-                return .success(.version)
+                return .version
             case "check-config":
                 checkOnly = true
             case "once":
@@ -58,24 +58,24 @@ public enum CommandLineOptions {
                 var path = inlineValue
                 if path == nil {
                     index += 1
-                    guard index < arguments.count else { return .failure(UsageError("\(spelled) needs a file path, e.g. \(example)")) }
+                    guard index < arguments.count else { throw UsageError("\(spelled) needs a file path, e.g. \(example)") }
                     path = arguments[index]
                 }
-                guard let path, !path.isEmpty else { return .failure(UsageError("\(spelled) needs a non-empty file path")) }
+                guard let path, !path.isEmpty else { throw UsageError("\(spelled) needs a non-empty file path") }
                 if name == "output" { outputPath = path } else { configPath = path }
             default:
-                return .failure(UsageError("unknown flag '\(argument)'; see --help"))
+                throw UsageError("unknown flag '\(argument)'; see --help")
             }
             index += 1
         }
         guard let configPath else {
-            return .failure(UsageError("missing -config FILE; e.g. prometheus-barman-exporter -config /etc/prometheus-barman-exporter/config.yaml"))
+            throw UsageError("missing -config FILE; e.g. prometheus-barman-exporter -config /etc/prometheus-barman-exporter/config.yaml")
         }
         if checkOnly && (once || outputPath != nil) {
-            return .failure(UsageError("--check-config cannot be combined with --once or --output"))
+            throw UsageError("--check-config cannot be combined with --once or --output")
         }
-        if once || outputPath != nil { return .success(.once(configPath: configPath, output: outputPath)) }
-        return .success(checkOnly ? .checkConfig(configPath: configPath) : .run(configPath: configPath))
+        if once || outputPath != nil { return .once(configPath: configPath, output: outputPath) }
+        return checkOnly ? .checkConfig(configPath: configPath) : .run(configPath: configPath)
     }
 
     private static func splitInline(_ flag: String) -> (String, String?) {

@@ -60,13 +60,23 @@ public final class Logger: Sendable {
 
     public func log(_ level: LogLevel, _ message: String, _ fields: KeyValuePairs<String, String> = [:]) {
         guard isEnabled(level) else { return }
+        log(level, message, fields: fields.map { ($0.key, $0.value) })
+    }
+
+    /// For fields only known at run time (the settings line).
+    public func log(_ level: LogLevel, _ message: String, fields: [(String, String)]) {
+        guard isEnabled(level) else { return }
         var line = "ts=\(WallClock.iso8601(WallClock.nowMilliseconds())) level=\(level.name) msg=\(Logger.quoted(message))"
         for (key, value) in fields {
             line += " \(key)=\(Logger.quoted(value))"
         }
         line += "\n"
-        // Nowhere is left to report a failing log write.
-        FileWriter.writeAll(fileDescriptor, Array(line.utf8))
+        FileWriter.writeIgnoringErrors(fileDescriptor, Array(line.utf8))
+    }
+
+    /// A number as log fields show it: whole numbers without a fraction, others in full.
+    public static func number(_ value: Double) -> String {
+        value == value.rounded(.towardZero) && abs(value) < 1e15 ? String(Int64(value)) : String(value)
     }
 
     /// logfmt value: bare when it is a simple token, otherwise double-quoted with escapes, so a

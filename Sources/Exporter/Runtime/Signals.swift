@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CGlibcShims
 import Synchronization
 
 /// Signal handling with the self-pipe pattern: the handler only writes the signal number to a
@@ -17,10 +18,9 @@ public enum Signals {
     @discardableResult
     public static func install() -> Bool {
         var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else { return false }
-        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        // A full pipe (thousands of unread signals) must not block the handler.
-        _ = fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) | O_NONBLOCK)
+        // Close-on-exec so barman never inherits it; non-blocking so a full pipe (thousands of
+        // unread signals) never blocks the handler.
+        guard cgs_pipe_cloexec(&fds) == 0, fcntl(fds[1], F_SETFL, O_NONBLOCK) == 0 else { return false }
         pipeRead.store(fds[0], ordering: .relaxed)
         pipeWrite.store(fds[1], ordering: .relaxed)
 
@@ -32,14 +32,16 @@ public enum Signals {
             return false
         }
         // A scraper that hangs up mid-response must not kill the process.
-        signal(SIGPIPE, SIG_IGN)
+        var ignore = sigaction()
+        ignore.__sigaction_handler.sa_handler = SIG_IGN
+        sigemptyset(&ignore.sa_mask)
+        guard sigaction(SIGPIPE, &ignore, nil) == 0 else { return false }
         // A parent may have started us with these blocked; a signal it sent already is pending
         // and is delivered to the handler now.
         var handledSet = sigset_t()
         sigemptyset(&handledSet)
         for number in handled { sigaddset(&handledSet, number) }
-        pthread_sigmask(SIG_UNBLOCK, &handledSet, nil)
-        return true
+        return pthread_sigmask(SIG_UNBLOCK, &handledSet, nil) == 0
     }
 
     /// The signals barman must get back at their default disposition when it is spawned.
@@ -57,17 +59,10 @@ public enum Signals {
         guard fd >= 0 else { throw SystemError(message: "signal handlers are not installed") }
         try DetachedThread.start {
             var byte: UInt8 = 0
-            while true {
-                let count = read(fd, &byte, 1)
-                if count == 1 {
-                    continuation.yield(Int32(byte))
-                } else if count < 0 && errno == EINTR {
-                    continue
-                } else {
-                    continuation.finish()
-                    return
-                }
+            while (try? System.call("read") { read(fd, &byte, 1) }) == 1 {
+                continuation.yield(Int32(byte))
             }
+            continuation.finish()
         }
         return stream
     }

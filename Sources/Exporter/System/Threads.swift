@@ -16,9 +16,10 @@ public enum DetachedThread {
         }, box.toOpaque())
         guard status == 0 else {
             box.release()
-            throw SystemError("start a thread", path: "", code: status)
+            throw SystemError("start", "a thread", call: "pthread_create", code: status)
         }
-        pthread_detach(thread)
+        // Cannot fail: the thread was just created and nobody else has its handle.
+        _ = pthread_detach(thread)
     }
 }
 

@@ -1,0 +1,91 @@
+import Synchronization
+
+/// The running daemon: the pipeline, the HTTP server in front of it, and the switch from one
+/// config to the next on reload.
+public final class ExporterService: Sendable {
+    public let pipeline: Pipeline
+    public let logger: Logger
+    /// Rendered bodies, shared by the HTTP servers of successive configs.
+    let expositionCache = ExpositionCache()
+    private let configPath: String
+    /// Replaced together on reload; the lifecycle reloads from one task at a time.
+    private let state: Mutex<(config: Config, server: HTTPServer)>
+
+    public init(config: Config, configPath: String, logger: Logger) throws(SystemError) {
+        self.configPath = configPath
+        self.logger = logger
+        pipeline = Pipeline(config: config, logger: logger)
+        let server = try Self.startServer(config, store: pipeline.store, cache: expositionCache, logger: logger)
+        state = Mutex((config, server))
+        logger.info("listening", ["address": server.listener.displayAddress, "integration": config.integrationType.rawValue,
+                                  "version": BuildInfo.version])
+        logger.log(.debug, "settings", fields: ConfigLoader.settings(config))
+    }
+
+    public var refresher: Refresher { pipeline.refresher }
+    public var port: Int { state.withLock { $0.server.listener.port } }
+
+    static func startServer(_ config: Config, store: SnapshotStore, cache: ExpositionCache, logger: Logger) throws(SystemError) -> HTTPServer {
+        let routes = Routes(store: store, cache: cache)
+        let listener = try ListenSocket(address: config.address, port: config.port)
+        return try HTTPServer(listener: listener, logger: logger) { routes.handle($0) }
+    }
+
+    /// Re-reads the config file. An invalid file changes nothing: the exporter keeps running on
+    /// the old config and logs every problem.
+    public func reload(reason: String) async {
+        let next: Config
+        do {
+            let loaded = try ConfigLoader.load(path: configPath)
+            next = loaded.config
+            for warning in loaded.warnings { logger.warn(warning, ["file": configPath]) }
+        } catch {
+            logger.error("config reload failed; still running on the previous config", ["signal": reason, "problems": error.description])
+            return
+        }
+        logger.level = next.logLevel
+        let (current, server) = state.withLock { ($0.config, $0.server) }
+        var applied = next
+        if next.address != current.address || next.port != current.port {
+            do {
+                let replacement = try Self.startServer(next, store: pipeline.store, cache: expositionCache, logger: logger)
+                server.stop()
+                state.withLock { $0.server = replacement }
+                logger.info("listening", ["address": replacement.listener.displayAddress])
+            } catch {
+                logger.error("config reload: cannot listen on the new address; still listening on the old one",
+                             ["error": error.description, "address": server.listener.displayAddress])
+                applied.address = current.address
+                applied.port = current.port
+            }
+        }
+        await pipeline.reconfigure(from: current, to: applied)
+        state.withLock { $0.config = applied }
+        if applied == next { logger.info("config reloaded", ["signal": reason, "file": configPath]) }
+        logger.log(.debug, "settings", fields: ConfigLoader.settings(applied))
+    }
+
+    /// Every second: frees rendered bodies whose second has passed (a large body is ~2 MB that
+    /// would otherwise wait for the next scrape, typically a minute, to be replaced), and hands
+    /// freed memory back to the kernel after a refresh or a render. The only caller of
+    /// `Memory.releaseFreeMemory`, so no scrape or refresh pays for it.
+    func reclaimMemoryForever() async {
+        var lastSeen: (generation: UInt64, renders: Int)?
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: .seconds(1)) } catch { return }
+            let dropped = expositionCache.dropExpired(before: WallClock.nowSeconds().rounded(.down))
+            let seen = (pipeline.store.versioned.generation, expositionCache.renders)
+            if dropped || lastSeen.map({ $0 != seen }) ?? true {
+                Memory.releaseFreeMemory()
+            }
+            lastSeen = seen
+        }
+    }
+
+    /// Stops accepting scrapes (MHD finishes responses in flight) and terminates running barman
+    /// process groups.
+    public func stop() {
+        state.withLock { $0.server }.stop()
+        pipeline.processGroups.terminateAll()
+    }
+}

@@ -1,0 +1,73 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Reads whole small files without Foundation (keeps ICU and 50 MB out of the binary).
+public enum FileReader {
+    /// The file's bytes; fails with EFBIG past `limit`.
+    public static func readAll(path: String, limit: Int) throws(SystemError) -> [UInt8] {
+        let fd = try System.call("open", on: path) { open(path, O_RDONLY | O_CLOEXEC) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = try System.call("read", on: path) { chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }
+            if count == 0 { break }
+            bytes.append(contentsOf: chunk[0..<count])
+            if bytes.count > limit { throw SystemError("read", path, code: EFBIG) }
+        }
+        return bytes
+    }
+}
+
+/// Writes whole buffers to a descriptor, retrying short writes.
+public enum FileWriter {
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8], to name: @autoclosure () -> String = "") throws(SystemError) {
+        var offset = 0
+        while offset < bytes.count {
+            let written = try System.call("write", on: name()) {
+                bytes.withUnsafeBytes { buffer in write(fd, buffer.baseAddress.map { $0 + offset }, buffer.count - offset) }
+            }
+            guard written > 0 else { throw SystemError("write", name(), code: EIO) }
+            offset += written
+        }
+    }
+
+    /// For logs and last-resort messages: nowhere is left to report a failed write.
+    public static func writeIgnoringErrors(_ fd: Int32, _ bytes: [UInt8]) {
+        try? writeAll(fd, bytes)
+    }
+}
+
+/// Replaces a file so readers (node_exporter's textfile collector) see the old or the new
+/// content, never a partial one: a temporary file in the same directory, fsync, rename, and an
+/// fsync of the directory so the rename survives a crash.
+public enum AtomicFile {
+    public static func write(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws(SystemError) {
+        let directory = path.contains("/") ? String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)]) : "."
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        let temporary = "\(directory.isEmpty ? "/" : directory)/.\(name).tmp.\(getpid())"
+        let fd = try System.call("open", "create", on: temporary) { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode) }
+        do {
+            try FileWriter.writeAll(fd, bytes, to: temporary)
+            try System.call("fsync", on: temporary) { fsync(fd) }
+        } catch {
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        do {
+            try System.call("close", on: temporary) { close(fd) }
+            try System.call("rename", "rename \(temporary) to", on: path) { rename(temporary, path) }
+        } catch {
+            unlink(temporary)
+            throw error
+        }
+        // Best effort: the data is in place; only its survival of a power cut depends on this.
+        let directoryFD = try? System.call("open", on: directory) { open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        if let directoryFD {
+            _ = fsync(directoryFD)
+            close(directoryFD)
+        }
+    }
+}

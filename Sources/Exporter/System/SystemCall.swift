@@ -1,0 +1,71 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A failed system call: which call, what it was doing and to what, and errno.
+public struct SystemError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The C function that failed (`open`, `bind`...), for debugging; not in the message.
+    public var call: String
+    /// What was being done, as a verb phrase: "open", "bind", "rename x to".
+    public var operation: String
+    /// What it was done to: a path, an address.
+    public var subject: String
+    public var code: Int32
+    private var custom: String?
+
+    public init(_ operation: String, _ subject: String, call: String? = nil, code: Int32 = errno) {
+        self.call = call ?? operation
+        self.operation = operation
+        self.subject = subject
+        self.code = code
+    }
+
+    /// An error whose text is already complete (e.g. from getaddrinfo, which has its own codes).
+    public init(message: String) {
+        self.call = ""
+        self.operation = ""
+        self.subject = ""
+        self.code = 0
+        self.custom = message
+    }
+
+    public var description: String {
+        if let custom { return custom }
+        return "cannot \(operation) '\(subject)': \(Self.reason(code))"
+    }
+
+    /// strerror's text for `code`.
+    public static func reason(_ code: Int32) -> String {
+        strerror(code).map { String(cString: $0) } ?? "error \(code)"
+    }
+}
+
+/// The one way this code makes a system call that reports failure as -1 and errno, in the spirit
+/// of swift-nio's `syscall(blocking:)`: an interrupted call (EINTR) is retried, any other failure
+/// is thrown with errno and the call's name.
+public enum System {
+    /// Runs `body` until it is not interrupted; its result when it is not -1.
+    @discardableResult
+    @inline(__always)
+    public static func call<Result: FixedWidthInteger>(
+        _ name: String, _ operation: @autoclosure () -> String? = nil, on subject: @autoclosure () -> String = "",
+        _ body: () -> Result
+    ) throws(SystemError) -> Result {
+        while true {
+            let result = body()
+            if result != -1 { return result }
+            let code = errno
+            if code == EINTR { continue }
+            throw SystemError(operation() ?? name, subject(), call: name, code: code)
+        }
+    }
+
+    /// For the pthread and posix_spawn families, which return the error number instead of
+    /// setting errno.
+    @inline(__always)
+    public static func checkReturnedCode(_ name: String, _ operation: @autoclosure () -> String, on subject: @autoclosure () -> String = "",
+                                         _ code: Int32) throws(SystemError) {
+        guard code != 0 else { return }
+        throw SystemError(operation(), subject(), call: name, code: code)
+    }
+}
