@@ -34,6 +34,7 @@ struct ConsistencyTests {
 
     @Test func scrapesDuringRefreshesSeeOneConsistentSnapshot() async throws {
         let directory = try TestSupport.temporaryDirectory()
+        defer { TestSupport.removeTree(directory) }
         try TestSupport.write(Self.script.split(separator: "\n", omittingEmptySubsequences: false).map { $0.drop { $0 == " " } }.joined(separator: "\n"),
                               to: directory + "/barman", mode: 0o755)
         let store = SnapshotStore(MetricsSnapshot(version: "1"))
@@ -107,19 +108,5 @@ struct ConsistencyTests {
         let checks = Array((values["barman_up"] ?? [:]).values)
         guard checks.count == 20, Set(checks).count == 1 else { return (state, "mixed checks: \(checks.count) series, values \(Set(checks))") }
         return (state, nil)
-    }
-}
-
-/// Runs blocking work (socket I/O) on its own thread instead of the cooperative pool.
-func onThread(_ body: @escaping @Sendable () -> Void) async {
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        do {
-            try DetachedThread.start {
-                body()
-                continuation.resume()
-            }
-        } catch {
-            continuation.resume()
-        }
     }
 }

@@ -9,7 +9,32 @@ import Glibc
 /// keep the last good data, and never crash.
 @Suite("Hostile input")
 struct HostileInputTests {
-    typealias Harness = RefresherTests.Harness
+    /// barman's answers through the real process runner: the fake barman script
+    /// (Fixtures/fake-barman.sh) serves files from a directory removed when the harness goes.
+    final class Harness: BarmanAnswers {
+        let directory: String
+        let store = SnapshotStore(MetricsSnapshot(version: "test"))
+        let refresher: Refresher
+
+        init() throws {
+            directory = try TestSupport.temporaryDirectory()
+            let runner = ProcessBarmanRunner(executable: TestSupport.packageRoot + "/Tests/ExporterTests/Fixtures/fake-barman.sh",
+                                             configFile: directory, timeout: .seconds(30))
+            refresher = Refresher(runner: runner,
+                                  settings: RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, refreshInterval: .seconds(60)),
+                                  store: store, logger: Logger(level: .error))
+        }
+
+        deinit { TestSupport.removeTree(directory) }
+
+        func answer(_ name: String, _ json: String) throws {
+            try TestSupport.write(json, to: "\(directory)/\(name).json")
+        }
+
+        func exitStatus(_ command: String, _ status: Int) throws {
+            try TestSupport.write("\(status)\n", to: "\(directory)/\(command).rc")
+        }
+    }
 
     /// A refresher that first gets good data, then `break` is applied and one more cycle runs.
     func afterGoodData(_ breakIt: (Harness) async throws -> Void) async throws -> (good: MetricsSnapshot, after: MetricsSnapshot) {

@@ -8,7 +8,8 @@ import Glibc
 /// The runner against real child processes (small shell scripts standing in for barman).
 @Suite("Running barman")
 struct ProcessRunnerTests {
-    /// Writes `body` as an executable script and returns a runner for it.
+    /// Writes `body` as an executable script and returns a runner for it and the script's
+    /// directory, which the caller removes.
     func runner(_ body: String, timeout: Duration = .seconds(20)) throws -> (ProcessBarmanRunner, String) {
         let directory = try TestSupport.temporaryDirectory()
         let path = directory + "/barman"
@@ -30,13 +31,15 @@ struct ProcessRunnerTests {
     }
 
     @Test func capturesStdoutStderrAndExitStatus() async throws {
-        let (runner, _) = try runner(#"echo '{"pg": []}'; echo 'a warning' >&2; exit 3"#)
+        let (runner, directory) = try runner(#"echo '{"pg": []}'; echo 'a warning' >&2; exit 3"#)
+        defer { TestSupport.removeTree(directory) }
         let output = try await runner.run(.listBackups)
         #expect(output == CommandOutput(stdout: Array("{\"pg\": []}\n".utf8), stderr: Array("a warning\n".utf8), exitStatus: 3))
     }
 
     @Test func argumentsArePassedVerbatimWithoutAShell() async throws {
-        let (runner, _) = try runner(#"for a in "$@"; do printf '%s\n' "$a"; done"#)
+        let (runner, directory) = try runner(#"for a in "$@"; do printf '%s\n' "$a"; done"#)
+        defer { TestSupport.removeTree(directory) }
         let server = "a b;$(touch /tmp/pwned)'\"\n`x`"
         let output = try await runner.run(.showBackup(server: server, backupID: "20261124T182524"))
         #expect(String(decoding: output.stdout, as: UTF8.self) == "-f\njson\nshow-backup\n\(server)\n20261124T182524\n")
@@ -47,7 +50,8 @@ struct ProcessRunnerTests {
 
     @Test func environmentIsPassedThrough() async throws {
         setenv("BARMAN_EXPORTER_TEST_MARKER", "passed through", 1)
-        let (runner, _) = try runner(#"printf '%s' "$BARMAN_EXPORTER_TEST_MARKER""#)
+        let (runner, directory) = try runner(#"printf '%s' "$BARMAN_EXPORTER_TEST_MARKER""#)
+        defer { TestSupport.removeTree(directory) }
         let output = try await runner.run(.check)
         #expect(String(decoding: output.stdout, as: UTF8.self) == "passed through")
     }
@@ -56,14 +60,16 @@ struct ProcessRunnerTests {
         // Open some descriptors (a listening socket among them) that must not be inherited.
         let listener = try ListenSocket(address: "127.0.0.1", port: 0)
         defer { listener.close() }
-        let (runner, _) = try runner("exec ls /proc/self/fd")
+        let (runner, directory) = try runner("exec ls /proc/self/fd")
+        defer { TestSupport.removeTree(directory) }
         let output = try await runner.run(.check)
         // 0-2 are stdin/out/err, 3 is the directory ls itself is reading.
         #expect(String(decoding: output.stdout, as: UTF8.self).split(separator: "\n") == ["0", "1", "2", "3"])
     }
 
     @Test func stdinIsEmpty() async throws {
-        let (runner, _) = try runner("cat; echo done")
+        let (runner, directory) = try runner("cat; echo done")
+        defer { TestSupport.removeTree(directory) }
         let output = try await runner.run(.check)
         #expect(String(decoding: output.stdout, as: UTF8.self) == "done\n")
     }
@@ -82,6 +88,7 @@ struct ProcessRunnerTests {
     // loaded 2-core CI machine a shell can take a while to start.
     @Test func timeoutTerminatesTheWholeProcessGroup() async throws {
         let (runner, directory) = try runner("echo $$ > \"$(dirname \"$0\")/barman.pid\"; sleep 60 & echo $! > \"$(dirname \"$0\")/child.pid\"; wait", timeout: .seconds(2))
+        defer { TestSupport.removeTree(directory) }
         await expectTimeout(runner)
         // Both barman and the child it started are gone, and barman was reaped (not a zombie).
         #expect(try !isAlive(directory + "/barman.pid"))
@@ -90,12 +97,14 @@ struct ProcessRunnerTests {
 
     @Test func sigtermIgnoredMeansSigkill() async throws {
         let (runner, directory) = try runner("trap '' TERM; echo $$ > \"$(dirname \"$0\")/barman.pid\"; while :; do sleep 0.05; done", timeout: .seconds(2))
+        defer { TestSupport.removeTree(directory) }
         await expectTimeout(runner)
         #expect(try !isAlive(directory + "/barman.pid"))
     }
 
     @Test func outputOverTheCapIsAnError() async throws {
-        var (runner, _) = try runner("yes '{\"pg\": []}'")
+        var (runner, directory) = try runner("yes '{\"pg\": []}'")
+        defer { TestSupport.removeTree(directory) }
         runner.stdoutLimit = 1 << 20
         let result = await outcome(runner, .listBackups)
         guard case .failure(let failure) = result else {
@@ -106,7 +115,8 @@ struct ProcessRunnerTests {
     }
 
     @Test func largeStderrDoesNotBlockAndIsCapped() async throws {
-        let (runner, _) = try runner("head -c 5000000 /dev/zero | tr '\\0' x >&2; echo '{}'")
+        let (runner, directory) = try runner("head -c 5000000 /dev/zero | tr '\\0' x >&2; echo '{}'")
+        defer { TestSupport.removeTree(directory) }
         let output = try await runner.run(.listBackups)
         #expect(output.stdout == Array("{}\n".utf8))
         #expect(output.stderr.count == runner.stderrLimit)
@@ -125,10 +135,13 @@ struct ProcessRunnerTests {
     /// directories and files without an execute bit are passed over, and named when nothing else is found.
     @Test func executableIsSearchedInPathLikeAShell() throws {
         let notExecutable = try TestSupport.temporaryDirectory()
+        defer { TestSupport.removeTree(notExecutable) }
         try TestSupport.write("#!/bin/sh\n", to: notExecutable + "/barman", mode: 0o644)
         let executable = try TestSupport.temporaryDirectory()
+        defer { TestSupport.removeTree(executable) }
         try TestSupport.write("#!/bin/sh\n", to: executable + "/barman", mode: 0o755)
         let directoryNamedBarman = try TestSupport.temporaryDirectory()
+        defer { TestSupport.removeTree(directoryNamedBarman) }
         #expect(mkdir(directoryNamedBarman + "/barman", 0o755) == 0)
 
         let searchPath = "/nonexistent:\(directoryNamedBarman):\(notExecutable):\(executable)"
@@ -140,13 +153,15 @@ struct ProcessRunnerTests {
 
     @Test func notExecutable() async throws {
         let directory = try TestSupport.temporaryDirectory()
+        defer { TestSupport.removeTree(directory) }
         try TestSupport.write("#!/bin/sh\necho hi\n", to: directory + "/barman", mode: 0o644)
         let runner = ProcessBarmanRunner(executable: directory + "/barman", configFile: nil, timeout: .seconds(5))
         #expect(await outcome(runner, .check) == .failure(CommandFailure("cannot run '\(directory)/barman': Permission denied; check that it is executable by this user")))
     }
 
     @Test func killedBySignalIsAFailure() async throws {
-        let (runner, _) = try runner("echo '{}'; kill -KILL $$")
+        let (runner, directory) = try runner("echo '{}'; kill -KILL $$")
+        defer { TestSupport.removeTree(directory) }
         #expect(await outcome(runner, .check) == .failure(CommandFailure("barman was killed by signal 9")))
     }
 }

@@ -5,47 +5,31 @@ import Testing
 import Glibc
 #endif
 
-/// The refresh loop and caches, driving the fake barman script through the real process runner.
+/// The refresh loop and caches: what runs when, against an in-memory barman.
 @Suite("Refresh and cache")
 struct RefresherTests {
-    /// A fake barman state directory (see Fixtures/fake-barman.sh) plus a refresher reading it.
-    struct Harness {
-        let directory: String
+    /// A refresher reading an in-memory barman.
+    struct Harness: BarmanAnswers {
+        let barman = ScriptedBarman()
         let store = SnapshotStore(MetricsSnapshot(version: "test"))
         let refresher: Refresher
 
-        init(cacheTTL: Int = 0, checksCacheTTL: Int = 0) throws {
-            directory = try TestSupport.temporaryDirectory()
-            let runner = ProcessBarmanRunner(executable: TestSupport.packageRoot + "/Tests/ExporterTests/Fixtures/fake-barman.sh",
-                                             configFile: directory, timeout: .seconds(30))
-            refresher = Refresher(runner: runner,
+        init(cacheTTL: Int = 0, checksCacheTTL: Int = 0) {
+            refresher = Refresher(runner: barman,
                                   settings: RefreshSettings(cacheTTL: .seconds(cacheTTL), checksCacheTTL: .seconds(checksCacheTTL), refreshInterval: .seconds(60)),
                                   store: store, logger: Logger(level: .error))
         }
 
-        func answer(_ name: String, _ json: String) throws {
-            try TestSupport.write(json, to: "\(directory)/\(name).json")
+        func answer(_ name: String, _ json: String) {
+            barman.answer(name, json)
         }
 
-        func exitStatus(_ command: String, _ status: Int) throws {
-            try TestSupport.write("\(status)\n", to: "\(directory)/\(command).rc")
-        }
-
-        /// Answers from a real barman capture.
-        func answerFromFixtures(_ version: String) throws {
-            try answer("list-backups", try TestSupport.text("Tests/ExporterTests/Fixtures/\(version)/list-backups-all.stdout"))
-            try answer("check", try TestSupport.text("Tests/ExporterTests/Fixtures/\(version)/check-all.stdout"))
-            try answer("replication-status", try TestSupport.text("Tests/ExporterTests/Fixtures/\(version)/replication-status-all.stdout"))
-            let listing = try BarmanDecoding.backupList(CommandOutput(stdout: try TestSupport.read("Tests/ExporterTests/Fixtures/\(version)/list-backups-all.stdout")))
-            let newest = try #require(listing["pg"]?.first?.id)
-            try answer("show-backup-pg-\(newest)", try TestSupport.text("Tests/ExporterTests/Fixtures/\(version)/show-backup-pg-latest.stdout"))
+        func exitStatus(_ command: String, _ status: Int32) {
+            barman.exitStatus(command, status)
         }
 
         /// Every barman invocation so far, one argument string each, in order.
-        func invocations() -> [String] {
-            guard let bytes = try? FileReader.readAll(path: directory + "/invocations", limit: 1 << 20) else { return [] }
-            return String(decoding: bytes, as: UTF8.self).split(separator: "\n").map(String.init)
-        }
+        func invocations() -> [String] { barman.invocations }
     }
 
     /// `servers` servers, each with two DONE backups and a FAILED one, plus two servers without backups.
@@ -65,13 +49,13 @@ struct RefresherTests {
     /// One `all` call per source (list-backups, check, replication-status) plus one show-backup
     /// per server with backups: 3 + N barman processes (the Go exporter needs 3 + 2N, Python 1 + 4N).
     @Test func invocationBudgetIsThreePlusOnePerServerWithBackups() async throws {
-        let harness = try Harness()
+        let harness = Harness()
         let servers = 5
-        try harness.answer("list-backups", syntheticListing(servers: servers))
-        try harness.answer("check", "{}")
-        try harness.answer("replication-status", "{}")
+        harness.answer("list-backups", syntheticListing(servers: servers))
+        harness.answer("check", "{}")
+        harness.answer("replication-status", "{}")
         for index in 0..<servers {
-            try harness.answer("show-backup-srv\(index)-B2", Self.showBackup.replacingPercent("srv\(index)"))
+            harness.answer("show-backup-srv\(index)-B2", Self.showBackup.replacingPercent("srv\(index)"))
         }
         await harness.refresher.refreshCycle()
         let calls = harness.invocations()
@@ -87,7 +71,7 @@ struct RefresherTests {
 
     @Test(arguments: ["3.4.0", "3.20.1"])
     func realBarmanOutputThroughTheShellIntegration(version: String) async throws {
-        let harness = try Harness()
+        let harness = Harness()
         try harness.answerFromFixtures(version)
         await harness.refresher.refreshCycle()
         let snapshot = harness.store.snapshot
@@ -102,7 +86,7 @@ struct RefresherTests {
     }
 
     @Test func cachedAnswersAreReusedWithinTheTTL() async throws {
-        let harness = try Harness(cacheTTL: 3600, checksCacheTTL: 3600)
+        let harness = Harness(cacheTTL: 3600, checksCacheTTL: 3600)
         try harness.answerFromFixtures("3.4.0")
         await harness.refresher.refreshCycle()
         await harness.refresher.refreshCycle()
@@ -110,7 +94,7 @@ struct RefresherTests {
     }
 
     @Test func expiredAnswersAreFetchedAgain() async throws {
-        let harness = try Harness(cacheTTL: 0, checksCacheTTL: 0)
+        let harness = Harness(cacheTTL: 0, checksCacheTTL: 0)
         try harness.answerFromFixtures("3.4.0")
         await harness.refresher.refreshCycle()
         await harness.refresher.refreshCycle()
@@ -118,7 +102,7 @@ struct RefresherTests {
     }
 
     @Test func checksHaveTheirOwnTTL() async throws {
-        let harness = try Harness(cacheTTL: 0, checksCacheTTL: 3600)
+        let harness = Harness(cacheTTL: 0, checksCacheTTL: 3600)
         try harness.answerFromFixtures("3.4.0")
         await harness.refresher.refreshCycle()
         await harness.refresher.refreshCycle()
@@ -129,14 +113,14 @@ struct RefresherTests {
     }
 
     @Test func aFailedRefreshKeepsTheLastGoodDataAndSaysSo() async throws {
-        let harness = try Harness()
+        let harness = Harness()
         try harness.answerFromFixtures("3.4.0")
         await harness.refresher.refreshCycle()
         let good = harness.store.snapshot
         #expect(good.backups?.count == 3)
 
-        try harness.answer("list-backups", #"{"pg": [{"backup_id": "x""#)  // truncated JSON
-        try harness.exitStatus("check", 2)
+        harness.answer("list-backups", #"{"pg": [{"backup_id": "x""#)  // truncated JSON
+        harness.exitStatus("check", 2)
         await harness.refresher.refreshCycle()
         let stale = harness.store.snapshot
         #expect(stale.backups == good.backups)
@@ -156,9 +140,9 @@ struct RefresherTests {
     }
 
     @Test func aSlowCheckDelaysNothingElseAndIsNeverStartedTwice() async throws {
-        let harness = try Harness()
+        let harness = Harness()
         try harness.answerFromFixtures("3.4.0")
-        try TestSupport.write("", to: harness.directory + "/check.gate.wanted")  // check blocks until check.gate exists
+        harness.barman.holdCheck()
         let first = Task { await harness.refresher.refreshCycle() }
 
         // list-backups and show-backup complete and publish while check is still running.
@@ -171,7 +155,7 @@ struct RefresherTests {
         #expect(harness.invocations().filter { $0 == "check all" }.count == 1)
         #expect(harness.invocations().filter { $0 == "list-backups all" }.count == 2)
 
-        try TestSupport.write("", to: harness.directory + "/check.gate")
+        harness.barman.releaseCheck()
         await first.value
         #expect(harness.store.snapshot.checks?.count == 3)
     }
@@ -180,14 +164,19 @@ struct RefresherTests {
     /// status at DEBUG, and a failure once at ERROR with the same logId and barman's stderr.
     @Test func commandsAreLoggedWithLogIDArgvStatusAndStderr() async throws {
         let directory = try TestSupport.temporaryDirectory()
+        defer { TestSupport.removeTree(directory) }
         let logPath = directory + "/log"
         let fd = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         try #require(fd >= 0)
         defer { close(fd) }
-        let script = directory + "/barman"
-        try TestSupport.write("#!/bin/sh\necho 'usage: barman [-h]' >&2\nexit 2\n", to: script, mode: 0o755)
+        let barman = ScriptedBarman(configFile: "/etc/barman conf")
+        barman.stderr("usage: barman [-h]\n")
+        for command in CommandKind.allCases {
+            barman.answer(command.rawValue, "")  // like barman's usage error: nothing on stdout
+            barman.exitStatus(command.rawValue, 2)
+        }
         let store = SnapshotStore(MetricsSnapshot(version: "test"))
-        let refresher = Refresher(runner: ProcessBarmanRunner(executable: script, configFile: "/etc/barman conf", timeout: .seconds(10)),
+        let refresher = Refresher(runner: barman,
                                   settings: RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, refreshInterval: .seconds(60)),
                                   store: store, logger: Logger(level: .debug, fileDescriptor: fd))
         await refresher.refreshCycle()
@@ -195,7 +184,7 @@ struct RefresherTests {
         let errors = lines.filter { $0.contains("level=error") && $0.contains("check all") }
         try #require(errors.count == 1, "\(lines)")
         let error = String(errors[0])
-        #expect(error.contains("argv=\"\(script) -c '/etc/barman conf' -f json check all\""))
+        #expect(error.contains("argv=\"barman -c '/etc/barman conf' -f json check all\""))
         #expect(error.contains("exit_status=2"))
         #expect(error.contains("stderr=\"usage: barman [-h]\""))
         let logID = try #require(error.split(separator: " ").first { $0.hasPrefix("logId=") })
@@ -204,11 +193,11 @@ struct RefresherTests {
     }
 
     @Test func aServerThatVanishesLosesItsDetails() async throws {
-        let harness = try Harness()
+        let harness = Harness()
         try harness.answerFromFixtures("3.4.0")
         await harness.refresher.refreshCycle()
         #expect(harness.store.snapshot.details["pg"] != nil)
-        try harness.answer("list-backups", #"{"pg2": []}"#)
+        harness.answer("list-backups", #"{"pg2": []}"#)
         await harness.refresher.refreshCycle()
         #expect(harness.store.snapshot.details["pg"] == nil)
         let text = TestSupport.exposition(harness.store.snapshot, now: 0)

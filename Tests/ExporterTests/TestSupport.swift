@@ -36,6 +36,20 @@ enum TestSupport {
         return path
     }
 
+    /// Removes `path` and everything below it (what `temporaryDirectory` made).
+    static func removeTree(_ path: String) {
+        if let handle = opendir(path) {
+            while let entry = readdir(handle) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
+                guard name != ".", name != ".." else { continue }
+                let child = path + "/" + name
+                if entry.pointee.d_type == UInt8(DT_DIR) { removeTree(child) } else { unlink(child) }
+            }
+            closedir(handle)
+        }
+        rmdir(path)
+    }
+
     static func write(_ text: String, to path: String, mode: mode_t = 0o644) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         try #require(fd >= 0)
@@ -65,5 +79,19 @@ extension TestSupport {
             if entry.pointee.d_type == UInt8(DT_REG) { names.append(relativeDirectory + "/" + name) }
         }
         return names.sorted()
+    }
+}
+
+/// Runs blocking work (socket I/O) on its own thread instead of the cooperative pool.
+func onThread(_ body: @escaping @Sendable () -> Void) async {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        do {
+            try DetachedThread.start {
+                body()
+                continuation.resume()
+            }
+        } catch {
+            continuation.resume()
+        }
     }
 }

@@ -116,27 +116,24 @@ struct ValueParser<Value>: Sendable {
     }
 
     static var integrationType: ValueParser<IntegrationType> {
-        ValueParser<IntegrationType>(
-            typeDescription: "`shell` or `mock`",
-            parse: { (text) throws(ConfigValueError) in
-                guard let type = IntegrationType(rawValue: text) else {
-                    throw ConfigValueError("expected 'shell' or 'mock', found \(shown(text))")
-                }
-                return type
-            },
-            show: { $0.rawValue })
+        choice("`shell` or `mock`", expected: "'shell' or 'mock'", IntegrationType.init(rawValue:), show: \.rawValue)
     }
 
     static var logLevel: ValueParser<LogLevel> {
-        ValueParser<LogLevel>(
-            typeDescription: "`ERROR`, `WARN`, `INFO`, `DEBUG`, any case",
+        choice("`ERROR`, `WARN`, `INFO`, `DEBUG`, any case", expected: "one of ERROR, WARN, INFO, DEBUG (any case)",
+               LogLevel.init(configValue:), show: { $0.name.uppercased() })
+    }
+
+    /// One of a few words.
+    static func choice<Choice>(_ type: String, expected: String, _ parse: @escaping @Sendable (String) -> Choice?,
+                               show: @escaping @Sendable (Choice) -> String) -> ValueParser<Choice> {
+        ValueParser<Choice>(
+            typeDescription: type,
             parse: { (text) throws(ConfigValueError) in
-                guard let level = LogLevel(configValue: text) else {
-                    throw ConfigValueError("expected one of ERROR, WARN, INFO, DEBUG (any case), found \(shown(text))")
-                }
-                return level
+                guard let value = parse(text) else { throw ConfigValueError("expected \(expected), found \(shown(text))") }
+                return value
             },
-            show: { $0.name.uppercased() })
+            show: show)
     }
 
     /// A path (or command name) that can reach `execve`/barman: not empty, no NUL.

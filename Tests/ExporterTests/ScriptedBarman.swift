@@ -1,0 +1,80 @@
+@testable import Exporter
+import Synchronization
+import Testing
+
+/// Where a test puts barman's answers, keyed like `Fixtures/fake-barman.sh`'s files:
+/// `list-backups`, `check`, `replication-status`, `show-backup-SERVER-ID`.
+protocol BarmanAnswers {
+    func answer(_ name: String, _ json: String) throws
+}
+
+extension BarmanAnswers {
+    /// Answers from a real barman capture (servers pg, pg2, pg3).
+    func answerFromFixtures(_ version: String) throws {
+        let fixtures = "Tests/ExporterTests/Fixtures/\(version)"
+        try answer("list-backups", try TestSupport.text("\(fixtures)/list-backups-all.stdout"))
+        try answer("check", try TestSupport.text("\(fixtures)/check-all.stdout"))
+        try answer("replication-status", try TestSupport.text("\(fixtures)/replication-status-all.stdout"))
+        let listing = try BarmanDecoding.backupList(CommandOutput(stdout: try TestSupport.read("\(fixtures)/list-backups-all.stdout")))
+        let newest = try #require(listing["pg"]?.first?.id)
+        try answer("show-backup-pg-\(newest)", try TestSupport.text("\(fixtures)/show-backup-pg-latest.stdout"))
+    }
+}
+
+/// An in-memory barman for tests of what runs when: answers by command, records every call, and
+/// can hold `check` until released. The process runner has its own tests (ProcessRunnerTests).
+final class ScriptedBarman: BarmanRunner, BarmanAnswers {
+    private struct State {
+        var answers: [String: String] = [:]
+        var exitStatuses: [String: Int32] = [:]
+        var stderr = ""
+        var invocations: [String] = []
+        var checkHeld = false
+    }
+    private let state = Mutex(State())
+    private let configFile: String
+
+    init(configFile: String = "/etc/barman.conf") {
+        self.configFile = configFile
+    }
+
+    func answer(_ name: String, _ json: String) {
+        state.withLock { $0.answers[name] = json }
+    }
+
+    /// Exit status of every run of `command` (a sub-command such as `check`).
+    func exitStatus(_ command: String, _ status: Int32) {
+        state.withLock { $0.exitStatuses[command] = status }
+    }
+
+    func stderr(_ text: String) {
+        state.withLock { $0.stderr = text }
+    }
+
+    func holdCheck() { state.withLock { $0.checkHeld = true } }
+    func releaseCheck() { state.withLock { $0.checkHeld = false } }
+
+    /// Every call so far, as its arguments after `-f json`, in order.
+    var invocations: [String] { state.withLock { $0.invocations } }
+
+    func argv(for command: BarmanCommand) -> [String] {
+        ["barman", "-c", configFile, "-f", "json"] + command.arguments
+    }
+
+    func run(_ command: BarmanCommand) async throws(CommandFailure) -> CommandOutput {
+        state.withLock { $0.invocations.append(command.arguments.joined(separator: " ")) }
+        if command.kind == .check {
+            while state.withLock({ $0.checkHeld }) {
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        }
+        let key: String
+        if case .showBackup(let server, let backupID) = command { key = "show-backup-\(server)-\(backupID)" } else { key = command.kind.rawValue }
+        return state.withLock { state in
+            guard let json = state.answers[key] else {
+                return CommandOutput(stdout: Array(#"{"_ERROR": ["no answer prepared"]}"#.utf8), exitStatus: 1)
+            }
+            return CommandOutput(stdout: Array(json.utf8), stderr: Array(state.stderr.utf8), exitStatus: state.exitStatuses[command.kind.rawValue] ?? 0)
+        }
+    }
+}
