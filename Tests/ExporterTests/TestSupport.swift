@@ -38,14 +38,9 @@ enum TestSupport {
 
     /// Removes `path` and everything below it (what `temporaryDirectory` made).
     static func removeTree(_ path: String) {
-        if let handle = opendir(path) {
-            while let entry = readdir(handle) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
-                guard name != ".", name != ".." else { continue }
-                let child = path + "/" + name
-                if entry.pointee.d_type == UInt8(DT_DIR) { removeTree(child) } else { unlink(child) }
-            }
-            closedir(handle)
+        for entry in entries(in: path) where entry.name != "." && entry.name != ".." {
+            let child = path + "/" + entry.name
+            if entry.type == UInt8(DT_DIR) { removeTree(child) } else { unlink(child) }
         }
         rmdir(path)
     }
@@ -68,17 +63,25 @@ enum TestSupport {
 extension TestSupport {
     /// Paths of the regular files directly in `relativeDirectory` (none if it does not exist).
     static func files(in relativeDirectory: String) -> [String] {
-        let directory = packageRoot + "/" + relativeDirectory
+        entries(in: packageRoot + "/" + relativeDirectory).filter { $0.type == UInt8(DT_REG) }.map { relativeDirectory + "/" + $0.name }.sorted()
+    }
+
+    /// Names of everything directly in `directory` (an absolute path), sorted.
+    static func names(in directory: String) -> [String] {
+        entries(in: directory).map(\.name).filter { $0 != "." && $0 != ".." }.sorted()
+    }
+
+    private static func entries(in directory: String) -> [(name: String, type: UInt8)] {
         guard let handle = opendir(directory) else { return [] }
         defer { closedir(handle) }
-        var names: [String] = []
+        var entries: [(name: String, type: UInt8)] = []
         while let entry = readdir(handle) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
             }
-            if entry.pointee.d_type == UInt8(DT_REG) { names.append(relativeDirectory + "/" + name) }
+            entries.append((name, entry.pointee.d_type))
         }
-        return names.sorted()
+        return entries
     }
 }
 

@@ -42,14 +42,20 @@ public enum FileWriter {
 /// Replaces a file so readers (node_exporter's textfile collector) see the old or the new
 /// content, never a partial one: a temporary file in the same directory, fsync, rename, and an
 /// fsync of the directory so the rename survives a crash.
+///
+/// The directory may be writable by others (a textfile directory owned by another user): the
+/// temporary file gets an unpredictable name and is created with O_EXCL | O_NOFOLLOW, so a link
+/// planted there is never followed, and rename() replaces a link at the final name instead of
+/// writing through it.
 public enum AtomicFile {
     public static func write(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws(SystemError) {
         let directory = path.contains("/") ? String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)]) : "."
         let name = path.split(separator: "/").last.map(String.init) ?? path
-        let temporary = "\(directory.isEmpty ? "/" : directory)/.\(name).tmp.\(getpid())"
-        let fd = try System.call("open", "create", on: temporary) { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode) }
+        let (fd, temporary) = try createTemporary(in: directory.isEmpty ? "/" : directory, for: name, mode: mode)
         do {
             try FileWriter.writeAll(fd, bytes, to: temporary)
+            // The mode asked for, whatever the umask: the scraper's user must be able to read it.
+            try System.call("fchmod", "set the mode of", on: temporary) { fchmod(fd, mode) }
             try System.call("fsync", on: temporary) { fsync(fd) }
         } catch {
             close(fd)
@@ -68,6 +74,25 @@ public enum AtomicFile {
         if let directoryFD {
             _ = fsync(directoryFD)
             close(directoryFD)
+        }
+    }
+
+    /// `DIR/.NAME.XXXXXXXXXXXX` made by this call alone: a new random name after EEXIST.
+    private static func createTemporary(in directory: String, for name: String, mode: mode_t) throws(SystemError) -> (Int32, String) {
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".utf8)
+        var attempts = 0
+        while true {
+            var generator = SystemRandomNumberGenerator()
+            let suffix = String(decoding: (0..<12).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &generator)] }, as: UTF8.self)
+            let temporary = "\(directory)/.\(name).\(suffix)"
+            do {
+                let fd = try System.call("open", "create", on: temporary) {
+                    open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode & 0o600)
+                }
+                return (fd, temporary)
+            } catch where error.code == EEXIST && attempts < 100 {
+                attempts += 1
+            }
         }
     }
 }
