@@ -164,6 +164,42 @@ struct ProcessRunnerTests {
         defer { TestSupport.removeTree(directory) }
         #expect(await outcome(runner, .check) == .failure(CommandFailure("barman was killed by signal 9")))
     }
+
+    /// Once shutdown has begun, no barman is started any more: the decision and the record of a
+    /// started group are made under one lock, so shutdown never misses a group.
+    @Test func nothingStartsAfterShutdownBegan() async throws {
+        let (runner, directory) = try runner("touch \"$(dirname \"$0\")/started\"; echo '{}'")
+        defer { TestSupport.removeTree(directory) }
+        runner.processGroups.terminateAll()
+        guard case .failure(let failure) = await outcome(runner, .check) else {
+            Issue.record("expected a cancellation")
+            return
+        }
+        #expect(failure.isCancellation)
+        #expect(failure.message == "not started: the exporter is stopping")
+        #expect(access(directory + "/started", F_OK) != 0)
+    }
+
+    /// A command that shutdown kills is not a failure of barman: no error line, not counted.
+    @Test func commandsStoppedByShutdownAreNotFailures() async throws {
+        let (runner, directory) = try runner("touch \"$(dirname \"$0\")/started\"; exec sleep 60")
+        defer { TestSupport.removeTree(directory) }
+        let logPath = directory + "/log"
+        let fd = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        let store = SnapshotStore(MetricsSnapshot(version: "test"))
+        let refresher = Refresher(runner: runner, settings: RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, refreshInterval: .seconds(60)),
+                                  store: store, logger: Logger(level: .debug, fileDescriptor: fd))
+        let cycle = Task { await refresher.refreshCycle() }
+        while access(directory + "/started", F_OK) != 0 { try await Task.sleep(for: .milliseconds(10)) }
+        runner.processGroups.terminateAll(grace: .milliseconds(500))
+        await cycle.value
+        let log = String(decoding: try FileReader.readAll(path: logPath, limit: 1 << 20), as: UTF8.self)
+        #expect(!log.contains("level=error"), "\(log)")
+        #expect(log.contains("barman command cancelled"))
+        #expect(store.snapshot.health.values.allSatisfy { $0.failures == 0 })
+    }
 }
 
 /// A run's outcome as a value, so tests can compare whole outcomes.

@@ -12,7 +12,7 @@ struct RefresherTests {
     struct Harness: BarmanAnswers {
         let barman = ScriptedBarman()
         let store = SnapshotStore(MetricsSnapshot(version: "test"))
-        let refresher: Refresher
+        var refresher: Refresher
 
         init(cacheTTL: Int = 0, checksCacheTTL: Int = 0) {
             refresher = Refresher(runner: barman,
@@ -22,6 +22,11 @@ struct RefresherTests {
 
         func answer(_ name: String, _ json: String) {
             barman.answer(name, json)
+        }
+
+        /// A refresher with other settings on the same barman and store.
+        mutating func settings(_ settings: RefreshSettings) {
+            refresher = Refresher(runner: barman, settings: settings, store: store, logger: Logger(level: .error))
         }
 
         func exitStatus(_ command: String, _ status: Int32) {
@@ -146,7 +151,9 @@ struct RefresherTests {
         let first = Task { await harness.refresher.refreshCycle() }
 
         // list-backups and show-backup complete and publish while check is still running.
-        while harness.store.snapshot.details["pg"] == nil { try await Task.sleep(for: .milliseconds(20)) }
+        while await harness.refresher.isRunning(.backups) || harness.store.snapshot.details["pg"] == nil {
+            try await Task.sleep(for: .milliseconds(20))
+        }
         #expect(harness.store.snapshot.backups != nil)
         #expect(harness.store.snapshot.checks == nil)
 
@@ -203,6 +210,90 @@ struct RefresherTests {
         let text = TestSupport.exposition(harness.store.snapshot, now: 0)
         #expect(!text.contains("barman_backups_total{server=\"pg\"}"))
         #expect(!text.contains("barman_last_backup_copy_time{server=\"pg\"}"))
+    }
+
+    /// Refresh ticks that come faster than barman answers must not stack: one run of each
+    /// source at a time, one `show-backup` per server, never more processes than the limit.
+    @Test func refreshesDoNotStackAndRespectTheProcessLimit() async throws {
+        var setup = Harness(cacheTTL: 3600, checksCacheTTL: 3600)
+        setup.settings(RefreshSettings(cacheTTL: .seconds(3600), checksCacheTTL: .seconds(3600), refreshInterval: .seconds(60),
+                                       maxConcurrentCommands: 3))
+        let harness = setup
+        let servers = 60
+        harness.answer("list-backups", syntheticListing(servers: servers))
+        harness.answer("check", "{}")
+        harness.answer("replication-status", "{}")
+        for index in 0..<servers {
+            harness.answer("show-backup-srv\(index)-B2", Self.showBackup.replacingPercent("srv\(index)"))
+        }
+        harness.barman.delay(.milliseconds(10))
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 { group.addTask { await harness.refresher.refreshCycle() } }
+        }
+        let calls = harness.invocations()
+        #expect(calls.filter { $0 == "list-backups all" }.count == 1)
+        #expect(calls.filter { $0 == "check all" }.count == 1)
+        #expect(calls.filter { $0.hasPrefix("show-backup") }.count == servers)
+        #expect(harness.barman.mostAtOnce <= 3)
+        #expect(harness.store.snapshot.details.count == servers)
+    }
+
+    /// `show-backup`s run for servers never asked first, then for those asked longest ago.
+    @Test func showBackupOrderIsFair() {
+        let clock = ContinuousClock()
+        let now = clock.now
+        let order = Refresher.fairOrder([
+            (.showBackup(server: "b", backupID: "1"), now),
+            (.showBackup(server: "c", backupID: "1"), nil),
+            (.showBackup(server: "a", backupID: "1"), now + .seconds(5)),
+            (.showBackup(server: "d", backupID: "1"), now - .seconds(5)),
+        ])
+        #expect(order.map(\.command.description) == ["show-backup c 1", "show-backup d 1", "show-backup b 1", "show-backup a 1"])
+    }
+
+    /// A reload to another barman while the old one hangs: the new one answers at once, the old
+    /// one's commands are cancelled and its answers never served.
+    @Test func aReloadToAnotherSourceDoesNotWaitForTheHungOne() async throws {
+        let harness = Harness()
+        try harness.answerFromFixtures("3.4.0")
+        harness.barman.holdEverything()
+        let hung = Task { await harness.refresher.refreshCycle() }
+        while harness.invocations().count < 3 { try await Task.sleep(for: .milliseconds(5)) }
+
+        let replacement = ScriptedBarman()
+        replacement.answer("list-backups", #"{"new": []}"#)
+        replacement.answer("check", "{}")
+        replacement.answer("replication-status", "{}")
+        await harness.refresher.reconfigure(runner: replacement, settings: RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, refreshInterval: .seconds(60)),
+                                            sourceChanged: true)
+        await harness.refresher.refreshCycle()
+        #expect(harness.barman.wasCancelled)
+        #expect(replacement.invocations.count == 3)
+        #expect(harness.store.snapshot.backups?.keys.sorted() == ["new"])
+        await hung.value
+        #expect(harness.store.snapshot.backups?.keys.sorted() == ["new"])
+        #expect(harness.store.snapshot.health.values.allSatisfy { $0.failures == 0 })
+    }
+
+    /// After a reload that changes the source, the old source's series go at once; until the new
+    /// source answers only the exporter's own metrics are served, with success 0.
+    @Test func aNewSourceThatFailsServesNoneOfTheOldData() async throws {
+        let store = SnapshotStore(MetricsSnapshot(version: "test"))
+        let settings = RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, refreshInterval: .seconds(60))
+        let refresher = Refresher(runner: MockBarman(), settings: settings, store: store, logger: Logger(level: .error))
+        await refresher.refreshCycle()
+        #expect(TestSupport.exposition(store.snapshot, now: 1795544800).contains("barman_backups_total{server=\"pg-main\"}"))
+
+        let failing = ScriptedBarman()  // answers nothing: every command fails
+        await refresher.reconfigure(runner: failing, settings: settings, sourceChanged: true)
+        let afterReload = TestSupport.exposition(store.snapshot, now: 1795544800)
+        await refresher.refreshCycle()
+        let afterFailure = TestSupport.exposition(store.snapshot, now: 1795544800)
+        for text in [afterReload, afterFailure] {
+            #expect(!text.contains("server=\""))
+            #expect(text.contains("barman_exporter_command_success{command=\"list-backups\"} 0\n"))
+            #expect(!text.contains("barman_exporter_command_success{command=\"check\"} 1"))
+        }
     }
 }
 

@@ -30,6 +30,12 @@ final class ScriptedBarman: BarmanRunner, BarmanAnswers {
         var stderr = ""
         var invocations: [String] = []
         var checkHeld = false
+        /// Every command waits until released (or cancelled), like a hung barman.
+        var allHeld = false
+        var cancelled = false
+        var delay: Duration = .zero
+        var runningNow = 0
+        var mostAtOnce = 0
     }
     private let state = Mutex(State())
     private let configFile: String
@@ -53,6 +59,17 @@ final class ScriptedBarman: BarmanRunner, BarmanAnswers {
 
     func holdCheck() { state.withLock { $0.checkHeld = true } }
     func releaseCheck() { state.withLock { $0.checkHeld = false } }
+    func holdEverything() { state.withLock { $0.allHeld = true } }
+
+    /// How long each run takes.
+    func delay(_ duration: Duration) { state.withLock { $0.delay = duration } }
+
+    /// The most runs that were in progress at the same moment.
+    var mostAtOnce: Int { state.withLock { $0.mostAtOnce } }
+    var wasCancelled: Bool { state.withLock { $0.cancelled } }
+
+    /// Like the process runner: held runs end as cancelled.
+    func cancelRunning() { state.withLock { $0.cancelled = true } }
 
     /// Every call so far, as its arguments after `-f json`, in order.
     var invocations: [String] { state.withLock { $0.invocations } }
@@ -62,11 +79,21 @@ final class ScriptedBarman: BarmanRunner, BarmanAnswers {
     }
 
     func run(_ command: BarmanCommand) async throws(CommandFailure) -> CommandOutput {
-        state.withLock { $0.invocations.append(command.arguments.joined(separator: " ")) }
-        if command.kind == .check {
-            while state.withLock({ $0.checkHeld }) {
-                try? await Task.sleep(for: .milliseconds(5))
-            }
+        let delay = state.withLock { state in
+            state.invocations.append(command.arguments.joined(separator: " "))
+            state.runningNow += 1
+            state.mostAtOnce = max(state.mostAtOnce, state.runningNow)
+            return state.delay
+        }
+        defer { state.withLock { $0.runningNow -= 1 } }
+        if delay > .zero { try? await Task.sleep(for: delay) }
+        while state.withLock({ !$0.cancelled && ($0.allHeld || (command.kind == .check && $0.checkHeld)) }) {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        if state.withLock({ $0.cancelled }) {
+            var failure = CommandFailure("cancelled")
+            failure.isCancellation = true
+            throw failure
         }
         let key: String
         if case .showBackup(let server, let backupID) = command { key = "show-backup-\(server)-\(backupID)" } else { key = command.kind.rawValue }

@@ -59,11 +59,20 @@ public struct CommandFailure: Error, Sendable, Equatable, CustomStringConvertibl
     public var exitStatus: Int32?
     /// The start of barman's stderr, for the log line.
     public var stderrExcerpt: String
+    /// Stopped on purpose (shutdown, or its source replaced by a reload): not barman's failure,
+    /// so neither logged as an error nor counted.
+    public var isCancellation = false
 
     public init(_ message: String, exitStatus: Int32? = nil, stderr: [UInt8] = []) {
         self.message = message
         self.exitStatus = exitStatus
         self.stderrExcerpt = CommandFailure.excerpt(stderr)
+    }
+
+    static func cancelled(_ message: String) -> CommandFailure {
+        var failure = CommandFailure(message)
+        failure.isCancellation = true
+        return failure
     }
 
     public var description: String { message }
@@ -89,6 +98,12 @@ public protocol BarmanRunner: Sendable {
     func run(_ command: BarmanCommand) async throws(CommandFailure) -> CommandOutput
     /// The full command line as it is (or would be) run, for the logs.
     func argv(for command: BarmanCommand) -> [String]
+    /// Stops this runner's commands still running; it runs none after this (a reload replaced it).
+    func cancelRunning()
+}
+
+extension BarmanRunner {
+    public func cancelRunning() {}
 }
 
 extension BarmanRunner {

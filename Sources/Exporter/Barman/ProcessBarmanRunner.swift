@@ -22,12 +22,19 @@ public struct ProcessBarmanRunner: BarmanRunner {
     public var stderrLimit = 64 << 10
     /// Where running process groups are recorded, so their owner can terminate them on shutdown.
     public var processGroups: ProcessGroups
+    /// This runner's commands in `processGroups`, so a reload can cancel them alone.
+    let runnerID = ProcessGroups.newRunnerID()
 
     public init(executable: String, configFile: String?, timeout: Duration, processGroups: ProcessGroups = ProcessGroups()) {
         self.executable = executable
         self.configFile = configFile
         self.timeout = timeout
         self.processGroups = processGroups
+    }
+
+    /// Terminates this runner's running commands and starts no more (its source was replaced).
+    public func cancelRunning() {
+        processGroups.cancel(runner: runnerID)
     }
 
     public func argv(for command: BarmanCommand) -> [String] {
@@ -58,7 +65,9 @@ public struct ProcessBarmanRunner: BarmanRunner {
             close(stdoutPipe.read); close(stdoutPipe.write)
             throw error
         }
-        let spawned = Result { () throws(CommandFailure) in try spawn(argv, stdout: stdoutPipe.write, stderr: stderrPipe.write) }
+        let spawned = Result { () throws(CommandFailure) in
+            try processGroups.start(for: runnerID) { () throws(CommandFailure) in try spawn(argv, stdout: stdoutPipe.write, stderr: stderrPipe.write) }
+        }
         close(stdoutPipe.write)
         close(stderrPipe.write)
         defer {
@@ -66,12 +75,17 @@ public struct ProcessBarmanRunner: BarmanRunner {
             close(stderrPipe.read)
         }
         let pid = try spawned.get()
-        processGroups.insert(pid)
         defer { processGroups.remove(pid) }
 
         let collected = collect(pid: pid, stdout: stdoutPipe.read, stderr: stderrPipe.read)
         let status = reap(pid)
 
+        // Stopped by shutdown or a reload (barman may exit on SIGTERM or die of it): not
+        // barman's failure.
+        let finishedCleanly = collected.problem == nil && status.exitCode == 0
+        if !finishedCleanly, let reason = processGroups.cancellation(of: runnerID) {
+            throw CommandFailure.cancelled(reason)
+        }
         if let problem = collected.problem {
             throw CommandFailure(problem, exitStatus: status.exitCode, stderr: collected.stderr)
         }
@@ -223,26 +237,77 @@ public struct ProcessBarmanRunner: BarmanRunner {
     }
 }
 
-/// Process groups of running barman commands, so shutdown can terminate them, plus the exit
-/// status of leaders reaped early while their group was being terminated.
+/// Process groups of running barman commands, by the runner that started them, so shutdown
+/// (or a reload that changes the barman source) can terminate them; plus the exit status of
+/// leaders reaped early while their group was being terminated.
 public final class ProcessGroups: Sendable {
-    private let state = Mutex<(groups: Set<pid_t>, reaped: [pid_t: Int32])>(([], [:]))
+    private struct State {
+        var groups: [pid_t: UInt64] = [:]
+        var reaped: [pid_t: Int32] = [:]
+        /// Set by terminateAll: nothing is started any more.
+        var stopping = false
+        /// Runners whose commands were cancelled (their source was replaced).
+        var cancelledRunners: Set<UInt64> = []
+    }
+    private let state = Mutex(State())
+    private static let nextRunnerID = Atomic<UInt64>(1)
 
     public init() {}
 
-    /// Terminates every barman process group still running (on shutdown): SIGTERM, then
-    /// SIGKILL for groups still there after `grace`.
+    /// A new id for a runner's commands.
+    static func newRunnerID() -> UInt64 { nextRunnerID.wrappingAdd(1, ordering: .relaxed).oldValue }
+
+    /// Starts a process group with `spawn` and records it, under the same lock that
+    /// `terminateAll` takes: a group is either recorded before shutdown looks, or never started.
+    func start(for runner: UInt64, _ spawn: () throws(CommandFailure) -> pid_t) throws(CommandFailure) -> pid_t {
+        try state.withLock { (state) throws(CommandFailure) -> pid_t in
+            if state.stopping { throw CommandFailure.cancelled("not started: the exporter is stopping") }
+            if state.cancelledRunners.contains(runner) { throw CommandFailure.cancelled("not started: the barman source was replaced by a reload") }
+            let pid = try spawn()
+            state.groups[pid] = runner
+            return pid
+        }
+    }
+
+    /// Why a group of this runner ended early, if it was cancelled rather than failed.
+    func cancellation(of runner: UInt64) -> String? {
+        state.withLock { state in
+            if state.stopping { return "cancelled: the exporter is stopping" }
+            if state.cancelledRunners.contains(runner) { return "cancelled: the barman source was replaced by a reload" }
+            return nil
+        }
+    }
+
+    /// Terminates every barman process group still running and starts no more (on shutdown):
+    /// SIGTERM, then SIGKILL for groups still there after `grace`.
     public func terminateAll(grace: Duration = .seconds(2)) {
-        let groups = all()
+        let groups = state.withLock { state in
+            state.stopping = true
+            return Array(state.groups.keys)
+        }
+        Self.terminate(groups, grace: grace)
+    }
+
+    /// Terminates the groups of one runner, in the background, and starts none for it any more
+    /// (a reload replaced it).
+    func cancel(runner: UInt64, grace: Duration = .seconds(2)) {
+        let groups = state.withLock { state in
+            state.cancelledRunners.insert(runner)
+            return state.groups.filter { $0.value == runner }.map(\.key)
+        }
+        guard !groups.isEmpty else { return }
+        try? DetachedThread.start { Self.terminate(groups, grace: grace) }
+    }
+
+    private static func terminate(_ groups: [pid_t], grace: Duration) {
         guard !groups.isEmpty else { return }
         for group in groups { kill(-group, SIGTERM) }
         Deadline.poll(for: grace) { !groups.contains { kill(-$0, 0) == 0 } }
         for group in groups where kill(-group, 0) == 0 { kill(-group, SIGKILL) }
     }
 
-    func insert(_ pid: pid_t) { state.withLock { _ = $0.groups.insert(pid) } }
-    func remove(_ pid: pid_t) { state.withLock { _ = $0.groups.remove(pid) } }
-    func all() -> [pid_t] { state.withLock { Array($0.groups) } }
+    func remove(_ pid: pid_t) { state.withLock { _ = $0.groups.removeValue(forKey: pid) } }
+    func all() -> [pid_t] { state.withLock { Array($0.groups.keys) } }
     func markReaped(_ pid: pid_t, status: Int32) { state.withLock { $0.reaped[pid] = status } }
     func takeReaped(_ pid: pid_t) -> Int32? { state.withLock { $0.reaped.removeValue(forKey: pid) } }
 }

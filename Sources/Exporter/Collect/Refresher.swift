@@ -1,16 +1,17 @@
-/// Cache lifetimes, from the config.
+/// Cache lifetimes and limits, from the config.
 public struct RefreshSettings: Sendable, Equatable {
     public var cacheTTL: Duration
     public var checksCacheTTL: Duration
     public var refreshInterval: Duration
-    /// At most this many `show-backup` processes run at once.
-    public var showBackupConcurrency: Int
+    /// At most this many barman processes run at once, across every source: room for a slow
+    /// `check`, `replication-status` and two `show-backup`s, and no more on a small backup host.
+    public var maxConcurrentCommands: Int
 
-    public init(cacheTTL: Duration, checksCacheTTL: Duration, refreshInterval: Duration, showBackupConcurrency: Int = 2) {
+    public init(cacheTTL: Duration, checksCacheTTL: Duration, refreshInterval: Duration, maxConcurrentCommands: Int = 4) {
         self.cacheTTL = cacheTTL
         self.checksCacheTTL = checksCacheTTL
         self.refreshInterval = refreshInterval
-        self.showBackupConcurrency = showBackupConcurrency
+        self.maxConcurrentCommands = maxConcurrentCommands
     }
 
     public init(_ config: Config) {
@@ -21,17 +22,29 @@ public struct RefreshSettings: Sendable, Equatable {
 
 /// Runs barman, caches each answer for its TTL, and publishes snapshots.
 ///
-/// Sources are independent: `check all` (often the slow one), `list-backups all` (followed by
-/// `show-backup`) and `replication-status all` run concurrently, and each publishes as soon as
-/// it is done. A source still running when the next
-/// cycle starts is not started again. A failed run keeps the last good data of that source and
-/// is recorded in the health metrics.
+/// Three sources are independent: `check all` (often the slow one), `list-backups all` (followed
+/// by `show-backup` per server) and `replication-status all` run concurrently, and each publishes
+/// as soon as it is done. A source still running when the next refresh starts is not started
+/// again, so refreshes never stack; every barman process waits for one of
+/// `maxConcurrentCommands` slots, and checks again that its answer is still due once it has one.
+/// A failed run keeps the last good data of that source and is recorded in the health metrics.
 public actor Refresher {
+    /// The three independent parts of a refresh.
+    enum Source: Hashable {
+        case backups, checks, replication
+    }
+
     private let store: SnapshotStore
     private let logger: Logger
     private var runner: any BarmanRunner
     private var settings: RefreshSettings
     private let clock = ContinuousClock()
+
+    /// Bumped when a reload changes where barman's answers come from: runs of an older
+    /// generation are cancelled, their answers discarded, and they block nothing new.
+    private var generation: UInt64 = 0
+    /// Sources running now, by generation.
+    private var running: Set<SourceRun> = []
 
     /// When each source last gave usable output (monotonic), for the TTLs. `replication-status`
     /// uses `cache_ttl` like the backup commands.
@@ -41,7 +54,15 @@ public actor Refresher {
     private var detailsFetchedAt: [String: (backupID: String, at: ContinuousClock.Instant)] = [:]
     /// The last good `list-backups` answer: which `show-backup` each server needs.
     private var backups: [String: [BackupSummary]] = [:]
-    private var inFlight: Set<BarmanCommand> = []
+
+    /// Barman processes running now, and the runs waiting for a slot (first come, first served).
+    private var commandsRunning = 0
+    private var waitingForSlot: [CheckedContinuation<Void, Never>] = []
+
+    private struct SourceRun: Hashable {
+        var source: Source
+        var generation: UInt64
+    }
 
     public init(runner: any BarmanRunner, settings: RefreshSettings, store: SnapshotStore, logger: Logger) {
         self.runner = runner
@@ -50,23 +71,35 @@ public actor Refresher {
         self.logger = logger
     }
 
-    /// Applies a reloaded config. Cached answers stay valid unless the data source changed.
+    /// Applies a reloaded config. Cached answers stay valid unless the data source changed; then
+    /// the old source's running commands are cancelled and its data is no longer served.
     public func reconfigure(runner: any BarmanRunner, settings: RefreshSettings, sourceChanged: Bool) {
+        let previous = self.runner
         self.runner = runner
         self.settings = settings
-        if sourceChanged {
-            backupsFetchedAt = nil
-            checksFetchedAt = nil
-            replicationFetchedAt = nil
-            detailsFetchedAt = [:]
-            backups = [:]
+        releaseSlots()
+        guard sourceChanged else { return }
+        generation += 1
+        previous.cancelRunning()
+        backupsFetchedAt = nil
+        checksFetchedAt = nil
+        replicationFetchedAt = nil
+        detailsFetchedAt = [:]
+        backups = [:]
+        // Until the new source answers, only the exporter's own metrics, with success 0.
+        store.update { snapshot in
+            snapshot.backups = nil
+            snapshot.checks = nil
+            snapshot.replication = nil
+            snapshot.details = [:]
+            for kind in snapshot.health.keys { snapshot.health[kind]?.lastRunSucceeded = false }
         }
     }
 
     public var refreshInterval: Duration { settings.refreshInterval }
 
-    /// Refreshes immediately, then every `refreshInterval`, until the task is cancelled. Each
-    /// cycle runs as its own task so a slow one never delays the next tick.
+    /// Refreshes immediately, then every `refreshInterval`, until the task is cancelled. A source
+    /// still running at a tick is left to finish; it starts again at the first tick after.
     public func runForever() async {
         await withDiscardingTaskGroup { group in
             while !Task.isCancelled {
@@ -81,16 +114,45 @@ public actor Refresher {
         }
     }
 
-    /// One cycle: every source whose cache has expired is asked again.
+    /// One cycle: every source that is not already running, and whose cache has expired, is
+    /// asked again.
     public func refreshCycle() async {
         let started = clock.now
-        async let backups: Void = refreshBackupsAndDetails()
-        async let checks: Void = refreshChecks()
-        async let replication: Void = refreshReplication()
-        _ = await (backups, checks, replication)
+        let generation = self.generation
+        let sources = [Source.backups, .checks, .replication].filter { source in
+            running.insert(SourceRun(source: source, generation: generation)).inserted
+        }
+        if sources.count < 3 {
+            logger.debug("a source of the previous refresh is still running; it is not started again")
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for source in sources {
+                group.addTask {
+                    await self.refresh(source)
+                    await self.finished(SourceRun(source: source, generation: generation))
+                }
+            }
+        }
         let milliseconds = Self.milliseconds(clock.now - started)
         store.update { $0.lastRefreshMilliseconds = milliseconds }
         logger.debug("refresh cycle done", ["duration_ms": Logger.number(milliseconds)])
+    }
+
+    private func finished(_ run: SourceRun) {
+        running.remove(run)
+    }
+
+    /// Whether `source` of the current barman source is running now.
+    func isRunning(_ source: Source) -> Bool {
+        running.contains(SourceRun(source: source, generation: generation))
+    }
+
+    private func refresh(_ source: Source) async {
+        switch source {
+        case .backups: await refreshBackupsAndDetails()
+        case .checks: await refreshChecks()
+        case .replication: await refreshReplication()
+        }
     }
 
     private func expired(_ fetchedAt: ContinuousClock.Instant?, ttl: Duration) -> Bool {
@@ -99,17 +161,15 @@ public actor Refresher {
     }
 
     private func refreshChecks() async {
-        guard expired(checksFetchedAt, ttl: settings.checksCacheTTL) else { return }
-        let fetchedAt = clock.now
-        guard let checks = await fetch(.check, decode: { output throws(DecodeFailure) in try BarmanDecoding.checks(output) }) else { return }
+        guard let (checks, fetchedAt) = await fetch(.check, due: { $0.expired($0.checksFetchedAt, ttl: $0.settings.checksCacheTTL) },
+                                                    decode: { output throws(DecodeFailure) in try BarmanDecoding.checks(output) }) else { return }
         checksFetchedAt = fetchedAt
         store.update { $0.checks = checks }
     }
 
     private func refreshReplication() async {
-        guard expired(replicationFetchedAt, ttl: settings.cacheTTL) else { return }
-        let fetchedAt = clock.now
-        guard let report = await fetch(.replicationStatus, decode: { output throws(DecodeFailure) in try BarmanDecoding.replication(output) }) else { return }
+        guard let (report, fetchedAt) = await fetch(.replicationStatus, due: { $0.expired($0.replicationFetchedAt, ttl: $0.settings.cacheTTL) },
+                                                    decode: { output throws(DecodeFailure) in try BarmanDecoding.replication(output) }) else { return }
         if !report.errors.isEmpty {
             logger.warn("barman replication-status could not reach every server; they have no streaming metrics until it can",
                         ["servers": report.unreachable.joined(separator: ","), "error": report.errors.joined(separator: "; ")])
@@ -119,66 +179,101 @@ public actor Refresher {
     }
 
     private func refreshBackupsAndDetails() async {
-        if expired(backupsFetchedAt, ttl: settings.cacheTTL) {
-            let fetchedAt = clock.now
-            if let listed = await fetch(.listBackups, decode: { output throws(DecodeFailure) in try BarmanDecoding.backupList(output) }) {
-                backupsFetchedAt = fetchedAt
-                backups = listed
-                detailsFetchedAt = detailsFetchedAt.filter { listed[$0.key] != nil }
-                store.update { snapshot in
-                    snapshot.backups = listed
-                    snapshot.details = snapshot.details.filter { listed[$0.key] != nil }
-                }
+        if let (listed, fetchedAt) = await fetch(.listBackups, due: { $0.expired($0.backupsFetchedAt, ttl: $0.settings.cacheTTL) },
+                                                 decode: { output throws(DecodeFailure) in try BarmanDecoding.backupList(output) }) {
+            backupsFetchedAt = fetchedAt
+            backups = listed
+            detailsFetchedAt = detailsFetchedAt.filter { listed[$0.key] != nil }
+            store.update { snapshot in
+                snapshot.backups = listed
+                snapshot.details = snapshot.details.filter { listed[$0.key] != nil }
             }
         }
         await refreshDetails()
     }
 
-    /// `show-backup` for the newest DONE backup of each server, when it is new or its TTL expired.
+    /// Whether the newest DONE backup of `server` needs a `show-backup`: it is new, or its TTL
+    /// expired.
+    private func detailsDue(_ server: String, _ backupID: String) -> Bool {
+        guard let cached = detailsFetchedAt[server], cached.backupID == backupID else { return true }
+        return expired(cached.at, ttl: settings.cacheTTL)
+    }
+
+    /// `show-backup` for the newest DONE backup of each server that needs one, servers never
+    /// asked or asked longest ago first, so none waits behind the others for ever.
     private func refreshDetails() async {
-        var due: [BarmanCommand] = []
-        for (server, list) in backups.sorted(by: { $0.key < $1.key }) {
-            guard let newest = list.first(where: \.isDone) else { continue }
-            if let cached = detailsFetchedAt[server], cached.backupID == newest.id, !expired(cached.at, ttl: settings.cacheTTL) {
-                continue
-            }
-            due.append(.showBackup(server: server, backupID: newest.id))
+        var due: [(command: BarmanCommand, lastAsked: ContinuousClock.Instant?)] = []
+        for (server, list) in backups {
+            guard let newest = list.first(where: \.isDone), detailsDue(server, newest.id) else { continue }
+            due.append((.showBackup(server: server, backupID: newest.id), detailsFetchedAt[server]?.at))
         }
-        guard !due.isEmpty else { return }
-        let width = max(1, settings.showBackupConcurrency)
+        let ordered = Self.fairOrder(due).map(\.command)
+        guard !ordered.isEmpty else { return }
+        // Up to the slot limit at once; each waits for its slot in `fetch`.
         await withTaskGroup(of: Void.self) { group in
-            var pending = due[...]
-            for _ in 0..<min(width, pending.count) {
-                let command = pending.removeFirst()
+            for command in ordered {
                 group.addTask { await self.refreshDetails(command) }
             }
-            while await group.next() != nil {
-                if let command = pending.popFirst() {
-                    group.addTask { await self.refreshDetails(command) }
-                }
+        }
+    }
+
+    /// Never asked first, then longest ago, then by command (server name) for a stable order.
+    static func fairOrder(_ due: [(command: BarmanCommand, lastAsked: ContinuousClock.Instant?)]) -> [(command: BarmanCommand, lastAsked: ContinuousClock.Instant?)] {
+        due.sorted { left, right in
+            switch (left.lastAsked, right.lastAsked) {
+            case (nil, nil): return left.command.description < right.command.description
+            case (nil, _): return true
+            case (_, nil): return false
+            case let (a?, b?): return a == b ? left.command.description < right.command.description : a < b
             }
         }
     }
 
     private func refreshDetails(_ command: BarmanCommand) async {
         guard case .showBackup(let server, let backupID) = command else { return }
-        let fetchedAt = clock.now
-        guard let details = await fetch(command, decode: { output throws(DecodeFailure) in
+        guard let (details, fetchedAt) = await fetch(command, due: { $0.detailsDue(server, backupID) && $0.backups[server] != nil }, decode: { output throws(DecodeFailure) in
             try BarmanDecoding.backupDetails(output, server: server, backupID: backupID)
         }) else { return }
         detailsFetchedAt[server] = (backupID, fetchedAt)
         store.update { $0.details[server] = details }
     }
 
-    /// Runs one command, decodes it, logs and records the outcome. Nil when there is no usable
-    /// output (or the same command is already running).
-    private func fetch<Value>(_ command: BarmanCommand, decode: (CommandOutput) throws(DecodeFailure) -> Value) async -> Value? {
-        guard !inFlight.contains(command) else {
-            logger.debug("barman command still running, not started again", ["command": command.description])
-            return nil
+    // MARK: - Running one command
+
+    /// Waits for a barman slot (first come, first served).
+    private func acquireSlot() async {
+        if commandsRunning < max(1, settings.maxConcurrentCommands) {
+            commandsRunning += 1
+            return
         }
-        inFlight.insert(command)
-        defer { inFlight.remove(command) }
+        await withCheckedContinuation { waitingForSlot.append($0) }
+    }
+
+    private func releaseSlot() {
+        commandsRunning -= 1
+        releaseSlots()
+    }
+
+    /// Hands free slots to waiting runs (also after a reload raised the limit).
+    private func releaseSlots() {
+        while commandsRunning < max(1, settings.maxConcurrentCommands), !waitingForSlot.isEmpty {
+            commandsRunning += 1
+            waitingForSlot.removeFirst().resume()
+        }
+    }
+
+    /// Runs one command once it has a slot and is still `due`, decodes it, logs and records the
+    /// outcome. Nil when there is no usable output, it is no longer due, or a reload replaced
+    /// its source meanwhile. The instant is when the command started, for the TTL.
+    private func fetch<Value>(_ command: BarmanCommand, due: (isolated Refresher) -> Bool,
+                              decode: (CommandOutput) throws(DecodeFailure) -> Value) async -> (Value, ContinuousClock.Instant)? {
+        guard due(self) else { return nil }
+        await acquireSlot()
+        defer { releaseSlot() }
+        // Another run may have answered while this one waited.
+        guard due(self), !Task.isCancelled else { return nil }
+        let generation = self.generation
+        let runner = self.runner
 
         let logID = Self.newLogID()
         let argv = runner.loggedArgv(for: command)
@@ -200,6 +295,14 @@ public actor Refresher {
         }
         let seconds = Self.seconds(clock.now - started)
 
+        guard generation == self.generation else {
+            logger.debug("barman answer discarded: a reload changed the barman source", ["logId": logID, "argv": argv])
+            return nil
+        }
+        if let failure, failure.isCancellation {
+            logger.debug("barman command cancelled", ["logId": logID, "argv": argv, "reason": failure.message])
+            return nil
+        }
         if let failure {
             logger.error("barman command failed; serving its last good data", [
                 "logId": logID, "argv": argv, "error": failure.message,
@@ -217,10 +320,11 @@ public actor Refresher {
             if succeeded { health.lastSuccessUnixTime = now } else { health.failures += 1 }
             snapshot.health[command.kind] = health
         }
-        return result
+        return result.map { ($0, started) }
     }
 
-    /// A short random id that ties together the log lines of one barman run (the Go exporter's troubleshooting guide).
+    /// A short random id that ties together the log lines of one barman run (the Go exporter's
+    /// troubleshooting guide).
     static func newLogID() -> String {
         let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz")
         return String((0..<8).map { _ in alphabet[Int.random(in: 0..<alphabet.count)] })
