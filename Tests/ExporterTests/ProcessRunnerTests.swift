@@ -200,6 +200,45 @@ struct ProcessRunnerTests {
         #expect(log.contains("barman command cancelled"))
         #expect(store.snapshot.health.values.allSatisfy { $0.failures == 0 })
     }
+
+    /// barman printed its answer and exited, but a daemonized grandchild (ssh ControlPersist)
+    /// keeps the pipes open: the answer is used once barman is reaped and a short grace passed,
+    /// instead of waiting for command_timeout and discarding it.
+    @Test func aGrandchildHoldingThePipesDoesNotHideTheAnswer() async throws {
+        let (configured, directory) = try runner(#"echo '{"pg": []}'; setsid sh -c 'echo $$ > "$(dirname "$0")/grandchild.pid"; exec sleep 30' "$0" &"#,
+                                                 timeout: .seconds(10))
+        defer { TestSupport.removeTree(directory) }
+        defer {
+            if let text = try? FileReader.readAll(path: directory + "/grandchild.pid", limit: 100),
+               let pid = pid_t(String(decoding: text, as: UTF8.self).trimmingTrailingWhitespace()) {
+                kill(pid, SIGKILL)
+            }
+        }
+        var runner = configured
+        runner.pipeGracePeriod = .milliseconds(300)
+        let output = try await runner.run(.listBackups)
+        #expect(String(decoding: output.stdout, as: UTF8.self) == "{\"pg\": []}\n")
+        #expect(output.exitStatus == 0)
+    }
+
+    /// Output of all commands together stays within the shared budget; a command that would
+    /// go over it fails clearly, and what a finished command held is given back.
+    @Test func outputBeyondTheSharedBudgetFails() async throws {
+        let (configured, directory) = try runner("head -c \"$(cat \"$(dirname \"$0\")/size\")\" /dev/zero | tr '\\0' ' '; echo '{}'")
+        defer { TestSupport.removeTree(directory) }
+        var runner = configured
+        runner.outputBudget = OutputBudget(limit: 1 << 20)
+        try TestSupport.write("300000", to: directory + "/size")
+        for _ in 0..<3 {  // each run gives its memory back
+            #expect(try await runner.run(.check).stdout.count == 300_003)
+        }
+        try TestSupport.write("2000000", to: directory + "/size")
+        guard case .failure(let failure) = await outcome(runner, .check) else {
+            Issue.record("expected a failure")
+            return
+        }
+        #expect(failure.message == "barman's output would take the exporter over its 1 MiB limit for barman output held at once and was terminated")
+    }
 }
 
 /// A run's outcome as a value, so tests can compare whole outcomes.

@@ -17,19 +17,27 @@ public struct ProcessBarmanRunner: BarmanRunner {
     public var configFile: String?
     public var timeout: Duration
     public var killGracePeriod: Duration = .seconds(5)
-    public var stdoutLimit = 256 << 20
+    /// After barman itself has exited, how long its pipes may stay open (a daemonized
+    /// grandchild, such as an ssh ControlPersist master, keeps them) before what was read is used.
+    public var pipeGracePeriod: Duration = .seconds(1)
+    /// barman's answers are a few MB even for 200 servers with 60 backups each.
+    public var stdoutLimit = 64 << 20
     /// Only an excerpt of stderr is logged; more is read and discarded so barman never blocks.
     public var stderrLimit = 64 << 10
     /// Where running process groups are recorded, so their owner can terminate them on shutdown.
     public var processGroups: ProcessGroups
+    /// Memory for barman's output, shared by every command of the pipeline.
+    public var outputBudget: OutputBudget
     /// This runner's commands in `processGroups`, so a reload can cancel them alone.
     let runnerID = ProcessGroups.newRunnerID()
 
-    public init(executable: String, configFile: String?, timeout: Duration, processGroups: ProcessGroups = ProcessGroups()) {
+    public init(executable: String, configFile: String?, timeout: Duration, processGroups: ProcessGroups = ProcessGroups(),
+                outputBudget: OutputBudget = OutputBudget()) {
         self.executable = executable
         self.configFile = configFile
         self.timeout = timeout
         self.processGroups = processGroups
+        self.outputBudget = outputBudget
     }
 
     /// Terminates this runner's running commands and starts no more (its source was replaced).
@@ -163,14 +171,22 @@ public struct ProcessBarmanRunner: BarmanRunner {
         var problem: String?
     }
 
-    /// Reads both pipes until they close, the deadline passes, or stdout exceeds its cap.
+    /// Reads both pipes until they close, the deadline passes, or the output is over its caps.
+    /// Reaps barman as soon as it exits, and then waits at most `pipeGracePeriod` for the pipes.
     private func collect(pid: pid_t, stdout: Int32, stderr: Int32) -> Collected {
         var collected = Collected()
+        var reserved = 0
+        defer { outputBudget.release(reserved) }
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
+        var pipesDeadline: ContinuousClock.Instant?
         var open = [stdout, stderr]
         var chunk = [UInt8](repeating: 0, count: 65536)
         while !open.isEmpty {
+            if pipesDeadline == nil, reapIfExited(pid) {
+                pipesDeadline = clock.now + pipeGracePeriod
+            }
+            if let pipesDeadline, clock.now >= pipesDeadline { break }  // barman is done; a grandchild holds the pipes
             let remaining = deadline - clock.now
             if remaining <= .zero {
                 collected.problem = "barman did not finish within command_timeout (\(timeout.components.seconds) s) and was terminated"
@@ -178,7 +194,8 @@ public struct ProcessBarmanRunner: BarmanRunner {
                 break
             }
             var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            let milliseconds = Int32(min(remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000 + 1, 1000))
+            // Short waits, so barman's exit is noticed even while a grandchild keeps the pipes open.
+            let milliseconds = Int32(min(remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000 + 1, 100))
             do {
                 try System.call("poll") { poll(&fds, nfds_t(fds.count), milliseconds) }
             } catch {
@@ -190,6 +207,10 @@ public struct ProcessBarmanRunner: BarmanRunner {
                 let count = (try? System.call("read") { chunk.withUnsafeMutableBytes { read(descriptor.fd, $0.baseAddress, $0.count) } }) ?? 0
                 if count > 0 {
                     if descriptor.fd == stdout {
+                        if let problem = makeRoom(for: count, in: &collected.stdout, reserved: &reserved) {
+                            collected.problem = problem
+                            break
+                        }
                         collected.stdout.append(contentsOf: chunk[0..<count])
                     } else if collected.stderr.count < stderrLimit {
                         collected.stderr.append(contentsOf: chunk[0..<min(count, stderrLimit - collected.stderr.count)])
@@ -199,8 +220,7 @@ public struct ProcessBarmanRunner: BarmanRunner {
                     open.removeAll { $0 == descriptor.fd }
                 }
             }
-            if collected.stdout.count > stdoutLimit {
-                collected.problem = "barman printed more than \(stdoutLimit) bytes on stdout and was terminated"
+            if collected.problem != nil {
                 collected.stdout = []
                 terminate(pid)
                 break
@@ -209,15 +229,38 @@ public struct ProcessBarmanRunner: BarmanRunner {
         return collected
     }
 
+    /// Grows `buffer` for `count` more bytes within the per-command cap and the shared budget;
+    /// the reason when it cannot.
+    private func makeRoom(for count: Int, in buffer: inout [UInt8], reserved: inout Int) -> String? {
+        let needed = buffer.count + count
+        guard needed <= stdoutLimit else {
+            return "barman printed more than \(stdoutLimit) bytes on stdout and was terminated"
+        }
+        guard needed > buffer.capacity else { return nil }
+        // Grow by doubling, as Array would, but within the cap, and count what is allocated.
+        let capacity = min(max(needed, buffer.capacity * 2, 65536), stdoutLimit)
+        guard outputBudget.reserve(capacity - reserved) else {
+            return "barman's output would take the exporter over its \(outputBudget.limit >> 20) MiB limit for barman output held at once and was terminated"
+        }
+        reserved = capacity
+        buffer.reserveCapacity(capacity)
+        return nil
+    }
+
+    /// Reaps barman if it has exited, keeping its status for `reap`.
+    private func reapIfExited(_ pid: pid_t) -> Bool {
+        var status: Int32 = 0
+        guard waitpid(pid, &status, WNOHANG) == pid else { return false }
+        processGroups.markReaped(pid, status: status)
+        return true
+    }
+
     /// SIGTERM to the whole group, then SIGKILL if it is still there after the grace period.
     private func terminate(_ pid: pid_t) {
         kill(-pid, SIGTERM)
         let gone = Deadline.poll(for: killGracePeriod) {
-            var status: Int32 = 0
-            if waitpid(pid, &status, WNOHANG) == pid {
-                // The leader is gone; stragglers of its group still get the SIGKILL below.
-                processGroups.markReaped(pid, status: status)
-            }
+            // The leader may go first; stragglers of its group still get the SIGKILL below.
+            _ = reapIfExited(pid)
             // Signal 0 probes whether any process of the group is left.
             return kill(-pid, 0) != 0
         }
@@ -310,4 +353,32 @@ public final class ProcessGroups: Sendable {
     func all() -> [pid_t] { state.withLock { Array($0.groups.keys) } }
     func markReaped(_ pid: pid_t, status: Int32) { state.withLock { $0.reaped[pid] = status } }
     func takeReaped(_ pid: pid_t) -> Int32? { state.withLock { $0.reaped.removeValue(forKey: pid) } }
+}
+
+/// Memory for barman's output while it is read, shared by every command of a pipeline: a few
+/// runaway barman processes cannot take more than `limit` between them.
+public final class OutputBudget: Sendable {
+    public let limit: Int
+    private let used = Atomic<Int>(0)
+
+    /// 128 MiB: dozens of times the largest real answer, and little on a backup host.
+    public init(limit: Int = 128 << 20) {
+        self.limit = limit
+    }
+
+    /// Takes `bytes` (negative gives back) if they fit.
+    func reserve(_ bytes: Int) -> Bool {
+        var current = used.load(ordering: .relaxed)
+        while true {
+            let next = current + bytes
+            if bytes > 0 && next > limit { return false }
+            let (exchanged, original) = used.compareExchange(expected: current, desired: next, ordering: .relaxed)
+            if exchanged { return true }
+            current = original
+        }
+    }
+
+    func release(_ bytes: Int) {
+        used.subtract(bytes, ordering: .relaxed)
+    }
 }

@@ -7,16 +7,19 @@ public struct Pipeline: Sendable {
     /// barman processes of every runner this pipeline made, across reloads, so shutdown can
     /// terminate them.
     public let processGroups: ProcessGroups
+    /// Memory for barman's output, shared by every runner this pipeline made.
+    public let outputBudget: OutputBudget
 
     public init(config: Config, logger: Logger) {
         processGroups = ProcessGroups()
+        outputBudget = OutputBudget()
         store = SnapshotStore(MetricsSnapshot(version: BuildInfo.version))
-        refresher = Refresher(runner: Self.runner(for: config, processGroups: processGroups), settings: RefreshSettings(config),
+        refresher = Refresher(runner: Self.runner(for: config, processGroups: processGroups, outputBudget: outputBudget), settings: RefreshSettings(config),
                               store: store, logger: logger)
     }
 
     /// Where barman's JSON comes from for `config`'s integration.
-    public static func runner(for config: Config, processGroups: ProcessGroups) -> any BarmanRunner {
+    public static func runner(for config: Config, processGroups: ProcessGroups, outputBudget: OutputBudget) -> any BarmanRunner {
         switch config.integrationType {
         case .mock:
             return MockBarman()
@@ -25,7 +28,8 @@ public struct Pipeline: Sendable {
                 executable: config.barmanCommand,
                 configFile: config.barmanConfigFile,
                 timeout: .seconds(config.commandTimeout),
-                processGroups: processGroups)
+                processGroups: processGroups,
+                outputBudget: outputBudget)
         }
     }
 
@@ -34,7 +38,7 @@ public struct Pipeline: Sendable {
     public func reconfigure(from old: Config, to new: Config) async {
         let sourceChanged = new.integrationType != old.integrationType || new.barmanCommand != old.barmanCommand
             || new.barmanConfigFile != old.barmanConfigFile
-        await refresher.reconfigure(runner: Self.runner(for: new, processGroups: processGroups), settings: RefreshSettings(new),
+        await refresher.reconfigure(runner: Self.runner(for: new, processGroups: processGroups, outputBudget: outputBudget), settings: RefreshSettings(new),
                                     sourceChanged: sourceChanged)
     }
 }
