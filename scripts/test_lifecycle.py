@@ -272,13 +272,47 @@ def test_once_and_output(work):
     check("--output leaves no temporary file behind", os.listdir(target_dir) == ["barman.prom"], str(os.listdir(target_dir)))
     run = subprocess.run([BINARY, "-config", good, "--output", "/nonexistent-dir/barman.prom"], capture_output=True, text=True, timeout=60)
     check("--output into a missing directory: exit 1 with a clear error",
-          run.returncode == 1 and "cannot create '/nonexistent-dir/.barman.prom.tmp." in run.stderr, run.stderr)
+          run.returncode == 1 and "cannot create '/nonexistent-dir/.barman.prom." in run.stderr, run.stderr)
+
+
+def test_once_stops_on_sigterm(work):
+    fake = os.path.join(work, "hanging-barman")
+    pid_file = os.path.join(work, "barman.pid")
+    with open(fake, "w") as f:
+        f.write(f"#!/bin/sh\necho $$ >> {pid_file}\nexec sleep 600\n")
+    os.chmod(fake, 0o755)
+    config = os.path.join(work, "shell.yaml")
+    with open(config, "w") as f:
+        f.write(f"integration_type: shell\nbarman_command: {fake}\n")
+    for flag, sig in (("--once", signal.SIGTERM), ("--output", signal.SIGINT)):
+        if os.path.exists(pid_file):
+            os.unlink(pid_file)
+        extra = ["--output", os.path.join(work, "barman.prom")] if flag == "--output" else ["--once"]
+        process = subprocess.Popen([BINARY, "-config", config, *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        started = wait_until(lambda: os.path.exists(pid_file) and len(open(pid_file).read().split()) >= 3)
+        process.send_signal(sig)
+        try:
+            status = process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            status = None
+        stderr = process.stderr.read()
+        with open(pid_file) as f:
+            pids = [int(p) for p in f.read().split()]
+
+        def gone():
+            return all(not os.path.exists(f"/proc/{p}") or open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+                       for p in pids)
+        check(f"{flag} with a hanging barman stops on {signal.Signals(sig).name}: exit {128 + sig}, nothing written",
+              started and status == 128 + sig and "level=error" not in stderr and not os.path.exists(os.path.join(work, "barman.prom")),
+              f"{status} {stderr}")
+        check(f"... and its barman processes are gone", wait_until(gone, 5))
 
 
 def main():
     with tempfile.TemporaryDirectory() as work:
         for test in (test_command_line, test_signal_during_startup, test_reload, test_sd_notify, test_shutdown_with_barman_running,
-                     test_once_and_output, test_memory_bound_under_hostile_clients):
+                     test_once_and_output, test_once_stops_on_sigterm, test_memory_bound_under_hostile_clients):
             directory = os.path.join(work, test.__name__)
             os.mkdir(directory)
             test(directory)

@@ -1,6 +1,10 @@
 @testable import Exporter
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @Suite("Config file")
 struct ConfigTests {
     func load(_ yaml: String) -> Result<Config, ConfigError> {
@@ -157,6 +161,32 @@ struct ConfigTests {
             return
         }
         #expect(error.description == "/nonexistent/config.yaml: cannot open '/nonexistent/config.yaml': No such file or directory")
+    }
+
+    /// A FIFO (or device) given as the config must not block the reader, which would hold up
+    /// `--check-config` and a reload for ever.
+    @Test func aConfigThatIsNotARegularFileIsRefusedWithoutBlocking() throws {
+        let directory = try TestSupport.temporaryDirectory()
+        defer { TestSupport.removeTree(directory) }
+        let fifo = directory + "/config.yaml"
+        try #require(mkfifo(fifo, 0o600) == 0)
+        guard case .failure(let error) = Result(catching: { () throws(ConfigError) in try ConfigLoader.load(path: fifo) }) else {
+            Issue.record("expected an error")
+            return
+        }
+        #expect(error.description == "\(fifo): cannot read '\(fifo)': not a regular file; give the path of the config file itself")
+        guard case .failure(let directoryError) = Result(catching: { () throws(ConfigError) in try ConfigLoader.load(path: directory) }) else {
+            Issue.record("expected an error")
+            return
+        }
+        #expect(directoryError.description.hasSuffix("not a regular file; give the path of the config file itself"))
+    }
+
+    /// libyaml's time grows with the square of the nesting depth (100k levels took 26 s): the
+    /// nested value is reported, and parsing stops 16 levels into it.
+    @Test func deepNestingStopsAtTheFirstNestedCollection() throws {
+        let yaml = "port: 1\nbad: " + String(repeating: "[", count: 500_000) + "\n"
+        #expect(try problem(yaml) == "c.yaml:2:6: 'bad' has a nested list; all options are first-level (\"key: value\")")
     }
 
     @Test func refreshIntervalShorterThanATTLIsOnlyAWarning() throws {

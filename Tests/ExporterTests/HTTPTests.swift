@@ -117,6 +117,30 @@ struct HTTPTests {
         }
     }
 
+    /// RFC 9112: servers must accept the absolute form of a request target, and must answer 400
+    /// to an HTTP/1.1 request without exactly one Host field or with whitespace before a colon.
+    @Test func requestTargetAndHostFollowRFC9112() async throws {
+        try await withExporter { exporter in
+            await exporter.refresher.refreshCycle()
+            func status(_ request: String) throws -> Int {
+                let connection = try RawHTTPConnection(port: exporter.port)
+                try connection.send(request)
+                return try connection.readResponse().status
+            }
+            let absolute = try RawHTTPConnection(port: exporter.port)
+            try absolute.send("GET http://localhost:\(exporter.port)/metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            let response = try absolute.readResponse()
+            #expect(response.status == 200)
+            #expect(response.bodyText.contains("barman_backups_total{server=\"pg-main\"} 3\n"))
+            #expect(try status("GET HTTP://localhost/ HTTP/1.1\r\nHost: localhost\r\n\r\n") == 200)
+            #expect(try status("GET http://localhost/nope HTTP/1.1\r\nHost: localhost\r\n\r\n") == 404)
+            #expect(try status("GET /metrics HTTP/1.1\r\n\r\n") == 400)
+            #expect(try status("GET /metrics HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") == 400)
+            #expect(try status("GET /metrics HTTP/1.1\r\nHost : x\r\n\r\n") == 400)
+            #expect(try status("GET /metrics HTTP/1.0\r\n\r\n") == 200)
+        }
+    }
+
     @Test func bindFailureIsAClearError() throws {
         let first = try ListenSocket(address: "127.0.0.1", port: 0)
         defer { first.close() }

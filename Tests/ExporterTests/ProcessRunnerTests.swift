@@ -239,6 +239,22 @@ struct ProcessRunnerTests {
         }
         #expect(failure.message == "barman's output would take the exporter over its 1 MiB limit for barman output held at once and was terminated")
     }
+
+    /// Names come from barman's own output: one starting with "-" must reach barman as a name,
+    /// not an option, and one with NUL is refused rather than cut short.
+    @Test func hostileNamesReachBarmanAsNamesOrNotAtAll() async throws {
+        let (runner, directory) = try runner(#"for a in "$@"; do printf '%s\n' "$a"; done"#)
+        defer { TestSupport.removeTree(directory) }
+        let dashed = try await runner.run(.showBackup(server: "-h", backupID: "--config=/tmp/x"))
+        #expect(String(decoding: dashed.stdout, as: UTF8.self) == "-f\njson\nshow-backup\n--\n-h\n--config=/tmp/x\n")
+        let plain = try await runner.run(.showBackup(server: "pg", backupID: "20261124T182524"))
+        #expect(String(decoding: plain.stdout, as: UTF8.self) == "-f\njson\nshow-backup\npg\n20261124T182524\n")
+        guard case .failure(let failure) = await outcome(runner, .showBackup(server: "pg\u{0}x", backupID: "1")) else {
+            Issue.record("expected a refusal")
+            return
+        }
+        #expect(failure.message == #"not run: the argument "pg\u{0}x" contains a NUL byte, which cannot be passed to a program"#)
+    }
 }
 
 /// A run's outcome as a value, so tests can compare whole outcomes.

@@ -33,7 +33,11 @@ public enum BarmanCommand: Hashable, Sendable, CustomStringConvertible {
         case .listBackups: return ["list-backups", "all"]
         case .check: return ["check", "all"]
         case .replicationStatus: return ["replication-status", "all"]
-        case .showBackup(let server, let backupID): return ["show-backup", server, backupID]
+        case .showBackup(let server, let backupID):
+            // A name from barman's output that starts with "-" must not be read as an option:
+            // "--" ends barman's options (argparse), and is left out when not needed.
+            let positional = [server, backupID]
+            return ["show-backup"] + (positional.contains { $0.hasPrefix("-") } ? ["--"] : []) + positional
         }
     }
 

@@ -115,6 +115,10 @@ public struct ProcessBarmanRunner: BarmanRunner {
     }
 
     private func spawn(_ argv: [String], stdout: Int32, stderr: Int32) throws(CommandFailure) -> pid_t {
+        // A C string ends at NUL: such an argument would reach barman cut short, as another name.
+        if let bad = argv.first(where: { $0.utf8.contains(0) }) {
+            throw CommandFailure("not run: the argument \(Logger.quoted(bad)) contains a NUL byte, which cannot be passed to a program")
+        }
         let path = try ExecutableLookup.resolve(argv[0], searchPath: ExecutableLookup.currentSearchPath())
         var actions = posix_spawn_file_actions_t()
         var attributes = posix_spawnattr_t()

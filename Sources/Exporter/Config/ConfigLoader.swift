@@ -18,7 +18,7 @@ public enum ConfigLoader {
     public static func load(path: String) throws(ConfigError) -> LoadedConfig {
         let bytes: [UInt8]
         do {
-            bytes = try FileReader.readAll(path: path, limit: 1 << 20)
+            bytes = try FileReader.readAll(path: path, limit: 1 << 20, regularOnly: true)
         } catch {
             throw ConfigError([ConfigProblem(file: path, line: 0, column: 0, message: error.description)])
         }

@@ -46,7 +46,7 @@ public enum YAMLFlatMap {
                 let done = event.type == YAML_STREAM_END_EVENT
                 walker.handle(&event)
                 yaml_event_delete(&event)
-                if done { break }
+                if done || walker.stopped { break }
             }
             result.entries = walker.entries
             result.problems = walker.problems
@@ -101,6 +101,11 @@ private struct EventWalker {
     private var pendingKey: (name: String, line: Int, column: Int)?
     /// Set while skipping a rejected nested value, so its contents do not produce more errors.
     private var skipDepth: Int?
+    /// Set when a rejected value nests deeper than `deepestSkipped`: parsing stops there, since
+    /// libyaml's time grows with the square of the depth (100k levels: 26 s). Shallower mistakes
+    /// are skipped, so every other problem of the file is still reported.
+    private(set) var stopped = false
+    static let deepestSkipped = 16
 
     init(file: String) {
         self.file = file
@@ -157,6 +162,7 @@ private struct EventWalker {
         case YAML_MAPPING_START_EVENT, YAML_SEQUENCE_START_EVENT:
             let isMapping = event.type == YAML_MAPPING_START_EVENT
             depth += 1
+            if let skipDepth, depth - skipDepth >= Self.deepestSkipped { stopped = true }
             guard skipDepth == nil, documents == 1 else { return }
             if depth == 1 {
                 if !isMapping {

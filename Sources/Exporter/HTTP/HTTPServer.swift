@@ -7,15 +7,26 @@ import Synchronization
 /// A request as the routes see it: no C types.
 public struct HTTPRequest: Sendable {
     public var method: String
+    /// The request target as sent: origin form (`/metrics`) or absolute form (`http://h/metrics`).
     public var path: String
     public var acceptEncoding: String?
     public var accept: String?
+    /// `HTTP/1.1`, `HTTP/1.0`.
+    public var version: String
+    /// How many Host header fields came, and whether any field name was malformed (whitespace
+    /// before the colon): RFC 9112 requires a 400 for both mistakes.
+    public var hostFields: Int
+    public var malformedFieldName: Bool
 
-    public init(method: String, path: String, acceptEncoding: String? = nil, accept: String? = nil) {
+    public init(method: String, path: String, acceptEncoding: String? = nil, accept: String? = nil, version: String = "HTTP/1.1",
+                hostFields: Int = 1, malformedFieldName: Bool = false) {
         self.method = method
         self.path = path
         self.acceptEncoding = acceptEncoding
         self.accept = accept
+        self.version = version
+        self.hostFields = hostFields
+        self.malformedFieldName = malformedFieldName
     }
 }
 
@@ -150,7 +161,7 @@ private enum RequestState: Int {
 /// MHD calls this twice or more per request. Replying on the first call makes MHD close the
 /// connection (no keep-alive), so the first call only marks the request as seen; request bodies
 /// are discarded (no route takes one) and the reply is queued once the upload is complete.
-private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method, _, _, uploadDataSize, requestState in
+private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method, version, _, uploadDataSize, requestState in
     guard let cls, let connection, let requestState else { return MHD_Result.NO }
     if requestState.pointee == nil {
         requestState.pointee = RequestState.seen.pointer
@@ -164,11 +175,18 @@ private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, m
     func header(_ name: String) -> String? {
         MHD_lookup_connection_value(connection, MHD_ValueKind.HEADER_KIND, name).map { String(cString: $0) }
     }
+    var fields = HeaderFieldSurvey()
+    let counted = withUnsafeMutablePointer(to: &fields) { survey in
+        MHD_get_connection_values(connection, MHD_ValueKind.HEADER_KIND, surveyHeaderField, survey)
+    }
     let request = HTTPRequest(
         method: method.map { String(cString: $0) } ?? "",
         path: url.map { String(cString: $0) } ?? "",
         acceptEncoding: header("Accept-Encoding"),
-        accept: header("Accept"))
+        accept: header("Accept"),
+        version: version.map { String(cString: $0) } ?? "",
+        hostFields: counted < 0 ? 0 : fields.hosts,
+        malformedFieldName: fields.malformed)
     let reply = context.handler(request)
 
     // Zero copy: MHD sends from the shared buffer and calls releasePayload when done with it.
@@ -191,6 +209,23 @@ private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, m
         context.responsesInFlight.add(1, ordering: .releasing)
     }
     return queued
+}
+
+/// What `surveyHeaderField` finds among a request's header fields.
+private struct HeaderFieldSurvey {
+    var hosts = 0
+    var malformed = false
+}
+
+/// Counts Host fields and spots names with whitespace (libmicrohttpd keeps `Host : x` as a
+/// field named "Host " instead of rejecting it).
+private let surveyHeaderField: MHD_KeyValueIterator = { cls, _, key, _ in
+    guard let cls, let key else { return MHD_Result.YES }
+    let survey = cls.assumingMemoryBound(to: HeaderFieldSurvey.self)
+    let name = String(cString: key)
+    if name.utf8.contains(where: { $0 == 0x20 || $0 == 0x09 }) { survey.pointee.malformed = true }
+    if name.lowercased().trimmingTrailingWhitespace() == "host" { survey.pointee.hosts += 1 }
+    return MHD_Result.YES
 }
 
 /// Called by MHD when a response no longer needs its body.

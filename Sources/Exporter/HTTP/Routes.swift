@@ -12,7 +12,13 @@ public struct Routes: Sendable {
     }
 
     public func handle(_ request: HTTPRequest) -> HTTPResponse {
-        let path = request.path
+        if request.malformedFieldName {
+            return text(400, "400 bad request: whitespace between a header field name and its colon\n")
+        }
+        if request.version == "HTTP/1.1" && request.hostFields != 1 {
+            return text(400, "400 bad request: an HTTP/1.1 request needs exactly one Host header\n")
+        }
+        let path = Self.originPath(request.path)
         guard path == "/metrics" || path == "/" else {
             return text(404, "404 page not found: only / and /metrics exist\n")
         }
@@ -35,6 +41,18 @@ public struct Routes: Sendable {
         var headers = [("Content-Type", format.contentType), ("Vary", "Accept, Accept-Encoding")]
         if body.gzipped { headers.append(("Content-Encoding", "gzip")) }
         return HTTPResponse(status: 200, headers: headers, payload: body.bytes)
+    }
+
+    /// The path of an absolute-form target (`http://host:9780/metrics`, RFC 9112 3.2.2, which
+    /// servers must accept), or the target itself in origin form.
+    static func originPath(_ target: String) -> String {
+        for scheme in ["http://", "https://"] where target.utf8.count > scheme.utf8.count && target.lowercased().hasPrefix(scheme) {
+            let afterScheme = target.dropFirst(scheme.count)
+            guard let slash = afterScheme.firstIndex(of: "/") else { return "/" }
+            let path = afterScheme[slash...]
+            return String(path.prefix { $0 != "?" && $0 != "#" })
+        }
+        return target
     }
 
     private func text(_ status: Int, _ body: String) -> HTTPResponse {

@@ -40,10 +40,44 @@ public enum Lifecycle {
 
     /// `--once` / `--output`: one refresh of every source, the metrics written once. Exit status
     /// 1 when any barman command failed (the metrics, including the failure, are still written).
+    /// SIGTERM or SIGINT stops it at once, barman's process groups with it (status 128 + signal,
+    /// nothing written).
     static func runOnce(configPath: String, output: String?) async -> Int32 {
         guard let (config, logger) = loadForStart(configPath) else { return 2 }
+        let signals: AsyncStream<Int32>
+        do {
+            signals = try Signals.stream()
+        } catch {
+            logger.error("cannot start", ["error": error.description])
+            return 1
+        }
         let pipeline = Pipeline(config: config, logger: logger)
-        await pipeline.refresher.refreshCycle()
+        let stoppedBy: Int32? = await withTaskGroup(of: Int32?.self) { group in
+            group.addTask {
+                await pipeline.refresher.refreshCycle()
+                return nil
+            }
+            group.addTask {
+                for await signal in signals where signal == SIGTERM || signal == SIGINT {
+                    // Ends the refresh: its barman commands return as cancelled.
+                    pipeline.processGroups.terminateAll()
+                    return signal
+                }
+                return nil
+            }
+            // Whichever ends first ends the other; a stop signal wins even when the refresh it
+            // cut short returned first.
+            var stoppedBy: Int32?
+            for await result in group {
+                group.cancelAll()
+                if let result { stoppedBy = result }
+            }
+            return stoppedBy
+        }
+        if let stoppedBy {
+            logger.warn("stopped before the refresh was complete; nothing written", ["signal": Signals.name(stoppedBy)])
+            return 128 + stoppedBy
+        }
         let snapshot = pipeline.store.snapshot
         let body = TextRenderer.render(MetricsBuilder.families(snapshot, now: WallClock.nowSeconds().rounded(.down)))
         do {

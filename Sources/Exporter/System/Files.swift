@@ -4,10 +4,20 @@ import Glibc
 
 /// Reads whole small files without Foundation (keeps ICU and 50 MB out of the binary).
 public enum FileReader {
-    /// The file's bytes; fails with EFBIG past `limit`.
-    public static func readAll(path: String, limit: Int) throws(SystemError) -> [UInt8] {
-        let fd = try System.call("open", on: path) { open(path, O_RDONLY | O_CLOEXEC) }
+    /// The file's bytes; fails with EFBIG past `limit`. With `regularOnly`, anything but a
+    /// regular file (a FIFO, a device, a directory) is refused without blocking on it.
+    public static func readAll(path: String, limit: Int, regularOnly: Bool = false) throws(SystemError) -> [UInt8] {
+        // O_NONBLOCK: opening a FIFO with no writer would otherwise wait for ever.
+        let flags = O_RDONLY | O_CLOEXEC | (regularOnly ? O_NONBLOCK | O_NOCTTY : 0)
+        let fd = try System.call("open", on: path) { open(path, flags) }
         defer { close(fd) }
+        if regularOnly {
+            var information = stat()
+            try System.call("fstat", "examine", on: path) { fstat(fd, &information) }
+            guard information.st_mode & S_IFMT == S_IFREG else {
+                throw SystemError(message: "cannot read '\(path)': not a regular file; give the path of the config file itself")
+            }
+        }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
