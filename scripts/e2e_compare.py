@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Compares what the exporter serves with what `barman -f json` reports for the same state.
 
-Retries for up to 30 s (--within): barman's state moves on its own (WAL keeps streaming, so the
-newest backup's wal_size grows, replication clients come and go), and the exporter refreshes every
-second in the test config. Prints every difference of
-the last attempt and exits 1 when the two never agreed.
+barman's state moves on its own (WAL keeps streaming, so the newest backup's wal_size grows;
+replication clients come and go, and every `barman check` briefly adds walsenders), so like is
+compared with like: barman is asked, then the exporter is scraped once every command it runs has
+been run again after barman was asked, then barman is asked again. A round counts only when
+barman's two answers agree; then every value the exporter serves must equal them. Retries for up
+to 30 s (--within); prints every difference of the last round and exits 1 when none agreed.
 """
 import argparse
 import json
@@ -121,9 +123,42 @@ def differences(source, want, ages, got, measured_at, age_tolerance, moving_valu
     return problems
 
 
+COMMANDS = ("list-backups", "check", "replication-status", "show-backup")
+
+
+def run_starts(got):
+    """When the exporter's last successful run of each command started (None before any)."""
+    starts = {}
+    for command in COMMANDS:
+        labels = (("command", command),)
+        ended = got.get(("barman_exporter_command_last_success_timestamp_seconds", labels))
+        took = got.get(("barman_exporter_command_duration_seconds", labels))
+        succeeded = got.get(("barman_exporter_command_success", labels))
+        starts[command] = ended - took if ended is not None and took is not None and succeeded == 1 else None
+    return starts
+
+
+def scrape_after(url, moment, cached, timeout=20):
+    """A scrape whose every barman answer comes from a run that started after `moment` (with a
+    long cache, whatever is served)."""
+    deadline = time.time() + timeout
+    while True:
+        got, scraped_at = scrape(url)
+        starts = run_starts(got)
+        if cached or all(start is not None and start >= moment for start in starts.values()) or time.time() > deadline:
+            return got, scraped_at
+        time.sleep(0.2)
+
+
 def compare(url, config, servers, moving_values=False):
+    asked_at = time.time()
     want, ages, listed = expected(config)
-    got, scraped_at = scrape(url)
+    got, scraped_at = scrape_after(url, asked_at, moving_values)
+    again, _, _ = expected(config)
+    moved = sorted(key for key in set(want) | set(again) if want.get(key) != again.get(key)
+                   and not (moving_values and key[0] in MOVING))
+    if moved:
+        return [f"barman's state moved during the comparison, not compared: {key}" for key in moved], 0
     problems = differences("exporter", want, ages, got, scraped_at, 2, moving_values)
     if listed != servers:
         problems.append(f"barman lists servers {sorted(listed)}, the test expected {sorted(servers)}")

@@ -14,7 +14,7 @@ if [ "$group" = test ] || [ "$group" = deb ]; then
   packages+=(debhelper dpkg-dev lintian systemd)
 fi
 if [ "$group" = test ]; then
-  packages+=(curl postgresql barman python3 python3-venv python3-prometheus-client)
+  packages+=(curl postgresql barman python3 python3-venv python3-prometheus-client iproute2)
 fi
 
 missing=()

@@ -309,10 +309,21 @@ def test_once_stops_on_sigterm(work):
         check(f"... and its barman processes are gone", wait_until(gone, 5))
 
 
+def test_address_change_on_the_same_port(work):
+    # In a network namespace of its own: 0.0.0.0 there is only that namespace's loopback.
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netns-address-reload.sh")
+    run = subprocess.run(["unshare", "--net", "bash", script, BINARY, work, "9780"], capture_output=True, text=True, timeout=120)
+    for line in run.stdout.splitlines():
+        if line.startswith(("ok   ", "FAIL ")):
+            check("[netns] " + line[5:], line.startswith("ok"), "")
+    check("[netns] address change on the same port", run.returncode == 0, run.stdout + run.stderr)
+
+
 def main():
     with tempfile.TemporaryDirectory() as work:
         for test in (test_command_line, test_signal_during_startup, test_reload, test_sd_notify, test_shutdown_with_barman_running,
-                     test_once_and_output, test_once_stops_on_sigterm, test_memory_bound_under_hostile_clients):
+                     test_once_and_output, test_once_stops_on_sigterm, test_address_change_on_the_same_port,
+                     test_memory_bound_under_hostile_clients):
             directory = os.path.join(work, test.__name__)
             os.mkdir(directory)
             test(directory)

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 /// The running daemon: the pipeline, the HTTP server in front of it, and the switch from one
@@ -48,13 +51,12 @@ public final class ExporterService: Sendable {
         var applied = next
         if next.address != current.address || next.port != current.port {
             do {
-                let replacement = try Self.startServer(next, store: pipeline.store, cache: expositionCache, logger: logger)
-                server.stop()
+                let replacement = try moveServer(from: server, current: current, to: next)
                 state.withLock { $0.server = replacement }
                 logger.info("listening", ["address": replacement.listener.displayAddress])
             } catch {
                 logger.error("config reload: cannot listen on the new address; still listening on the old one",
-                             ["error": error.description, "address": server.listener.displayAddress])
+                             ["error": error.description, "address": state.withLock { $0.server.listener.displayAddress }])
                 applied.address = current.address
                 applied.port = current.port
             }
@@ -63,6 +65,32 @@ public final class ExporterService: Sendable {
         state.withLock { $0.config = applied }
         if applied == next { logger.info("config reloaded", ["signal": reason, "file": configPath]) }
         logger.log(.debug, "settings", fields: ConfigLoader.settings(applied))
+    }
+
+    /// A server on `next`'s address, the old one stopped. The new socket is bound first, so the
+    /// old one keeps serving if that fails; but the same port on another address of the same
+    /// host (127.0.0.1 and 0.0.0.0, or ::) cannot be bound while the old socket holds it, so
+    /// then the old server is stopped first, and restarted if the new address cannot be bound.
+    private func moveServer(from server: HTTPServer, current: Config, to next: Config) throws(SystemError) -> HTTPServer {
+        do {
+            let replacement = try Self.startServer(next, store: pipeline.store, cache: expositionCache, logger: logger)
+            server.stop()
+            return replacement
+        } catch where error.code == EADDRINUSE && next.port == current.port {
+            server.stop()
+            do {
+                return try Self.startServer(next, store: pipeline.store, cache: expositionCache, logger: logger)
+            } catch {
+                do {
+                    let restored = try Self.startServer(current, store: pipeline.store, cache: expositionCache, logger: logger)
+                    state.withLock { $0.server = restored }
+                } catch let restoreError {
+                    logger.error("config reload: cannot listen on the old address either; not serving until a reload fixes the address",
+                                 ["error": restoreError.description])
+                }
+                throw error
+            }
+        }
     }
 
     /// Every second: frees rendered bodies whose second has passed (a large body is ~2 MB that
