@@ -5,11 +5,11 @@ import Exporter
 
 func snapshot(servers: Int, backups: Int) -> MetricsSnapshot {
     var snapshot = MetricsSnapshot(version: BuildInfo.version)
-    var listing: [String: [BackupSummary]] = [:]
-    var checks: [String: [CheckResult]] = [:]
+    var listing: [ServerName: [BackupSummary]] = [:]
+    var checks: [ServerName: [CheckResult]] = [:]
     let checkNames = (0..<22).map { "check_number_\($0)" }
     for index in 0..<servers {
-        let server = "pg\(index)"
+        let server = ServerName("pg\(index)")
         listing[server] = (0..<backups).map { number in
             BackupSummary(id: "20261124T\(100000 + number)", status: number % 10 == 3 ? "FAILED" : "DONE",
                           endTime: 1_795_544_728 - Int64(number) * 86_400, sizeBytes: 53_674_590, walSizeBytes: 33_554_432)

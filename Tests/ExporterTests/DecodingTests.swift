@@ -212,4 +212,30 @@ struct JSONParserTests {
         let expected = try #require(Double("123456789012345678901234"))
         #expect(try JSONParser.parse(Array("123456789012345678901234".utf8)) == .float(expected))
     }
+
+    /// Server names that are canonically equivalent Unicode but different bytes are different
+    /// servers to barman: each keeps its own series, with its own bytes.
+    @Test func canonicallyEquivalentServerNamesStayApart() throws {
+        let composed = "caf\u{E9}", decomposed = "cafe\u{301}"
+        #expect(composed == decomposed)  // what Swift's String equality says
+        let done = #"{"backup_id": "B", "end_time_timestamp": "1795544728", "size_bytes": %, "status": "DONE", "wal_size_bytes": 1}"#
+        func one(_ size: Int) -> String { done.split(separator: "%").joined(separator: String(size)) }
+        let listing = try BarmanDecoding.backupList(CommandOutput(stdout: Array("{\"\(composed)\": [\(one(1))], \"\(decomposed)\": [\(one(2)), \(one(3))]}".utf8)))
+        #expect(listing.count == 2)
+        #expect(listing[ServerName(composed)]?.count == 1)
+        #expect(listing[ServerName(decomposed)]?.count == 2)
+        let checks = try BarmanDecoding.checks(CommandOutput(stdout: Array(
+            "{\"\(composed)\": {\"a\": {\"status\": \"OK\", \"hint\": \"\"}}, \"\(decomposed)\": {\"a\": {\"status\": \"FAILED\", \"hint\": \"\"}}}".utf8)))
+        #expect(checks.count == 2)
+
+        var snapshot = MetricsSnapshot(version: "test")
+        snapshot.backups = listing
+        snapshot.checks = checks
+        let text = TestSupport.exposition(snapshot, now: 1795544800)
+        #expect(text.contains("barman_backups_total{server=\"\(composed)\"} 1\n"))
+        #expect(text.contains("barman_backups_total{server=\"\(decomposed)\"} 2\n"))
+        let lines = text.split(separator: "\n").filter { $0.hasPrefix("barman_up{") }.map { Array($0.utf8) }
+        #expect(lines.count == 2)
+        #expect(Set(lines).count == 2)
+    }
 }

@@ -74,11 +74,11 @@ public struct StreamingClient: Sendable, Equatable {
 /// PostgreSQL it cannot reach as `{}` plus an `_ERROR` message (and exits 1); such a server has
 /// no entry here, and the others keep theirs.
 public struct ReplicationReport: Sendable, Equatable {
-    public var clients: [String: [StreamingClient]]
+    public var clients: [ServerName: [StreamingClient]]
     public var unreachable: [String]
     public var errors: [String]
 
-    public init(clients: [String: [StreamingClient]], unreachable: [String] = [], errors: [String] = []) {
+    public init(clients: [ServerName: [StreamingClient]], unreachable: [String] = [], errors: [String] = []) {
         self.clients = clients
         self.unreachable = unreachable
         self.errors = errors
@@ -99,7 +99,7 @@ public struct DecodeFailure: Error, Sendable, Equatable, CustomStringConvertible
 /// except `check`, which exits 1 when a check fails and is still data.
 public enum BarmanDecoding {
     /// Server name -> that server's JSON, after checking exit status, JSON validity and `_ERROR`.
-    public static func servers(of command: BarmanCommand, _ output: CommandOutput) throws(DecodeFailure) -> [String: JSONValue] {
+    public static func servers(of command: BarmanCommand, _ output: CommandOutput) throws(DecodeFailure) -> [ServerName: JSONValue] {
         let (members, errors) = try envelope(of: command, output, tolerated: command.kind == .check ? [0, 1] : [0])
         if !errors.isEmpty {
             throw DecodeFailure("barman \(command) reported an error: \(errors.joined(separator: "; "))")
@@ -109,19 +109,35 @@ public enum BarmanDecoding {
 
     /// The servers of a JSON answer and barman's `_ERROR` messages, after checking the exit
     /// status and JSON validity.
-    static func envelope(of command: BarmanCommand, _ output: CommandOutput, tolerated: Set<Int32>) throws(DecodeFailure) -> ([String: JSONValue], [String]) {
+    /// The top level is read member by member so that server names keep their exact bytes
+    /// (see `ServerName`); each server's own JSON becomes a tree.
+    static func envelope(of command: BarmanCommand, _ output: CommandOutput, tolerated: Set<Int32>) throws(DecodeFailure) -> ([ServerName: JSONValue], [String]) {
         try checkStatus(of: command, output, tolerated: tolerated)
-        let document: JSONValue
-        do {
-            document = try JSONParser.parse(output.stdout)
-        } catch {
-            throw invalidJSON(command, error)
+        let decoded: Result<([ServerName: JSONValue], [String]), DecodeFailure> = JSONReader.withReader(output.stdout) { reader in
+            do throws(JSONError) {
+                guard reader.peek() == UInt8(ascii: "{") else {
+                    try reader.skipValue()
+                    try reader.finish()
+                    return .failure(notAnObject(command))
+                }
+                var members: [ServerName: JSONValue] = [:]
+                var errors: [String] = []
+                try reader.beginObject()
+                while let key = try reader.nextKey() {
+                    let value = try reader.readValue()
+                    if key == "_ERROR" {
+                        errors = messageList(value)
+                    } else if !key.hasPrefix("_") {
+                        members[ServerName(key)] = value
+                    }
+                }
+                try reader.finish()
+                return .success((members, errors))
+            } catch {
+                return .failure(invalidJSON(command, error))
+            }
         }
-        guard case .object(let members) = document else {
-            throw notAnObject(command)
-        }
-        let errors = members["_ERROR"].map(messageList) ?? []
-        return (members.filter { !$0.key.hasPrefix("_") }, errors)
+        return try decoded.get()
     }
 
     private static func checkStatus(of command: BarmanCommand, _ output: CommandOutput, tolerated: Set<Int32>) throws(DecodeFailure) {
@@ -136,10 +152,10 @@ public enum BarmanDecoding {
     /// `list-backups all`, read as a stream rather than a tree: for 200 servers x 60 backups the
     /// answer is 3 MB, and a tree of it was 30 MB of small allocations that left the heap
     /// fragmented (resident) long after the few kept values were copied out.
-    public static func backupList(_ output: CommandOutput) throws(DecodeFailure) -> [String: [BackupSummary]] {
+    public static func backupList(_ output: CommandOutput) throws(DecodeFailure) -> [ServerName: [BackupSummary]] {
         let command = BarmanCommand.listBackups
         try checkStatus(of: command, output, tolerated: [0])
-        let decoded: Result<([String: [BackupSummary]], [String]), DecodeFailure> = JSONReader.withReader(output.stdout) { reader in
+        let decoded: Result<([ServerName: [BackupSummary]], [String]), DecodeFailure> = JSONReader.withReader(output.stdout) { reader in
             do {
                 return .success(try readBackupList(&reader, command))
             } catch let failure as DecodeFailure {
@@ -157,13 +173,13 @@ public enum BarmanDecoding {
 
     /// The body of `backupList`; throws `JSONError` for invalid JSON, `DecodeFailure` for JSON
     /// of the wrong shape.
-    private static func readBackupList(_ reader: inout JSONReader, _ command: BarmanCommand) throws -> ([String: [BackupSummary]], [String]) {
+    private static func readBackupList(_ reader: inout JSONReader, _ command: BarmanCommand) throws -> ([ServerName: [BackupSummary]], [String]) {
         guard reader.peek() == UInt8(ascii: "{") else {
             try reader.skipValue()
             try reader.finish()
             throw notAnObject(command)
         }
-        var result: [String: [BackupSummary]] = [:]
+        var result: [ServerName: [BackupSummary]] = [:]
         var errors: [String] = []
         try reader.beginObject()
         while let server = try reader.nextKey() {
@@ -185,7 +201,7 @@ public enum BarmanDecoding {
             while try reader.nextElement() {
                 backups.append(try readBackupSummary(&reader, context))
             }
-            result[server] = backups
+            result[ServerName(server)] = backups
         }
         try reader.finish()
         return (result, errors)
@@ -224,9 +240,9 @@ public enum BarmanDecoding {
         return backup
     }
 
-    public static func checks(_ output: CommandOutput) throws(DecodeFailure) -> [String: [CheckResult]] {
+    public static func checks(_ output: CommandOutput) throws(DecodeFailure) -> [ServerName: [CheckResult]] {
         let command = BarmanCommand.check
-        var result: [String: [CheckResult]] = [:]
+        var result: [ServerName: [CheckResult]] = [:]
         // Every server has the same few check names: keep one copy of each instead of one per
         // server (200 servers x 22 checks would otherwise keep 4,400 heap strings alive).
         var names = StringPool()
@@ -248,7 +264,7 @@ public enum BarmanDecoding {
     public static func backupDetails(_ output: CommandOutput, server: String, backupID: String) throws(DecodeFailure) -> BackupDetails {
         let command = BarmanCommand.showBackup(server: server, backupID: backupID)
         let context = "barman \(command): server '\(server)'"
-        guard let backup = try servers(of: command, output)[server] else {
+        guard let backup = try servers(of: command, output)[ServerName(server)] else {
             throw DecodeFailure("\(context): server missing from the output")
         }
         let status = try requiredString(backup, "status", context)
@@ -280,7 +296,7 @@ public enum BarmanDecoding {
             let context = "barman \(command): server '\(server)'"
             guard case .object(let fields) = value else { throw DecodeFailure("\(context): expected an object") }
             guard !fields.isEmpty else {
-                report.unreachable.append(server)
+                report.unreachable.append(server.text)
                 continue
             }
             guard case .array(let entries)? = fields["streaming_clients"] else { throw missing("streaming_clients", context) }

@@ -51,9 +51,9 @@ public actor Refresher {
     private var backupsFetchedAt: ContinuousClock.Instant?
     private var checksFetchedAt: ContinuousClock.Instant?
     private var replicationFetchedAt: ContinuousClock.Instant?
-    private var detailsFetchedAt: [String: (backupID: String, at: ContinuousClock.Instant)] = [:]
+    private var detailsFetchedAt: [ServerName: (backupID: String, at: ContinuousClock.Instant)] = [:]
     /// The last good `list-backups` answer: which `show-backup` each server needs.
-    private var backups: [String: [BackupSummary]] = [:]
+    private var backups: [ServerName: [BackupSummary]] = [:]
 
     /// Barman processes running now, and the runs waiting for a slot (first come, first served).
     private var commandsRunning = 0
@@ -194,7 +194,7 @@ public actor Refresher {
 
     /// Whether the newest DONE backup of `server` needs a `show-backup`: it is new, or its TTL
     /// expired.
-    private func detailsDue(_ server: String, _ backupID: String) -> Bool {
+    private func detailsDue(_ server: ServerName, _ backupID: String) -> Bool {
         guard let cached = detailsFetchedAt[server], cached.backupID == backupID else { return true }
         return expired(cached.at, ttl: settings.cacheTTL)
     }
@@ -205,7 +205,7 @@ public actor Refresher {
         var due: [(command: BarmanCommand, lastAsked: ContinuousClock.Instant?)] = []
         for (server, list) in backups {
             guard let newest = list.first(where: \.isDone), detailsDue(server, newest.id) else { continue }
-            due.append((.showBackup(server: server, backupID: newest.id), detailsFetchedAt[server]?.at))
+            due.append((.showBackup(server: server.text, backupID: newest.id), detailsFetchedAt[server]?.at))
         }
         let ordered = Self.fairOrder(due).map(\.command)
         guard !ordered.isEmpty else { return }
@@ -230,9 +230,10 @@ public actor Refresher {
     }
 
     private func refreshDetails(_ command: BarmanCommand) async {
-        guard case .showBackup(let server, let backupID) = command else { return }
+        guard case .showBackup(let serverText, let backupID) = command else { return }
+        let server = ServerName(serverText)
         guard let (details, fetchedAt) = await fetch(command, due: { $0.detailsDue(server, backupID) && $0.backups[server] != nil }, decode: { output throws(DecodeFailure) in
-            try BarmanDecoding.backupDetails(output, server: server, backupID: backupID)
+            try BarmanDecoding.backupDetails(output, server: serverText, backupID: backupID)
         }) else { return }
         detailsFetchedAt[server] = (backupID, fetchedAt)
         store.update { $0.details[server] = details }

@@ -9,7 +9,8 @@ public enum MetricsBuilder {
             samples[metric.name, default: (metric, [])].samples.append(Sample(labels, value))
         }
 
-        for (server, backups) in snapshot.backups ?? [:] {
+        for (name, backups) in snapshot.backups ?? [:] {
+            let server = name.text
             add(Metric.backupsTotal, [server], Double(backups.count))
             add(Metric.backupsFailed, [server], Double(backups.count { $0.status == "FAILED" }))
             // barman lists newest first; `number` counts DONE backups only, 0 = newest.
@@ -28,7 +29,7 @@ public enum MetricsBuilder {
             }
             // Details only for servers that still list a DONE backup: a server that vanished, or
             // whose backups were all deleted, must not keep reporting its old "last backup".
-            if !done.isEmpty, let details = snapshot.details[server] {
+            if !done.isEmpty, let details = snapshot.details[name] {
                 add(Metric.lastBackupCopyTime, [server], details.copyTimeSeconds)
                 add(Metric.lastBackupThroughput, [server], details.throughputBytesPerSecond)
                 add(Metric.lastBackupWALFiles, [server], details.walFiles)
@@ -36,13 +37,15 @@ public enum MetricsBuilder {
             }
         }
 
-        for (server, checks) in snapshot.checks ?? [:] {
+        for (name, checks) in snapshot.checks ?? [:] {
+            let server = name.text
             for check in checks {
                 add(Metric.up, [check.name, server], check.ok ? 1 : 0)
             }
         }
 
-        for (server, clients) in snapshot.replication ?? [:] {
+        for (name, clients) in snapshot.replication ?? [:] {
+            let server = name.text
             add(Metric.streamingClients, [server], Double(clients.count))
             var bySyncState: [String: Int] = [:]
             // Two clients may share every identifying label (no slot, same host and name): one
@@ -109,7 +112,12 @@ enum LabelOrder {
     }
 
     static func lessKeys(_ lhs: [Key], _ rhs: [Key]) -> Bool {
-        for (left, right) in zip(lhs, rhs) where left.text != right.text {
+        for (left, right) in zip(lhs, rhs) {
+            if left.text == right.text {
+                // Canonically equivalent is not the same name ("e\u{301}", "\u{E9}"): bytes decide.
+                if left.text.utf8.elementsEqual(right.text.utf8) { continue }
+                return left.text.utf8.lexicographicallyPrecedes(right.text.utf8)
+            }
             if let a = left.number, let b = right.number { return a < b }
             return left.text < right.text
         }

@@ -14,14 +14,14 @@ public struct CommandHealth: Sendable, Equatable {
 /// mixes two refreshes.
 public struct MetricsSnapshot: Sendable, Equatable {
     /// Server -> backups, newest first (`list-backups all`); nil until the first success.
-    public var backups: [String: [BackupSummary]]?
+    public var backups: [ServerName: [BackupSummary]]?
     /// Server -> checks (`check all`); nil until the first success.
-    public var checks: [String: [CheckResult]]?
+    public var checks: [ServerName: [CheckResult]]?
     /// Server -> its WAL streaming clients (`replication-status all`); nil until the first success.
     /// A server barman could not reach has no entry.
-    public var replication: [String: [StreamingClient]]?
+    public var replication: [ServerName: [StreamingClient]]?
     /// Server -> `show-backup` of its newest DONE backup.
-    public var details: [String: BackupDetails] = [:]
+    public var details: [ServerName: BackupDetails] = [:]
     public var health: [CommandKind: CommandHealth] = [:]
     /// Duration of the last complete refresh cycle; nil before the first one ends.
     public var lastRefreshMilliseconds: Double?
