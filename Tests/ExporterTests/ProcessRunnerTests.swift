@@ -192,7 +192,7 @@ struct ProcessRunnerTests {
         let refresher = Refresher(runner: runner, settings: RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, refreshInterval: .seconds(60)),
                                   store: store, logger: Logger(level: .debug, fileDescriptor: fd))
         let cycle = Task { await refresher.refreshCycle() }
-        while access(directory + "/started", F_OK) != 0 { try await Task.sleep(for: .milliseconds(10)) }
+        try await TestSupport.waitUntil("barman started") { access(directory + "/started", F_OK) == 0 }
         runner.processGroups.terminateAll(grace: .milliseconds(500))
         await cycle.value
         let log = String(decoding: try FileReader.readAll(path: logPath, limit: 1 << 20), as: UTF8.self)

@@ -151,8 +151,8 @@ struct RefresherTests {
         let first = Task { await harness.refresher.refreshCycle() }
 
         // list-backups and show-backup complete and publish while check is still running.
-        while await harness.refresher.isRunning(.backups) || harness.store.snapshot.details["pg"] == nil {
-            try await Task.sleep(for: .milliseconds(20))
+        try await TestSupport.waitUntil("list-backups and show-backup are done") {
+            await !harness.refresher.isRunning(.backups) && harness.store.snapshot.details["pg"] != nil
         }
         #expect(harness.store.snapshot.backups != nil)
         #expect(harness.store.snapshot.checks == nil)
@@ -238,6 +238,18 @@ struct RefresherTests {
         #expect(harness.store.snapshot.details.count == servers)
     }
 
+    /// barman check opens replication connections, which replication-status would count as
+    /// streaming clients: the two never run at the same time within a refresh.
+    @Test func checkNeverOverlapsReplicationStatus() async throws {
+        let harness = Harness()
+        try harness.answerFromFixtures("3.4.0")
+        harness.barman.delay(.milliseconds(30))
+        for _ in 0..<3 { await harness.refresher.refreshCycle() }
+        #expect(harness.invocations().filter { $0 == "check all" }.count == 3)
+        #expect(!harness.barman.overlaps.contains("check+replication-status"), "\(harness.barman.overlaps)")
+        #expect(harness.barman.overlaps.contains("check+show-backup"))  // the others still run side by side
+    }
+
     /// `show-backup`s run for servers never asked first, then for those asked longest ago.
     @Test func showBackupOrderIsFair() {
         let clock = ContinuousClock()
@@ -258,7 +270,8 @@ struct RefresherTests {
         try harness.answerFromFixtures("3.4.0")
         harness.barman.holdEverything()
         let hung = Task { await harness.refresher.refreshCycle() }
-        while harness.invocations().count < 3 { try await Task.sleep(for: .milliseconds(5)) }
+        // list-backups and replication-status hang (check would start after replication-status).
+        try await TestSupport.waitUntil("the old barman hangs") { harness.invocations().count == 2 }
 
         let replacement = ScriptedBarman()
         replacement.answer("list-backups", #"{"new": []}"#)

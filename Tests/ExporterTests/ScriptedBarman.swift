@@ -36,6 +36,9 @@ final class ScriptedBarman: BarmanRunner, BarmanAnswers {
         var delay: Duration = .zero
         var runningNow = 0
         var mostAtOnce = 0
+        var runningKinds: [CommandKind] = []
+        /// Kinds of command that were running at the same moment, as "a+b" (sorted).
+        var overlaps: Set<String> = []
     }
     private let state = Mutex(State())
     private let configFile: String
@@ -66,6 +69,7 @@ final class ScriptedBarman: BarmanRunner, BarmanAnswers {
 
     /// The most runs that were in progress at the same moment.
     var mostAtOnce: Int { state.withLock { $0.mostAtOnce } }
+    var overlaps: Set<String> { state.withLock { $0.overlaps } }
     var wasCancelled: Bool { state.withLock { $0.cancelled } }
 
     /// Like the process runner: held runs end as cancelled.
@@ -83,9 +87,16 @@ final class ScriptedBarman: BarmanRunner, BarmanAnswers {
             state.invocations.append(command.arguments.joined(separator: " "))
             state.runningNow += 1
             state.mostAtOnce = max(state.mostAtOnce, state.runningNow)
+            for other in state.runningKinds { state.overlaps.insert([other.rawValue, command.kind.rawValue].sorted().joined(separator: "+")) }
+            state.runningKinds.append(command.kind)
             return state.delay
         }
-        defer { state.withLock { $0.runningNow -= 1 } }
+        defer {
+            state.withLock { state in
+                state.runningNow -= 1
+                if let index = state.runningKinds.firstIndex(of: command.kind) { state.runningKinds.remove(at: index) }
+            }
+        }
         if delay > .zero { try? await Task.sleep(for: delay) }
         while state.withLock({ !$0.cancelled && ($0.allHeld || (command.kind == .check && $0.checkHeld)) }) {
             try? await Task.sleep(for: .milliseconds(5))

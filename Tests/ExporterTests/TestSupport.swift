@@ -36,6 +36,20 @@ enum TestSupport {
         return path
     }
 
+    /// Waits until `condition` holds, checking every 10 ms; fails the test (instead of hanging
+    /// it) when that takes longer than `timeout`.
+    static func waitUntil(_ what: String, timeout: Duration = .seconds(30), _ condition: () async -> Bool) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while !(await condition()) {
+            guard clock.now < deadline else {
+                Issue.record("timed out waiting until \(what)")
+                throw CancellationError()
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
     /// Removes `path` and everything below it (what `temporaryDirectory` made).
     static func removeTree(_ path: String) {
         for entry in entries(in: path) where entry.name != "." && entry.name != ".." {

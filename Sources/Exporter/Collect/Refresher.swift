@@ -125,11 +125,20 @@ public actor Refresher {
         if sources.count < 3 {
             logger.debug("a source of the previous refresh is still running; it is not started again")
         }
+        // `check` opens replication connections of its own, which `replication-status` would
+        // count as streaming clients: when both run in this cycle, check starts once
+        // replication-status is done (a second or so later).
+        let checkAfterReplication = sources.contains(.checks) && sources.contains(.replication)
         await withTaskGroup(of: Void.self) { group in
-            for source in sources {
+            for source in sources where !(checkAfterReplication && source == .checks) {
                 group.addTask {
                     await self.refresh(source)
                     await self.finished(SourceRun(source: source, generation: generation))
+                    if checkAfterReplication && source == .replication {
+                        // Not for a source a reload replaced meanwhile.
+                        if await self.isCurrent(generation) { await self.refresh(.checks) }
+                        await self.finished(SourceRun(source: .checks, generation: generation))
+                    }
                 }
             }
         }
@@ -141,6 +150,8 @@ public actor Refresher {
     private func finished(_ run: SourceRun) {
         running.remove(run)
     }
+
+    private func isCurrent(_ generation: UInt64) -> Bool { generation == self.generation }
 
     /// Whether `source` of the current barman source is running now.
     func isRunning(_ source: Source) -> Bool {
