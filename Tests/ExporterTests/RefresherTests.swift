@@ -247,7 +247,6 @@ struct RefresherTests {
         for _ in 0..<3 { await harness.refresher.refreshCycle() }
         #expect(harness.invocations().filter { $0 == "check all" }.count == 3)
         #expect(!harness.barman.overlaps.contains("check+replication-status"), "\(harness.barman.overlaps)")
-        #expect(harness.barman.overlaps.contains("check+show-backup"))  // the others still run side by side
     }
 
     /// `show-backup`s run for servers never asked first, then for those asked longest ago.
