@@ -53,12 +53,15 @@ def wait_until(predicate, seconds=10):
 
 
 class Exporter:
-    def __init__(self, directory, config, env=None, blocked=()):
+    def __init__(self, directory, config, env=None, blocked=(), journal=False):
         self.directory = directory
         self.config_path = os.path.join(directory, "config.yaml")
         self.write_config(config)
         self.stderr_path = os.path.join(directory, f"stderr-{time.time_ns()}")
         self.stderr = open(self.stderr_path, "w")
+        if journal:  # what systemd sets when stderr is the journal: its device and inode
+            info = os.fstat(self.stderr.fileno())
+            env = {**(env or {}), "JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}
 
         def block():
             if blocked:
@@ -275,6 +278,19 @@ def test_once_and_output(work):
           run.returncode == 1 and "cannot create '/nonexistent-dir/.barman.prom." in run.stderr, run.stderr)
 
 
+def test_journal_priorities(work):
+    port = free_port()
+    exporter = Exporter(work, mock_config(port, "debug"), journal=True)
+    check("with stderr on the journal: serves", wait_until(lambda: get(port)[0] == 200))
+    exporter.stop()
+    lines = [line for line in exporter.log().splitlines() if line]
+    check("... every line starts with its syslog priority (<7> debug, <6> info)",
+          lines and all(line[:3] in ("<3>", "<4>", "<6>", "<7>") and line[3:].startswith("ts=") for line in lines)
+          and any(line.startswith("<7>") and "level=debug" in line for line in lines)
+          and any(line.startswith("<6>") and "level=info" in line for line in lines), "\n".join(lines[:5]))
+    check("... and a normal start and stop logs nothing at error level", not any(line.startswith("<3>") for line in lines))
+
+
 def test_once_stops_on_sigterm(work):
     fake = os.path.join(work, "hanging-barman")
     pid_file = os.path.join(work, "barman.pid")
@@ -323,7 +339,7 @@ def test_address_change_on_the_same_port(work):
 def main():
     with tempfile.TemporaryDirectory() as work:
         for test in (test_command_line, test_signal_during_startup, test_reload, test_sd_notify, test_shutdown_with_barman_running,
-                     test_once_and_output, test_once_stops_on_sigterm, test_address_change_on_the_same_port,
+                     test_once_and_output, test_once_stops_on_sigterm, test_address_change_on_the_same_port, test_journal_priorities,
                      test_memory_bound_under_hostile_clients):
             directory = os.path.join(work, test.__name__)
             os.mkdir(directory)

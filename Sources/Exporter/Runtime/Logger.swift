@@ -9,6 +9,16 @@ public enum LogLevel: Int, Sendable, Comparable, CaseIterable {
 
     public static func < (lhs: LogLevel, rhs: LogLevel) -> Bool { lhs.rawValue < rhs.rawValue }
 
+    /// The syslog priority journald reads from a `<N>` line prefix (sd-daemon(3)).
+    var syslogPriority: Int {
+        switch self {
+        case .debug: return 7
+        case .info: return 6
+        case .warn: return 4
+        case .error: return 3
+        }
+    }
+
     /// The spelling used in `level=` and accepted (in any case) in the config.
     public var name: String {
         switch self {
@@ -28,14 +38,30 @@ public enum LogLevel: Int, Sendable, Comparable, CaseIterable {
 /// Writes one logfmt line per event to a file descriptor (stderr by default).
 ///
 /// The level can change at run time (config reload), so it is atomic; each line goes out in a
-/// single `write(2)` so lines from different threads never interleave.
+/// single `write(2)` so lines from different threads never interleave. When the descriptor is
+/// the journal, each line starts with its syslog priority (`<3>` for errors), so
+/// `journalctl -p err` shows the errors and only them.
 public final class Logger: Sendable {
     private let minimumLevel: Atomic<Int>
     private let fileDescriptor: Int32
+    private let prefixesPriority: Bool
 
-    public init(level: LogLevel = .warn, fileDescriptor: Int32 = 2) {
+    /// `journal` nil: detected from `$JOURNAL_STREAM` (set by systemd when stderr is the journal).
+    public init(level: LogLevel = .warn, fileDescriptor: Int32 = 2, journal: Bool? = nil) {
         self.minimumLevel = Atomic(level.rawValue)
         self.fileDescriptor = fileDescriptor
+        self.prefixesPriority = journal ?? Self.isJournal(fileDescriptor, stream: getenv("JOURNAL_STREAM").map { String(cString: $0) })
+    }
+
+    /// Whether `fd` is the stream `$JOURNAL_STREAM` names (`DEVICE:INODE`). Checked, not assumed:
+    /// a child of a service inherits the variable with stderr pointing elsewhere.
+    static func isJournal(_ fd: Int32, stream: String?) -> Bool {
+        guard let stream else { return false }
+        let parts = stream.split(separator: ":")
+        guard parts.count == 2, let device = UInt64(parts[0]), let inode = UInt64(parts[1]) else { return false }
+        var information = stat()
+        guard fstat(fd, &information) == 0 else { return false }
+        return UInt64(information.st_dev) == device && UInt64(information.st_ino) == inode
     }
 
     public var level: LogLevel {
@@ -66,7 +92,8 @@ public final class Logger: Sendable {
     /// For fields only known at run time (the settings line).
     public func log(_ level: LogLevel, _ message: String, fields: [(String, String)]) {
         guard isEnabled(level) else { return }
-        var line = "ts=\(WallClock.iso8601(WallClock.nowMilliseconds())) level=\(level.name) msg=\(Logger.quoted(message))"
+        var line = prefixesPriority ? "<\(level.syslogPriority)>" : ""
+        line += "ts=\(WallClock.iso8601(WallClock.nowMilliseconds())) level=\(level.name) msg=\(Logger.quoted(message))"
         for (key, value) in fields {
             line += " \(key)=\(Logger.quoted(value))"
         }
