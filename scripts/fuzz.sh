@@ -14,6 +14,7 @@ mkdir -p "$out"
 sources=(
   Sources/Exporter/Config/*.swift
   Sources/Exporter/Barman/JSON.swift Sources/Exporter/Barman/BarmanDecoding.swift Sources/Exporter/Barman/BarmanCommand.swift
+  Sources/Exporter/Barman/ServerName.swift
   Sources/Exporter/Metrics/*.swift
   Sources/Exporter/Runtime/Logger.swift Sources/Exporter/System/WallClock.swift Sources/Exporter/System/Files.swift
   Sources/Exporter/System/SystemCall.swift
