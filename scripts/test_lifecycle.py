@@ -91,6 +91,16 @@ class Exporter:
         return self.process.returncode
 
 
+def hanging_barman(work, body):
+    """A fake barman that never answers: `body` (its {pid_file} filled in) as a shell script."""
+    fake = os.path.join(work, "hanging-barman")
+    pid_file = os.path.join(work, "barman.pid")
+    with open(fake, "w") as f:
+        f.write("#!/bin/sh\n" + body.replace("{pid_file}", pid_file) + "\n")
+    os.chmod(fake, 0o755)
+    return fake, pid_file
+
+
 def mock_config(port, level="info"):
     return f"address: 127.0.0.1\nport: {port}\nintegration_type: mock\nlog_level: {level}\n"
 
@@ -177,11 +187,7 @@ def test_sd_notify(work):
 
 
 def test_shutdown_with_barman_running(work):
-    fake = os.path.join(work, "hanging-barman")
-    pid_file = os.path.join(work, "barman.pid")
-    with open(fake, "w") as f:
-        f.write(f"#!/bin/sh\ntrap '' TERM\necho $$ > {pid_file}\nwhile :; do sleep 0.1; done\n")
-    os.chmod(fake, 0o755)
+    fake, pid_file = hanging_barman(work, "trap '' TERM\necho $$ > {pid_file}\nwhile :; do sleep 0.1; done")
     port = free_port()
     exporter = Exporter(work, f"port: {port}\nintegration_type: shell\nbarman_command: {fake}\nlog_level: info\n")
     check("shell integration with a hanging barman: scrapes answer at once",
@@ -292,11 +298,7 @@ def test_journal_priorities(work):
 
 
 def test_once_stops_on_sigterm(work):
-    fake = os.path.join(work, "hanging-barman")
-    pid_file = os.path.join(work, "barman.pid")
-    with open(fake, "w") as f:
-        f.write(f"#!/bin/sh\necho $$ >> {pid_file}\nexec sleep 600\n")
-    os.chmod(fake, 0o755)
+    fake, pid_file = hanging_barman(work, "echo $$ >> {pid_file}\nexec sleep 600")
     config = os.path.join(work, "shell.yaml")
     with open(config, "w") as f:
         f.write(f"integration_type: shell\nbarman_command: {fake}\n")

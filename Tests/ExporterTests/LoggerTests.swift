@@ -9,12 +9,8 @@ import Glibc
 struct LoggerTests {
     /// The lines `body` logs to a file, with `JOURNAL_STREAM` as given ("" = the file's own).
     func lines(journalStream: String?, _ body: (Logger) -> Void) throws -> [String] {
-        let directory = try TestSupport.temporaryDirectory()
-        defer { TestSupport.removeTree(directory) }
-        let path = directory + "/log"
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        try #require(fd >= 0)
-        defer { close(fd) }
+        let capture = try LogCapture()
+        let fd = capture.fileDescriptor
         var stream = journalStream
         if stream == "" {
             var information = stat()
@@ -23,7 +19,7 @@ struct LoggerTests {
         }
         let logger = Logger(level: .debug, fileDescriptor: fd, journal: Logger.isJournal(fd, stream: stream))
         body(logger)
-        return String(decoding: try FileReader.readAll(path: path, limit: 1 << 20), as: UTF8.self).split(separator: "\n").map(String.init)
+        return try capture.text.split(separator: "\n").map(String.init)
     }
 
     /// With stderr on the journal, each line carries its syslog priority, so `journalctl -p err`

@@ -184,18 +184,15 @@ struct ProcessRunnerTests {
     @Test func commandsStoppedByShutdownAreNotFailures() async throws {
         let (runner, directory) = try runner("touch \"$(dirname \"$0\")/started\"; exec sleep 60")
         defer { TestSupport.removeTree(directory) }
-        let logPath = directory + "/log"
-        let fd = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        try #require(fd >= 0)
-        defer { close(fd) }
+        let capture = try LogCapture()
         let store = SnapshotStore(MetricsSnapshot(version: "test"))
         let refresher = Refresher(runner: runner, settings: RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, refreshInterval: .seconds(60)),
-                                  store: store, logger: Logger(level: .debug, fileDescriptor: fd))
+                                  store: store, logger: capture.logger())
         let cycle = Task { await refresher.refreshCycle() }
         try await TestSupport.waitUntil("barman started") { access(directory + "/started", F_OK) == 0 }
         runner.processGroups.terminateAll(grace: .milliseconds(500))
         await cycle.value
-        let log = String(decoding: try FileReader.readAll(path: logPath, limit: 1 << 20), as: UTF8.self)
+        let log = try capture.text
         #expect(!log.contains("level=error"), "\(log)")
         #expect(log.contains("barman command cancelled"))
         #expect(store.snapshot.health.values.allSatisfy { $0.failures == 0 })

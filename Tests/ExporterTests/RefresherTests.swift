@@ -49,6 +49,17 @@ struct RefresherTests {
         return "{" + entries.joined(separator: ", ") + "}"
     }
 
+    /// `syntheticListing`, with empty `check` and `replication-status` answers and every
+    /// server's `show-backup`.
+    func answerSynthetic(_ harness: Harness, servers: Int) {
+        harness.answer("list-backups", syntheticListing(servers: servers))
+        harness.answer("check", "{}")
+        harness.answer("replication-status", "{}")
+        for index in 0..<servers {
+            harness.answer("show-backup-srv\(index)-B2", Self.showBackup.replacingPercent("srv\(index)"))
+        }
+    }
+
     static let showBackup = #"{"%": {"backup_id": "B2", "status": "DONE", "base_backup_information": {"copy_time_seconds": 1.5, "throughput_bytes": 100}, "wal_information": {"no_of_files": 3, "wal_rate_per_second": 0.5}}}"#
 
     /// One `all` call per source (list-backups, check, replication-status) plus one show-backup
@@ -56,12 +67,7 @@ struct RefresherTests {
     @Test func invocationBudgetIsThreePlusOnePerServerWithBackups() async throws {
         let harness = Harness()
         let servers = 5
-        harness.answer("list-backups", syntheticListing(servers: servers))
-        harness.answer("check", "{}")
-        harness.answer("replication-status", "{}")
-        for index in 0..<servers {
-            harness.answer("show-backup-srv\(index)-B2", Self.showBackup.replacingPercent("srv\(index)"))
-        }
+        answerSynthetic(harness, servers: servers)
         await harness.refresher.refreshCycle()
         let calls = harness.invocations()
         #expect(calls.count == 3 + servers)
@@ -170,12 +176,7 @@ struct RefresherTests {
     /// The Go exporter's troubleshooting guide (its README): every command logged with a logId, argv, duration and exit
     /// status at DEBUG, and a failure once at ERROR with the same logId and barman's stderr.
     @Test func commandsAreLoggedWithLogIDArgvStatusAndStderr() async throws {
-        let directory = try TestSupport.temporaryDirectory()
-        defer { TestSupport.removeTree(directory) }
-        let logPath = directory + "/log"
-        let fd = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        try #require(fd >= 0)
-        defer { close(fd) }
+        let log = try LogCapture()
         let barman = ScriptedBarman(configFile: "/etc/barman conf")
         barman.stderr("usage: barman [-h]\n")
         for command in CommandKind.allCases {
@@ -185,9 +186,9 @@ struct RefresherTests {
         let store = SnapshotStore(MetricsSnapshot(version: "test"))
         let refresher = Refresher(runner: barman,
                                   settings: RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, refreshInterval: .seconds(60)),
-                                  store: store, logger: Logger(level: .debug, fileDescriptor: fd))
+                                  store: store, logger: log.logger())
         await refresher.refreshCycle()
-        let lines = String(decoding: try FileReader.readAll(path: logPath, limit: 1 << 20), as: UTF8.self).split(separator: "\n")
+        let lines = try log.text.split(separator: "\n")
         let errors = lines.filter { $0.contains("level=error") && $0.contains("check all") }
         try #require(errors.count == 1, "\(lines)")
         let error = String(errors[0])
@@ -220,12 +221,7 @@ struct RefresherTests {
                                        maxConcurrentCommands: 3))
         let harness = setup
         let servers = 60
-        harness.answer("list-backups", syntheticListing(servers: servers))
-        harness.answer("check", "{}")
-        harness.answer("replication-status", "{}")
-        for index in 0..<servers {
-            harness.answer("show-backup-srv\(index)-B2", Self.showBackup.replacingPercent("srv\(index)"))
-        }
+        answerSynthetic(harness, servers: servers)
         harness.barman.delay(.milliseconds(10))
         await withTaskGroup(of: Void.self) { group in
             for _ in 0..<8 { group.addTask { await harness.refresher.refreshCycle() } }

@@ -112,3 +112,30 @@ func onThread(_ body: @escaping @Sendable () -> Void) async {
         }
     }
 }
+
+/// A file that log lines go to, read back by the test; removed with its directory when done.
+final class LogCapture {
+    let directory: String
+    let path: String
+    let fileDescriptor: Int32
+
+    init() throws {
+        directory = try TestSupport.temporaryDirectory()
+        path = directory + "/log"
+        fileDescriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        try #require(fileDescriptor >= 0)
+    }
+
+    deinit {
+        close(fileDescriptor)
+        TestSupport.removeTree(directory)
+    }
+
+    func logger(_ level: LogLevel = .debug) -> Logger {
+        Logger(level: level, fileDescriptor: fileDescriptor, journal: false)
+    }
+
+    var text: String {
+        get throws { String(decoding: try FileReader.readAll(path: path, limit: 1 << 20), as: UTF8.self) }
+    }
+}
