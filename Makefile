@@ -3,7 +3,7 @@ SWIFT ?= swift
 BINARY := .build/release/prometheus-barman-exporter
 DEBUG_BINARY := .build/debug/prometheus-barman-exporter
 
-.PHONY: run build release test unit-test exposition-test lifecycle-test fuzz soak e2e deb bench clean
+.PHONY: run build release test unit-test exposition-test lifecycle-test fuzz soak e2e deb systemd-test bench clean
 
 ## run: install build dependencies, build in release mode, serve the mock integration on 127.0.0.1:9780
 run: release
@@ -18,7 +18,8 @@ build:
 	$(SWIFT) build
 
 ## test: install everything the tests use, then run every test: unit tests, promtool check, lifecycle,
-## fuzzing (30 s per target), soak (300 refreshes), Debian package, end-to-end with PostgreSQL and barman
+## fuzzing (30 s per target), soak (300 refreshes), Debian package (also under systemd in a container),
+## end-to-end with PostgreSQL and barman
 test:
 	scripts/install-deps.sh test
 	$(SWIFT) build --build-tests
@@ -29,6 +30,7 @@ test:
 	scripts/fuzz.sh 30
 	BINARY=$(DEBUG_BINARY) python3 scripts/soak.py
 	scripts/build-deb.sh
+	scripts/test-systemd.sh
 	scripts/test-deb.sh install
 	BINARY=$(DEBUG_BINARY) E2E_INSTALLED_BINARY=/usr/bin/prometheus-barman-exporter scripts/e2e.sh
 	scripts/test-deb.sh purge
@@ -50,6 +52,12 @@ lifecycle-test:
 
 e2e:
 	BINARY=$(DEBUG_BINARY) scripts/e2e.sh
+
+## systemd-test: the Debian package under a real systemd in a container (docs/operations.md)
+systemd-test:
+	scripts/install-deps.sh test
+	[ -n "$$(ls .build-tools/deb/prometheus-barman-exporter_*_amd64.deb 2>/dev/null)" ] || scripts/build-deb.sh
+	scripts/test-systemd.sh
 
 ## deb: build the Debian package (dpkg-buildpackage -us -uc -b) into .build-tools/deb/
 deb:

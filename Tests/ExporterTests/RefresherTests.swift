@@ -245,6 +245,21 @@ struct RefresherTests {
         #expect(!harness.barman.overlaps.contains("check+replication-status"), "\(harness.barman.overlaps)")
     }
 
+    /// A reload that shortens refresh_interval applies at once, not after the old interval.
+    @Test func aNewIntervalAppliesAtOnce() async throws {
+        var setup = Harness()
+        setup.settings(RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, refreshInterval: .seconds(3600)))
+        let harness = setup
+        try harness.answerFromFixtures("3.4.0")
+        let running = Task { await harness.refresher.runForever() }
+        defer { running.cancel() }
+        try await TestSupport.waitUntil("the first refresh") { harness.invocations().filter { $0 == "list-backups all" }.count == 1 }
+        await harness.refresher.reconfigure(runner: harness.barman,
+                                            settings: RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, refreshInterval: .milliseconds(50)),
+                                            sourceChanged: false)
+        try await TestSupport.waitUntil("refreshes at the new interval") { harness.invocations().filter { $0 == "list-backups all" }.count >= 3 }
+    }
+
     /// `show-backup`s run for servers never asked first, then for those asked longest ago.
     @Test func showBackupOrderIsFair() {
         let clock = ContinuousClock()

@@ -55,6 +55,10 @@ public actor Refresher {
     /// The last good `list-backups` answer: which `show-backup` each server needs.
     private var backups: [ServerName: [BackupSummary]] = [:]
 
+    /// The wait between two refreshes of `runForever`, cut short by a reload that changes the
+    /// interval or the source.
+    private var pause: Task<Void, Never>?
+
     /// Barman processes running now, and the runs waiting for a slot (first come, first served).
     private var commandsRunning = 0
     private var waitingForSlot: [CheckedContinuation<Void, Never>] = []
@@ -75,9 +79,13 @@ public actor Refresher {
     /// the old source's running commands are cancelled and its data is no longer served.
     public func reconfigure(runner: any BarmanRunner, settings: RefreshSettings, sourceChanged: Bool) {
         let previous = self.runner
+        let intervalChanged = settings.refreshInterval != self.settings.refreshInterval
         self.runner = runner
         self.settings = settings
         releaseSlots()
+        // The new interval (or source) applies now: the next refresh starts at once, instead of
+        // at the end of a pause the old interval set (up to an hour, say).
+        if intervalChanged || sourceChanged { pause?.cancel() }
         guard sourceChanged else { return }
         generation += 1
         previous.cancelRunning()
@@ -104,11 +112,11 @@ public actor Refresher {
         await withDiscardingTaskGroup { group in
             while !Task.isCancelled {
                 group.addTask { await self.refreshCycle() }
-                do {
-                    try await Task.sleep(for: settings.refreshInterval)
-                } catch {
-                    break
-                }
+                let interval = settings.refreshInterval
+                let pause = Task { _ = try? await Task.sleep(for: interval) }
+                self.pause = pause
+                // Cancelling runForever ends the pause too.
+                await withTaskCancellationHandler { await pause.value } onCancel: { pause.cancel() }
             }
             group.cancelAll()
         }

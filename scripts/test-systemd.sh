@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# The Debian package under a real systemd: a Debian 12 container (systemd-nspawn) boots systemd
+# as PID 1, with PostgreSQL 15 and Debian's barman inside and one streaming barman server with a
+# backup, and the package's unit is driven as an operator would: start, reload (valid and
+# invalid), stop, kill -9, a barman home elsewhere with a drop-in, an upgrade over a modified
+# conffile, purge. The unit's sandboxing is enforced inside (see docs/operations.md).
+#
+#   scripts/test-systemd.sh [DEB]   (default: .build-tools/deb/prometheus-barman-exporter_*_amd64.deb)
+#
+# The root file system comes from debootstrap with the host's own apt mirror and is cached as a
+# tarball in .build-tools/systemd/ (unpacked anew each run). The container shares the host's
+# network (apt inside reaches the same mirror), so PostgreSQL and the exporter listen on free
+# loopback ports. Whatever fails, the container is powered off and its tree and cgroups removed.
+# Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+become_root scripts/test-systemd.sh "$@"
+
+deb=$(realpath "${1:-$(ls .build-tools/deb/prometheus-barman-exporter_*_amd64.deb 2>/dev/null | head -1)}")
+[ -f "$deb" ] || { echo "test-systemd: no package; run scripts/build-deb.sh first" >&2; exit 1; }
+cache=.build-tools/systemd
+mkdir -p "$cache"
+cache=$(realpath "$cache")
+name=pbe-test-$$
+work=$(mktemp -d /tmp/pbe-systemd.XXXXXX)
+rootfs=$work/rootfs
+cgroups=(/sys/fs/cgroup/systemd/$name /sys/fs/cgroup/unified/$name)
+nspawn_pid=
+leader=
+unit=prometheus-barman-exporter
+conffile=/etc/prometheus-barman-exporter/config.yaml
+
+log() { echo "systemd-test: $*"; }
+
+poweroff() {
+  set +e
+  if [ -n "$leader" ] && kill -0 "$leader" 2>/dev/null; then
+    kill -s RTMIN+4 "$leader"
+    for _ in $(seq 100); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null && { kill -KILL "$nspawn_pid"; wait "$nspawn_pid" 2>/dev/null; }
+  for cgroup in "${cgroups[@]}"; do
+    [ -d "$cgroup" ] && find "$cgroup" -depth -type d -exec rmdir {} + 2>/dev/null
+  done
+  rm -rf "$work"
+}
+trap poweroff EXIT
+
+# ---------------------------------------------------------------- the root file system
+mirror=$(awk '/^URIs:/ {uri=$2} /^Suites:/ && / bookworm( |$)/ {print uri; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+[ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $3 == "bookworm" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+[ -n "$mirror" ] || { echo "test-systemd: no Debian bookworm mirror in this machine's apt sources" >&2; exit 1; }
+if [ ! -f "$cache/bookworm-rootfs.tar" ]; then
+  log "debootstrap bookworm from $mirror (cached in $cache)"
+  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,procps,python3,ca-certificates,curl,iproute2 \
+    bookworm "$work/fresh" "$mirror" > "$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log"; exit 1; }
+  tar -C "$work/fresh" -cf "$cache/bookworm-rootfs.tar.part" .
+  mv "$cache/bookworm-rootfs.tar.part" "$cache/bookworm-rootfs.tar"
+  rm -rf "$work/fresh"
+fi
+mkdir "$rootfs"
+tar -C "$rootfs" -xf "$cache/bookworm-rootfs.tar"
+# PostgreSQL's cluster is made by hand on a free port: the host may use 5432.
+mkdir -p "$rootfs/etc/postgresql-common"
+echo "create_main_cluster = false" > "$rootfs/etc/postgresql-common/createcluster.conf"
+cp "$deb" "$rootfs/root/current.deb"
+mkdir -p "$rootfs/usr/local/share/pbe-test"
+cp scripts/e2e_compare.py "$rootfs/usr/local/share/pbe-test/"
+
+# ---------------------------------------------------------------- boot
+log "booting systemd in container $name"
+(
+  # Its own cgroup, so the container's /payload and /supervisor groups are removable afterwards.
+  for cgroup in "${cgroups[@]}"; do mkdir -p "$cgroup" && echo $BASHPID > "$cgroup/cgroup.procs"; done
+  exec env SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn -D "$rootfs" -M "$name" --boot --register=no --keep-unit \
+    --link-journal=no --console=read-only --system-call-filter=bpf systemd.show_status=yes < /dev/null > "$work/console.log" 2>&1
+) &
+nspawn_pid=$!
+for _ in $(seq 100); do leader=$(pgrep -P "$nspawn_pid" | head -1 || true); [ -n "$leader" ] && break; sleep 0.1; done
+[ -n "$leader" ] || { cat "$work/console.log"; exit 1; }
+inside() { nsenter -t "$leader" -a "$@"; }
+state=
+for _ in $(seq 100); do
+  state=$(inside systemctl is-system-running 2>/dev/null || true)
+  case "$state" in running|degraded) break ;; esac
+  sleep 0.1
+done
+check "systemd boots as PID 1 of the container ($state)" test "$state" = running
+
+# ---------------------------------------------------------------- PostgreSQL and barman inside
+pgport=$(free_port)
+port=$(free_port)
+log "installing PostgreSQL 15 and barman inside (PostgreSQL on 127.0.0.1:$pgport)"
+inside bash -euc "
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql barman >/dev/null
+  pg_createcluster -p $pgport 15 main >/dev/null
+  printf 'local all postgres peer\nhost all barman 127.0.0.1/32 trust\nhost replication streaming_barman 127.0.0.1/32 trust\n' \
+    > /etc/postgresql/15/main/pg_hba.conf
+  echo \"listen_addresses = '127.0.0.1'\" >> /etc/postgresql/15/main/postgresql.conf
+  systemctl start postgresql@15-main
+  runuser -u postgres -- psql -q -p $pgport -c 'CREATE USER barman SUPERUSER' -c 'CREATE USER streaming_barman REPLICATION'
+  printf '[pg]\ndescription = \"systemd test\"\nconninfo = host=127.0.0.1 port=$pgport user=barman dbname=postgres\nstreaming_conninfo = host=127.0.0.1 port=$pgport user=streaming_barman\nbackup_method = postgres\nstreaming_archiver = on\nslot_name = barman\ncreate_slot = auto\n' \
+    > /etc/barman.d/pg.conf
+  runuser -u barman -- barman receive-wal --create-slot pg >/dev/null
+  runuser -u barman -- barman cron >/dev/null
+  for _ in \$(seq 100); do runuser -u barman -- barman -f json replication-status pg | grep -q streaming && break; sleep 0.2; done
+  runuser -u barman -- barman switch-wal --force --archive pg >/dev/null 2>&1
+  runuser -u barman -- barman backup pg --wait >/dev/null 2>&1
+" > "$work/setup.log" 2>&1 || { tail -30 "$work/setup.log"; exit 1; }
+check "barman made a DONE backup of pg inside the container" \
+  bash -c "nsenter -t $leader -a runuser -u barman -- barman -f json list-backups pg | grep -q '\"status\": \"DONE\"'"
+
+# ---------------------------------------------------------------- install and start
+# A policy-rc.d keeps the package from starting the service before its port is set.
+inside bash -euc "
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq /root/current.deb >/dev/null
+  rm /usr/sbin/policy-rc.d
+  sed -i 's/^port: .*/port: $port/' $conffile
+" >> "$work/setup.log" 2>&1 || { tail -30 "$work/setup.log"; exit 1; }
+url="http://127.0.0.1:$port/metrics"
+metrics() { curl -fsS --max-time 5 "$url"; }
+since=$(inside date '+%Y-%m-%d %H:%M:%S')
+journal() { inside journalctl -u "$unit" --since "$since" --no-pager -o cat "$@"; }
+inside systemctl start "$unit"
+# Type=notify: `systemctl start` returns once the exporter said READY=1, which it says once it listens.
+check "systemctl start returns with the unit active, and it answers at once" \
+  bash -c "[ \"\$(nsenter -t $leader -a systemctl is-active $unit)\" = active ] && curl -fsS --max-time 2 -o /dev/null '$url'"
+check "the unit runs as barman, Type=notify" \
+  bash -c "[ \"\$(nsenter -t $leader -a systemctl show -p User --value $unit)\" = barman ] && [ \"\$(nsenter -t $leader -a systemctl show -p Type --value $unit)\" = notify ]"
+
+# The packaged config refreshes every 60 s; a reload makes it refresh every 2 s.
+inside sed -i -e 's/^cache_ttl: .*/cache_ttl: 0/' -e 's/^checks_cache_ttl: .*/checks_cache_ttl: 0/' \
+  -e 's/^refresh_interval: .*/refresh_interval: 2/' -e 's/^log_level: .*/log_level: info/' "$conffile"
+inside systemctl reload "$unit"
+check "systemctl reload with a valid change applies it (config reloaded, refreshes every 2 s)" \
+  bash -c "for _ in \$(seq 50); do nsenter -t $leader -a journalctl -u $unit --since '$since' --no-pager -o cat | grep -q 'msg=\"config reloaded\"' && break; sleep 0.2; done
+           a=\$(curl -fsS '$url' | awk '/^barman_exporter_command_runs_total\{command=\"list-backups\"\}/ {print \$2}')
+           sleep 5
+           b=\$(curl -fsS '$url' | awk '/^barman_exporter_command_runs_total\{command=\"list-backups\"\}/ {print \$2}')
+           [ -n \"\$a\" ] && [ \$((b - a)) -ge 2 ]"
+check "the metrics served equal barman's own JSON (run as barman, under the unit's hardening)" \
+  nsenter -t "$leader" -a runuser -u barman -- python3 /usr/local/share/pbe-test/e2e_compare.py --url "$url" --barman-config /etc/barman.conf --servers pg
+check "no barman command failed under the sandbox" \
+  bash -c "metrics=\$(curl -fsS '$url'); ! echo \"\$metrics\" | grep -q '^barman_exporter_command_success{.*} 0' && echo \"\$metrics\" | grep -q '^barman_exporter_command_success{command=\"check\"} 1'"
+check "nothing logged at error priority (journalctl -p err)" bash -c "[ -z \"\$(nsenter -t $leader -a journalctl -u $unit --since '$since' -p err --no-pager -o cat)\" ]"
+check "log lines carry their priority: info lines are at priority 6" \
+  bash -c "nsenter -t $leader -a journalctl -u $unit --since '$since' -p info..info --no-pager -o cat | grep -q 'level=info msg=\"config reloaded\"'"
+
+inside cp "$conffile" /root/good.yaml
+inside bash -euc "printf 'port: [1, 2]\n' >> $conffile"
+inside systemctl reload "$unit" || true
+sleep 1
+check "systemctl reload with an invalid file: the unit stays active on the old config" \
+  bash -c "[ \"\$(nsenter -t $leader -a systemctl is-active $unit)\" = active ] && curl -fsS -o /dev/null '$url'"
+check "... and the error, with the file and line, is in the journal at error priority" \
+  bash -c "nsenter -t $leader -a journalctl -u $unit --since '$since' -p err --no-pager -o cat | grep -q 'config reload failed.*config.yaml:'"
+inside cp /root/good.yaml "$conffile"
+inside systemctl reload "$unit"
+
+# ---------------------------------------------------------------- stop and crash
+start=$(date +%s.%N)
+inside systemctl stop "$unit"
+elapsed=$(python3 -c "print(round($(date +%s.%N) - $start, 2))")
+check "systemctl stop is clean within 5 s (took ${elapsed} s)" \
+  bash -c "python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) < 5 else 1)' '$elapsed' && [ \"\$(nsenter -t $leader -a systemctl show -p Result --value $unit)\" = success ]"
+check "... and leaves no barman process of the exporter behind" \
+  bash -c "! nsenter -t $leader -a pgrep -f -- '-f json' >/dev/null"
+check "a normal start, reload and stop logged nothing at error level but the invalid file" \
+  bash -c "[ \"\$(nsenter -t $leader -a journalctl -u $unit --since '$since' -p err --no-pager -o cat | grep -vc 'config reload failed')\" = 0 ]"
+
+inside systemctl start "$unit"
+old=$(inside systemctl show -p MainPID --value "$unit")
+inside kill -9 "$old"
+check "kill -9 of the main process: systemd restarts it (Restart=on-failure)" \
+  bash -c "for _ in \$(seq 150); do pid=\$(nsenter -t $leader -a systemctl show -p MainPID --value $unit); [ \"\$pid\" != 0 ] && [ \"\$pid\" != $old ] && curl -fsS -o /dev/null --max-time 1 '$url' && exit 0; sleep 0.1; done; exit 1"
+
+# ---------------------------------------------------------------- barman home elsewhere
+inside bash -euc "
+  systemctl stop $unit
+  runuser -u barman -- barman receive-wal --stop pg >/dev/null 2>&1 || true
+  mkdir -p /srv/barman && chown barman:barman /srv/barman
+  cp -a /var/lib/barman/pg /srv/barman/
+  sed -i 's|^barman_home = .*|barman_home = /srv/barman|' /etc/barman.conf
+  grep -q '^barman_home = /srv/barman' /etc/barman.conf
+  mkdir -p /etc/systemd/system/$unit.service.d
+  printf '[Service]\nReadWritePaths=/srv/barman\n' > /etc/systemd/system/$unit.service.d/barman-home.conf
+  systemctl daemon-reload
+  systemctl start $unit
+" >> "$work/setup.log" 2>&1 || { tail -20 "$work/setup.log"; exit 1; }
+check "barman_home in /srv/barman with the README's drop-in (ReadWritePaths): every command succeeds" \
+  bash -c "for _ in \$(seq 100); do m=\$(curl -fsS '$url'); echo \"\$m\" | grep -q '^barman_exporter_command_success{command=\"check\"} 1' && ! echo \"\$m\" | grep -q '^barman_exporter_command_success{.*} 0' && echo \"\$m\" | grep -q '^barman_backups_total{server=\"pg\"} 1' && exit 0; sleep 0.2; done; exit 1"
+
+# ---------------------------------------------------------------- upgrade and purge
+# "The previous version": the same package with a lower version, installed first.
+inside bash -euc "
+  systemctl stop $unit
+  rm /etc/systemd/system/$unit.service.d/barman-home.conf
+  systemctl daemon-reload
+  mkdir -p /root/previous && dpkg-deb -R /root/current.deb /root/previous
+  sed -i 's/^Version: .*/Version: 0.0.1-1/' /root/previous/DEBIAN/control
+  dpkg-deb -b /root/previous /root/previous.deb >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --allow-downgrades /root/previous.deb >/dev/null
+  sed -i 's/^port: .*/port: $port/' $conffile
+  echo '# changed by the operator' >> $conffile
+  systemctl restart $unit
+" >> "$work/setup.log" 2>&1 || { tail -20 "$work/setup.log"; exit 1; }
+before=$(inside systemctl show -p MainPID --value "$unit")
+inside bash -euc "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq /root/current.deb >/dev/null" >> "$work/setup.log" 2>&1
+check "an upgrade from the previous version keeps the modified conffile" \
+  bash -c "nsenter -t $leader -a grep -qx '# changed by the operator' $conffile && [ \"\$(nsenter -t $leader -a dpkg-query -W -f='\${Version}' prometheus-barman-exporter)\" != 0.0.1-1 ]"
+check "... and restarts the service, which serves again" \
+  bash -c "for _ in \$(seq 100); do pid=\$(nsenter -t $leader -a systemctl show -p MainPID --value $unit); [ \"\$pid\" != 0 ] && [ \"\$pid\" != $before ] && curl -fsS -o /dev/null --max-time 1 '$url' && exit 0; sleep 0.1; done; exit 1"
+
+inside bash -euc "DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq prometheus-barman-exporter >/dev/null" >> "$work/setup.log" 2>&1
+check "purge removes the unit and the config, and nothing listens any more" \
+  bash -c "! nsenter -t $leader -a systemctl cat $unit >/dev/null 2>&1 && nsenter -t $leader -a test ! -e /etc/prometheus-barman-exporter && ! curl -fsS -o /dev/null --max-time 1 '$url'"
+check "... and leaves barman and its data" \
+  bash -c "nsenter -t $leader -a dpkg-query -W -f='\${Status}' barman | grep -q 'install ok installed' && nsenter -t $leader -a runuser -u barman -- barman -f json list-backups pg | grep -q DONE"
+
+if [ "$failed" -ne 0 ]; then
+  echo "--- journal of the unit"; journal | tail -40
+  echo "--- setup log"; tail -20 "$work/setup.log"
+fi
+poweroff
+trap - EXIT
+leader=
+check "the container is powered off and nothing of it is left on the host" \
+  bash -c "! kill -0 $nspawn_pid 2>/dev/null && [ ! -e '$work' ] && [ ! -e '${cgroups[0]}' ] && [ ! -e '${cgroups[1]}' ]"
+summary "systemd"
