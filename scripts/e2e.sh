@@ -89,6 +89,9 @@ as_postgres psql -q -h "$work/run" -p "$pgport" -U postgres -d postgres \
 mkdir -p "$work/bin"
 cp "$binary_source" "$work/bin/prometheus-barman-exporter"
 
+# Everything but `check` is asked every second. `barman check` opens replication connections of
+# its own, which any replication-status running meanwhile counts as streaming clients: run every
+# second it would make the client counts that the comparison reads flicker all the time.
 run_exporter() {  # DIR BARMAN_BIN BARMAN_CONF PORT: start the exporter as user barman, logging to DIR/exporter.log
   cat > "$1/exporter.yaml" <<CONF
 address: 127.0.0.1
@@ -97,7 +100,7 @@ integration_type: shell
 barman_command: $2
 barman_config_file: $3
 cache_ttl: 0
-checks_cache_ttl: 0
+checks_cache_ttl: 15
 refresh_interval: 1
 log_level: debug
 CONF

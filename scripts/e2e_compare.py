@@ -69,10 +69,6 @@ def expected(config):
             series[("barman_last_backup_throughput", key)] = base["throughput_bytes"]
             series[("barman_last_backup_wal_files", key)] = wal["no_of_files"]
             series[("barman_last_backup_wal_rate_per_second", key)] = wal["wal_rate_per_second"]
-    checks = {k: v for k, v in barman(config, "check", "all").items() if not k.startswith("_")}
-    for server, results in checks.items():
-        for name, result in results.items():
-            series[("barman_up", (("check", name), ("server", server)))] = 1 if result["status"] == "OK" else 0
     replication = {k: v for k, v in barman(config, "replication-status", "all").items() if not k.startswith("_")}
     for server, status in replication.items():
         clients = status.get("streaming_clients", [])
@@ -93,6 +89,12 @@ def expected(config):
         series.update(lags)
         for state, count in states.items():
             series[("barman_replication_streaming_clients_by_sync_state", (("server", server), ("sync_state", state)))] = count
+    # After replication-status: `barman check` opens replication connections of its own, which
+    # replication-status would count as streaming clients.
+    checks = {k: v for k, v in barman(config, "check", "all").items() if not k.startswith("_")}
+    for server, results in checks.items():
+        for name, result in results.items():
+            series[("barman_up", (("check", name), ("server", server)))] = 1 if result["status"] == "OK" else 0
     return series, ages, set(listing)
 
 
@@ -154,7 +156,7 @@ def compare(url, config, servers, moving_values=False):
     asked_at = time.time()
     want, ages, listed = expected(config)
     # With the installed config's cache, the next refresh can be a minute away.
-    got, scraped_at = scrape_after(url, asked_at, 75 if moving_values else 20)
+    got, scraped_at = scrape_after(url, asked_at, 75 if moving_values else 25)
     again, _, _ = expected(config)
     moved = sorted(key for key in set(want) | set(again) if want.get(key) != again.get(key)
                    and not (moving_values and key[0] in MOVING))
@@ -178,7 +180,7 @@ def main():
     parser.add_argument("--barman", default="barman")
     parser.add_argument("--barman-config", required=True)
     parser.add_argument("--servers", required=True)
-    parser.add_argument("--within", type=float, default=30, help="seconds to keep retrying")
+    parser.add_argument("--within", type=float, default=60, help="seconds to keep retrying")
     parser.add_argument("--cached", action="store_true", help="the exporter caches for long: replication lag only has to be present")
     args = parser.parse_args()
     global BARMAN
