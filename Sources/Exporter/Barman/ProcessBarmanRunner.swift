@@ -354,7 +354,6 @@ public final class ProcessGroups: Sendable {
     }
 
     func remove(_ pid: pid_t) { state.withLock { _ = $0.groups.removeValue(forKey: pid) } }
-    func all() -> [pid_t] { state.withLock { Array($0.groups.keys) } }
     func markReaped(_ pid: pid_t, status: Int32) { state.withLock { $0.reaped[pid] = status } }
     func takeReaped(_ pid: pid_t) -> Int32? { state.withLock { $0.reaped.removeValue(forKey: pid) } }
 }
