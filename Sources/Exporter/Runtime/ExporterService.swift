@@ -67,22 +67,27 @@ public final class ExporterService: Sendable {
         logger.log(.debug, "settings", fields: ConfigLoader.settings(applied))
     }
 
+    /// A server for `config`'s address on this exporter's store and body cache.
+    private func startServer(_ config: Config) throws(SystemError) -> HTTPServer {
+        try Self.startServer(config, store: pipeline.store, cache: expositionCache, logger: logger)
+    }
+
     /// A server on `next`'s address, the old one stopped. The new socket is bound first, so the
     /// old one keeps serving if that fails; but the same port on another address of the same
     /// host (127.0.0.1 and 0.0.0.0, or ::) cannot be bound while the old socket holds it, so
     /// then the old server is stopped first, and restarted if the new address cannot be bound.
     private func moveServer(from server: HTTPServer, current: Config, to next: Config) throws(SystemError) -> HTTPServer {
         do {
-            let replacement = try Self.startServer(next, store: pipeline.store, cache: expositionCache, logger: logger)
+            let replacement = try startServer(next)
             server.stop()
             return replacement
         } catch where error.code == EADDRINUSE && next.port == current.port {
             server.stop()
             do {
-                return try Self.startServer(next, store: pipeline.store, cache: expositionCache, logger: logger)
+                return try startServer(next)
             } catch {
                 do {
-                    let restored = try Self.startServer(current, store: pipeline.store, cache: expositionCache, logger: logger)
+                    let restored = try startServer(current)
                     state.withLock { $0.server = restored }
                 } catch let restoreError {
                     logger.error("config reload: cannot listen on the old address either; not serving until a reload fixes the address",
