@@ -3,7 +3,7 @@ SWIFT ?= swift
 BINARY := .build/release/prometheus-barman-exporter
 DEBUG_BINARY := .build/debug/prometheus-barman-exporter
 
-.PHONY: run build release test unit-test exposition-test lifecycle-test fuzz soak e2e deb systemd-test bench clean
+.PHONY: run build release test unit-test exposition-test lifecycle-test fuzz soak e2e fixtures deb systemd-test bench clean
 
 ## run: install build dependencies, build in release mode, serve the mock integration on 127.0.0.1:9780
 run: release
@@ -52,6 +52,11 @@ lifecycle-test:
 
 e2e:
 	BINARY=$(DEBUG_BINARY) scripts/e2e.sh
+
+# Re-captures the unit tests' barman fixtures (Tests/ExporterTests/Fixtures/e2e/<version>/) from
+# the real barman runs of the end-to-end test.
+fixtures: build
+	BINARY=$(DEBUG_BINARY) E2E_CAPTURE=$(CURDIR)/Tests/ExporterTests/Fixtures/e2e scripts/e2e.sh
 
 ## systemd-test: the Debian package under a real systemd in a container (docs/operations.md)
 systemd-test:

@@ -4,10 +4,14 @@
 # slots) with its own barman_home and config, and the exporter's shell integration run as the
 # barman user. Every metric is compared with what `barman -f json` itself reports.
 #
-#   server pg-a: two DONE backups
-#   server pg-b: no backups
-#   server pg-c: one FAILED backup (its pg_basebackup is killed mid-copy, throttled by bandwidth_limit)
+#   server pg-a: two DONE backups; later a retention policy (REDUNDANCY 1) and `barman keep`
+#   server pg-b: no backups while minimum_redundancy is 1; its receive-wal is stopped and restarted
+#   server pg-c: one FAILED backup (its pg_basebackup, throttled by bandwidth_limit, is scraped
+#                while it runs and then killed mid-copy)
 #   second case: a barman config with zero servers
+#
+# E2E_CAPTURE=DIR also writes what barman printed (stdout, stderr, exit status) for the unit
+# tests' fixtures to DIR/<barman version>/ (`make fixtures`).
 #
 # The scenario runs with Debian's barman (3.4.0) and then again, in its own barman_home, with the
 # newest barman pip installs for Debian's python3 (3.19.x for Python 3.11), in a virtualenv that
@@ -74,6 +78,10 @@ wal_level = replica
 max_wal_senders = 10
 max_replication_slots = 10
 fsync = off
+# pg-b has barman's archiver on: barman reports pg_stat_archiver for it. The command succeeds
+# (WAL reaches barman by streaming) until the test makes it fail.
+archive_mode = on
+archive_command = 'true'
 CONF
 cat > "$work/pg/pg_hba.conf" <<CONF
 local all postgres trust
@@ -101,6 +109,7 @@ barman_command: $2
 barman_config_file: $3
 cache_ttl: 0
 checks_cache_ttl: 15
+servers_cache_ttl: 15
 refresh_interval: 1
 log_level: debug
 CONF
@@ -115,6 +124,34 @@ stop_exporter() {
   local status=$?
   exporter_pid=
   return $status
+}
+
+metric() {  # URL SERIES: the value of one series as served, or nothing
+  curl -fsS "$1" 2>/dev/null | awk -v series="$2" '$1 == series { print $2 }'
+}
+wait_for_value() {  # URL SERIES PYTHON-CONDITION-ON-v [SECONDS]: poll until the served value satisfies it
+  local value
+  for _ in $(seq 1 $((${4:-30} * 5))); do
+    value=$(metric "$1" "$2")
+    if python3 -c "import sys; v = float(sys.argv[1]) if sys.argv[1] else None; sys.exit(0 if ($3) else 1)" "$value" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "e2e: $2 is '$value', expected $3" >&2
+  return 1
+}
+
+capture() {  # BIN CONF NAME ARGS...: barman's answer as a unit-test fixture (E2E_CAPTURE)
+  [ -n "${E2E_CAPTURE:-}" ] || return 0
+  local bin=$1 conf=$2 name=$3; shift 3
+  local out="$E2E_CAPTURE/$capture_version"
+  mkdir -p "$out"
+  echo "barman -f json $*" > "$out/$name.cmd"
+  set +e
+  setpriv --reuid=barman --regid=barman --init-groups "$bin" -c "$conf" -f json "$@" > "$out/$name.stdout" 2> "$out/$name.stderr"
+  echo $? > "$out/$name.rc"
+  set -e
 }
 
 wal_streams() {  # BIN CONF DIR SERVER: start receive-wal (via cron) and wait until a switched WAL is archived
@@ -134,13 +171,97 @@ wal_streams() {  # BIN CONF DIR SERVER: start receive-wal (via cron) and wait un
   return 1
 }
 
+# ---------------------------------------------------------------- can I restore, and to when?
+psql_primary() { as_postgres psql -qtA -h "$work/run" -p "$pgport" -U postgres -d postgres "$@"; }
+
+recoverability() {  # LABEL BIN CONF DIR URL
+  local label=$1 bin=$2 conf=$3 dir=$4 url=$5
+  local series_a='barman_last_archived_wal_timestamp_seconds{server="pg-a"}'
+  local series_b='barman_last_archived_wal_timestamp_seconds{server="pg-b"}'
+  check "[$label] pg-b (minimum_redundancy 1, no backup) does not satisfy its minimum redundancy" \
+    wait_for_value "$url" 'barman_minimum_redundancy_satisfied{server="pg-b"}' 'v == 0'
+  check "[$label] barman_version_info names the barman that runs" \
+    wait_for_value "$url" "barman_version_info{version=\"$capture_version\"}" 'v == 1'
+
+  log "[$label] WAL: stop pg-b's receive-wal, write WAL on the primary, archive pg-a's"
+  "$bin" -c "$conf" -q receive-wal --stop pg-b >/dev/null
+  for _ in $(seq 1 100); do pgrep -f "pg_receivewal.*$dir/home/pg-b/streaming" >/dev/null || break; sleep 0.1; done
+  "$bin" -c "$conf" -q archive-wal pg-b >/dev/null || true  # what pg-b received before the stop
+  sleep 2  # a refresh reads the catalogs
+  local before_a before_b lsn_before
+  before_a=$(metric "$url" "$series_a")
+  before_b=$(metric "$url" "$series_b")
+  lsn_before=$(psql_primary -c "SELECT pg_current_wal_lsn()")
+  for _ in 1 2 3; do
+    psql_primary -c "INSERT INTO filler SELECT g, md5(g::text) FROM generate_series(1, 1000) g" -c "SELECT pg_switch_wal()" >/dev/null
+  done
+  sleep 2  # receive-wal of pg-a writes the segments out
+  "$bin" -c "$conf" -q archive-wal pg-a >/dev/null
+  "$bin" -c "$conf" -q archive-wal pg-b >/dev/null || true
+  check "[$label] PostgreSQL's WAL moved on ($lsn_before -> $(psql_primary -c "SELECT pg_current_wal_lsn()"))" \
+    test "$(psql_primary -c "SELECT pg_current_wal_lsn() > '$lsn_before'::pg_lsn")" = t
+  check "[$label] pg-a's newest archived WAL moved (was $before_a)" wait_for_value "$url" "$series_a" "v > $before_a"
+  sleep 2
+  check "[$label] pg-b's did not: its receive-wal is stopped (still $before_b)" wait_for_value "$url" "$series_b" "v == $before_b" 1
+  check "[$label] WAL figures equal barman's catalog and JSON while pg-b is stopped" \
+    python3 scripts/e2e_compare.py --url "$url" --barman "$bin" --barman-config "$conf" --servers pg-a,pg-b,pg-c
+  log "[$label] restart pg-b's receive-wal (barman cron); it catches up from its slot"
+  wal_streams "$bin" "$conf" "$dir" pg-b
+  check "[$label] pg-b's newest archived WAL caught up" wait_for_value "$url" "$series_b" "v > $before_b"
+
+  log "[$label] PostgreSQL's archive_command fails (pg-b has archiver = on)"
+  local failed_before
+  failed_before=$(metric "$url" 'barman_archiver_failures_total{server="pg-b"}')
+  psql_primary -c "ALTER SYSTEM SET archive_command = 'false'" -c "SELECT pg_reload_conf()" >/dev/null
+  psql_primary -c "INSERT INTO filler SELECT g, md5(g::text) FROM generate_series(1, 1000) g" -c "SELECT pg_switch_wal()" >/dev/null
+  check "[$label] the failures are counted (were ${failed_before:-none})" \
+    wait_for_value "$url" 'barman_archiver_failures_total{server="pg-b"}' "v is not None and v > ${failed_before:-0}" 60
+  check "[$label] ... with the time of the last one" \
+    wait_for_value "$url" 'barman_archiver_last_failure_timestamp_seconds{server="pg-b"}' "v is not None and abs(v - $(date +%s)) < 90"
+  capture "$bin" "$conf" show-servers-all-archiver-failing show-servers all
+  psql_primary -c "ALTER SYSTEM RESET archive_command" -c "SELECT pg_reload_conf()" >/dev/null
+
+  log "[$label] retention: REDUNDANCY 1 for pg-a, then barman keep, then barman cron"
+  local oldest
+  oldest=$("$bin" -c "$conf" -f json list-backups pg-a | python3 -c 'import json,sys; print(json.load(sys.stdin)["pg-a"][-1]["backup_id"])')
+  sed -i '/^\[pg-a\]$/a retention_policy = REDUNDANCY 1' "$conf"
+  check "[$label] with REDUNDANCY 1 and two backups, one is OBSOLETE" \
+    wait_for_value "$url" 'barman_backups_by_retention_status{retention_status="OBSOLETE",server="pg-a"}' 'v == 1'
+  # barman's list-backups prints VALID as "-" (Server.list_backups).
+  check "[$label] ... and the other is kept (\"-\")" \
+    wait_for_value "$url" 'barman_backups_by_retention_status{retention_status="-",server="pg-a"}' 'v == 1'
+  capture "$bin" "$conf" list-backups-all-retention list-backups all
+  "$bin" -c "$conf" -q keep pg-a "$oldest" --target full >/dev/null
+  check "[$label] barman keep --target full: the kept backup is counted as KEEP:FULL" \
+    wait_for_value "$url" 'barman_backups_by_retention_status{retention_status="KEEP:FULL",server="pg-a"}' 'v == 1'
+  check "[$label] ... and is no longer OBSOLETE" \
+    wait_for_value "$url" 'barman_backups_by_retention_status{retention_status="OBSOLETE",server="pg-a"}' 'v == 0'
+  check "[$label] lifecycle, retention and state equal barman's own JSON" \
+    python3 scripts/e2e_compare.py --url "$url" --barman "$bin" --barman-config "$conf" --servers pg-a,pg-b,pg-c
+  capture "$bin" "$conf" list-backups-all-keep list-backups all
+  capture "$bin" "$conf" show-servers-all show-servers all
+  capture "$bin" "$conf" version --version
+  capture "$bin" "$conf" show-backup-pg-a-latest show-backup pg-a latest
+  if [ -n "${E2E_CAPTURE:-}" ]; then
+    tail -n 5 "$(python3 -c 'import json,sys; i=json.load(sys.stdin)["pg-a"]; d=i.get("xlogdb_directory"); print(f"{d}/pg-a-xlog.db" if d else i["wals_directory"] + "/xlog.db")' \
+      < "$E2E_CAPTURE/$capture_version/show-servers-all.stdout")" > "$E2E_CAPTURE/$capture_version/xlog-pg-a.db"
+  fi
+  "$bin" -c "$conf" -q keep --release pg-a "$oldest" >/dev/null
+  check "[$label] released, it is OBSOLETE again" \
+    wait_for_value "$url" 'barman_backups_by_retention_status{retention_status="OBSOLETE",server="pg-a"}' 'v == 1'
+  "$bin" -c "$conf" -q cron >/dev/null
+  check "[$label] barman cron removed it: no OBSOLETE backup, one DONE" \
+    wait_for_value "$url" 'barman_backups_by_status{server="pg-a",status="DONE"}' 'v == 1'
+  check "[$label] ... and OBSOLETE is 0" \
+    wait_for_value "$url" 'barman_backups_by_retention_status{retention_status="OBSOLETE",server="pg-a"}' 'v == 0'
+}
+
 # ---------------------------------------------------------------- one scenario per barman
 scenario() {  # LABEL BARMAN_BIN
   local label=$1 bin=$2
   local dir="$work/$label"
-  local version
-  version=$("$bin" --version 2>&1 | head -1 | cut -d' ' -f1)
-  log "[$label] barman $version, barman_home $dir/home"
+  capture_version=$("$bin" --version 2>&1 | head -1 | cut -d' ' -f1)
+  log "[$label] barman $capture_version, barman_home $dir/home"
   mkdir -p "$dir/home" "$dir/log" "$dir/home-empty"
   chown barman:barman "$dir/home" "$dir/log" "$dir/home-empty"
   echo "$bin" > "$dir/barman-bin"
@@ -163,7 +284,8 @@ CONF
   {
     printf '[barman]\nbarman_home = %s/home\nbarman_user = barman\nlog_file = %s/log/barman.log\nlog_level = INFO\n\n' "$dir" "$dir"
     server_block pg-a ""
-    server_block pg-b ""
+    server_block pg-b "minimum_redundancy = 1
+archiver = on"
     # 256 kB/s makes the copy of the ~50 MB cluster take minutes, time enough to kill it.
     server_block pg-c "bandwidth_limit = 256"
   } > "$dir/barman.conf"
@@ -183,7 +305,15 @@ CONF
   "$bin" -c "$conf" -q backup --wait pg-a >/dev/null
   "$bin" -c "$conf" -q backup --wait pg-a >/dev/null
 
-  log "[$label] a FAILED backup of pg-c: kill its pg_basebackup mid-copy"
+  local port url
+  port=$(free_port)
+  run_exporter "$dir" "$bin" "$conf" "$port"
+  url="http://127.0.0.1:$port/metrics"
+  wait_for_metrics "$url" '^barman_last_backup_copy_time\{server="pg-a"\}'
+
+  log "[$label] a FAILED backup of pg-c: scraped while it runs, then its pg_basebackup is killed mid-copy"
+  local started_at
+  started_at=$(date +%s)
   "$bin" -c "$conf" backup pg-c > "$dir/backup-pg-c.out" 2>&1 &
   backup_pid=$!
   local pgbb=
@@ -195,10 +325,18 @@ CONF
   if [ -z "$pgbb" ]; then
     echo "e2e: pg_basebackup of pg-c never started" >&2; cat "$dir/backup-pg-c.out" >&2; exit 1
   fi
-  sleep 1
+  check "[$label] the running backup is counted as STARTED" \
+    wait_for_value "$url" 'barman_backups_by_status{server="pg-c",status="STARTED"}' 'v == 1'
+  check "[$label] its start time is within a minute of the real start ($started_at)" \
+    wait_for_value "$url" 'barman_backup_in_progress_start_timestamp_seconds{server="pg-c"}' "v is not None and abs(v - $started_at) <= 60"
+  capture "$bin" "$conf" list-backups-all-in-progress list-backups all
   kill -TERM $pgbb
   wait "$backup_pid" || true
   backup_pid=
+  check "[$label] once killed it is FAILED, and no backup is in progress" \
+    wait_for_value "$url" 'barman_backups_by_status{server="pg-c",status="FAILED"}' 'v == 1'
+  check "[$label] ... and no backup is in progress" \
+    wait_for_value "$url" 'barman_backup_in_progress_start_timestamp_seconds{server="pg-c"}' 'v is None'
   "$bin" -c "$conf" -q cron >/dev/null  # archive what streamed meanwhile, so check has WAL to look at
 
   "$bin" -c "$conf" -f json list-backups all > "$dir/list-backups.json"
@@ -208,11 +346,6 @@ statuses = {s: [b["status"] for b in bs] for s, bs in json.load(open(sys.argv[1]
 print("e2e: backups", statuses)
 sys.exit(statuses != {"pg-a": ["DONE", "DONE"], "pg-b": [], "pg-c": ["FAILED"]})' "$dir/list-backups.json"
 
-  local port url
-  port=$(free_port)
-  run_exporter "$dir" "$bin" "$conf" "$port"
-  url="http://127.0.0.1:$port/metrics"
-  wait_for_metrics "$url" '^barman_last_backup_copy_time\{server="pg-a"\}'
   wait_for_metrics "$url" '^barman_up\{'
 
   check "[$label] every metric matches barman -f json" \
@@ -233,6 +366,8 @@ sys.exit(statuses != {"pg-a": ["DONE", "DONE"], "pg-b": [], "pg-c": ["FAILED"]})
     kill "$prometheus_pid"; wait "$prometheus_pid" 2>/dev/null || true
     prometheus_pid=
   fi
+  recoverability "$label" "$bin" "$conf" "$dir" "$url"
+
   check "[$label] barman commands were logged with logId at debug" grep -q 'msg="running barman" logId=' "$dir/exporter.log"
   check "[$label] no barman command failed" bash -c "! grep -q 'level=error' '$dir/exporter.log'"
   check "[$label] SIGTERM stops the exporter with status 0" stop_exporter
@@ -246,7 +381,7 @@ sys.exit(statuses != {"pg-a": ["DONE", "DONE"], "pg-b": [], "pg-c": ["FAILED"]})
     grep -qE '^barman_exporter_command_success\{command="(list-backups|check)"\} 1$' "$dir/empty.prom"
   check "[$label] zero servers: no server metric at all" bash -c "! grep -q 'server=' '$dir/empty.prom'"
   check "[$label] zero servers: only the exporter's own metrics and barman_metrics_update" \
-    bash -c "! grep -vE '^(#|barman_exporter_|barman_metrics_update )' '$dir/empty.prom'"
+    bash -c "! grep -vE '^(#|barman_exporter_|barman_metrics_update |barman_version_info\\{)' '$dir/empty.prom'"
   stop_exporter || true
 
   if [ -n "${E2E_INSTALLED_BINARY:-}" ] && [ "$label" = debian ]; then

@@ -9,6 +9,7 @@ barman's two answers agree; then every value the exporter serves must equal them
 to 30 s (--within); prints every difference of the last round and exits 1 when none agreed.
 """
 import argparse
+import datetime
 import json
 import re
 import subprocess
@@ -44,11 +45,78 @@ def barman(config, *args):
     return json.loads(run.stdout)
 
 
+STATUSES = ("DONE", "EMPTY", "FAILED", "STARTED", "SYNCING", "WAITING_FOR_WALS")
+RETENTION = ("-", "KEEP:FULL", "KEEP:STANDALONE", "OBSOLETE", "OBSOLETE*")
+
+
+def newest_archived_wal(info, server):
+    """The largest archive time of a WAL segment in the server's catalog, read here directly."""
+    if info.get("xlogdb_directory"):
+        paths = [f"{info['xlogdb_directory']}/{server}-xlog.db", f"{info['wals_directory']}/xlog.db"]
+    else:
+        paths = [f"{info['wals_directory']}/xlog.db"]
+    for path in paths:
+        try:
+            with open(path) as catalog:
+                times = [float(line.split("\t")[2]) for line in catalog
+                         if line.endswith("\n") and re.fullmatch(r"[0-9A-Fa-f]{24}", line.split("\t")[0])]
+            return max(times) if times else None
+        except FileNotFoundError:
+            continue
+    return None
+
+
+def barman_version():
+    run = subprocess.run([BARMAN, "--version"], capture_output=True, text=True, timeout=60)
+    return (run.stdout.split() or [""])[0]
+
+
+def recoverability(config, listing, series):
+    """The recoverability series: lifecycle, type and retention from list-backups, state and
+    catalog from show-servers, barman's version."""
+    servers = {k: v for k, v in barman(config, "show-servers", "all").items() if not k.startswith("_")}
+    for server, backups in listing.items():
+        key = (("server", server),)
+        done = [b for b in backups if b["status"] == "DONE"]
+        for status in STATUSES + tuple(b["status"] for b in backups):
+            series[("barman_backups_by_status", (("server", server), ("status", status)))] = sum(b["status"] == status for b in backups)
+        for status in RETENTION + tuple(b["retention_status"] for b in done):
+            series[("barman_backups_by_retention_status", (("retention_status", status), ("server", server)))] = \
+                sum(b["retention_status"] == status for b in done)
+        for kind in {b["backup_type"] for b in done if "backup_type" in b}:
+            series[("barman_backups_by_type", (("backup_type", kind), ("server", server)))] = sum(b.get("backup_type") == kind for b in done)
+        full = [b for b in done if b.get("backup_type") != "incremental"]
+        if full:
+            series[("barman_last_full_backup_timestamp_seconds", key)] = int(full[0]["end_time_timestamp"])
+        running = [b["backup_id"] for b in backups if b["status"] not in ("DONE", "FAILED")]
+        if running:
+            series[("barman_backup_in_progress_start_timestamp_seconds", key)] = min(
+                time.mktime(time.strptime(backup_id, "%Y%m%dT%H%M%S")) for backup_id in running)
+        if server in servers:
+            series[("barman_minimum_redundancy_satisfied", key)] = int(len(full) >= int(servers[server]["minimum_redundancy"]))
+    for server, info in servers.items():
+        key = (("server", server),)
+        series[("barman_server_active", key)] = int(info["active"])
+        series[("barman_server_disabled", key)] = int(info["disabled"])
+        series[("barman_server_passive_node", key)] = int(info["passive_node"])
+        if info.get("failed_count") is not None:
+            series[("barman_archiver_failures_total", key)] = info["failed_count"]
+            for field, metric in (("last_failed_time", "barman_archiver_last_failure_timestamp_seconds"),
+                                  ("last_archived_time", "barman_archiver_last_archived_timestamp_seconds")):
+                if info.get(field):
+                    series[(metric, key)] = datetime.datetime.fromisoformat(info[field]).timestamp()
+        newest = newest_archived_wal(info, server)
+        if newest is not None:
+            series[("barman_last_archived_wal_timestamp_seconds", key)] = newest
+    series[("barman_version_info", (("version", barman_version()),))] = 1
+
+
 def expected(config):
     """Every series the exporter must serve for barman's current state (ages as end times)."""
     series = {}
     ages = {}
     listing = {k: v for k, v in barman(config, "list-backups", "all").items() if not k.startswith("_")}
+    recoverability(config, listing, series)
     for server, backups in listing.items():
         key = (("server", server),)
         series[("barman_backups_total", key)] = len(backups)
@@ -69,6 +137,7 @@ def expected(config):
             series[("barman_last_backup_throughput", key)] = base["throughput_bytes"]
             series[("barman_last_backup_wal_files", key)] = wal["no_of_files"]
             series[("barman_last_backup_wal_rate_per_second", key)] = wal["wal_rate_per_second"]
+            series[("barman_last_backup_duration_seconds", key)] = int(base["end_time_timestamp"]) - int(base["begin_time_timestamp"])
     replication = {k: v for k, v in barman(config, "replication-status", "all").items() if not k.startswith("_")}
     for server, status in replication.items():
         clients = status.get("streaming_clients", [])

@@ -14,7 +14,8 @@ mkdir -p "$out"
 sources=(
   Sources/Exporter/Config/*.swift
   Sources/Exporter/Barman/JSON.swift Sources/Exporter/Barman/BarmanDecoding.swift Sources/Exporter/Barman/BarmanCommand.swift
-  Sources/Exporter/Barman/ServerName.swift
+  Sources/Exporter/Barman/ServerName.swift Sources/Exporter/Barman/ServerInfo.swift
+  Sources/Exporter/Barman/BarmanTime.swift Sources/Exporter/Barman/WALCatalog.swift
   Sources/Exporter/Metrics/*.swift
   Sources/Exporter/Runtime/Logger.swift Sources/Exporter/System/WallClock.swift Sources/Exporter/System/Files.swift
   Sources/Exporter/System/SystemCall.swift
@@ -46,6 +47,7 @@ run() {  # NAME SEED_DIRS...
 build fuzz-config Fuzz/ConfigFuzzer.swift
 build fuzz-json Fuzz/JSONFuzzer.swift
 run config Fuzz/corpus/config Fuzz/regressions/config
-run json Fuzz/corpus/json Fuzz/regressions/json Tests/ExporterTests/Fixtures/3.4.0 Tests/ExporterTests/Fixtures/3.20.1
+run json Fuzz/corpus/json Fuzz/regressions/json Tests/ExporterTests/Fixtures/3.4.0 Tests/ExporterTests/Fixtures/3.20.1 \
+  Tests/ExporterTests/Fixtures/e2e/3.4.0 Tests/ExporterTests/Fixtures/e2e/3.19.1
 echo "fuzz: $((2 - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -45,5 +45,5 @@ become_root() {
     exit 1
   fi
   exec sudo env "PATH=$PATH" "BINARY=${BINARY:-}" "E2E_INSTALLED_BINARY=${E2E_INSTALLED_BINARY:-}" \
-    "E2E_PIP=${E2E_PIP:-1}" "$PWD/$script" "$@"
+    "E2E_PIP=${E2E_PIP:-1}" "E2E_CAPTURE=${E2E_CAPTURE:-}" "$PWD/$script" "$@"
 }

@@ -22,13 +22,16 @@ struct DecodingTests {
 
     @Test func listBackupsValues340() throws {
         let pg = try #require(try BarmanDecoding.backupList(try TestSupport.fixture("3.4.0", "list-backups-all"))["pg"])
-        #expect(pg[0] == BackupSummary(id: "20261124T182524", status: "DONE", endTime: 1795544728, sizeBytes: 53674590, walSizeBytes: 201326592))
-        #expect(pg[1] == BackupSummary(id: "20261124T182428", status: "DONE", endTime: 1795544721, sizeBytes: 53674593, walSizeBytes: 33554432))
+        // 3.4 has no backup_type: the backups count as full.
+        #expect(pg[0] == BackupSummary(id: "20261124T182524", status: "DONE", endTime: 1795544728, sizeBytes: 53674590, walSizeBytes: 201326592, retentionStatus: "-"))
+        #expect(pg[1] == BackupSummary(id: "20261124T182428", status: "DONE", endTime: 1795544721, sizeBytes: 53674593, walSizeBytes: 33554432, retentionStatus: "-"))
+        #expect(pg.allSatisfy { $0.isFull })
     }
 
     @Test func listBackupsValues3201() throws {
         let pg = try #require(try BarmanDecoding.backupList(try TestSupport.fixture("3.20.1", "list-backups-all"))["pg"])
-        #expect(pg[0] == BackupSummary(id: "20261124T182645", status: "DONE", endTime: 1795544805, sizeBytes: 53673989, walSizeBytes: 100663296))
+        #expect(pg[0] == BackupSummary(id: "20261124T182645", status: "DONE", endTime: 1795544805, sizeBytes: 53673989, walSizeBytes: 100663296,
+                                       backupType: "full", retentionStatus: "-"))
     }
 
     @Test(arguments: ["3.4.0", "3.20.1"])
@@ -52,14 +55,15 @@ struct DecodingTests {
     @Test func showBackup340() throws {
         let details = try BarmanDecoding.backupDetails(try TestSupport.fixture("3.4.0", "show-backup-pg-latest"), server: "pg", backupID: "20261124T182524")
         #expect(details == BackupDetails(backupID: "20261124T182524", copyTimeSeconds: 4.099697, throughputBytesPerSecond: 9000024.635967,
-                                         walFiles: 12, walRatePerSecond: 0.01326498091819527))
+                                         walFiles: 12, walRatePerSecond: 0.01326498091819527, beginTime: 1795544724, endTime: 1795544728))
+        #expect(details.durationSeconds == 4)
     }
 
     @Test func showBackup3201() throws {
         // 3.20 renames the size fields and makes throughput_bytes an int.
         let details = try BarmanDecoding.backupDetails(try TestSupport.fixture("3.20.1", "show-backup-pg-latest"), server: "pg", backupID: "20261124T182645")
         #expect(details == BackupDetails(backupID: "20261124T182645", copyTimeSeconds: 0.304078, throughputBytesPerSecond: 121339830,
-                                         walFiles: 6, walRatePerSecond: 0.007748162375667854))
+                                         walFiles: 6, walRatePerSecond: 0.007748162375667854, beginTime: 1795544805, endTime: 1795544805))
     }
 
     @Test(arguments: [("3.4.0", "20261124T182531"), ("3.20.1", "20261124T182648")])

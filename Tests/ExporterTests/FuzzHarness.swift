@@ -29,6 +29,19 @@ enum FuzzHarness {
                 precondition((try? JSONParser.parse(bytes)) != nil, "list-backups accepted what the JSON parser rejects")
             }
             snapshot.checks = try? BarmanDecoding.checks(output)
+            snapshot.servers = try? BarmanDecoding.serverInfo(output)
+            if snapshot.servers != nil {
+                precondition((try? JSONParser.parse(bytes)) != nil, "show-servers accepted what the JSON parser rejects")
+            }
+            snapshot.barmanVersion = try? BarmanDecoding.version(output)
+            // The same bytes as a WAL catalog tail, cut or whole, and as barman's time formats.
+            if let newest = WALCatalog.newestArchiveTime(in: bytes, startsAtLineBoundary: exitStatus == 0) {
+                precondition(newest.isFinite && newest > 0, "a catalog time must be a positive number")
+                snapshot.lastArchivedWAL["pg"] = newest
+            }
+            let prefix = String(decoding: bytes.prefix(64), as: UTF8.self)
+            _ = BarmanTime.parseDateTime(prefix)
+            _ = BarmanTime.backupStart(id: prefix)
             if let details = try? BarmanDecoding.backupDetails(output, server: "pg", backupID: "x") {
                 snapshot.details["pg"] = details
                 if snapshot.backups?["pg"] == nil { snapshot.backups = (snapshot.backups ?? [:]).merging(["pg": []]) { $1 } }

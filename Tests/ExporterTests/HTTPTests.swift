@@ -131,7 +131,7 @@ struct HTTPTests {
             try absolute.send("GET http://localhost:\(exporter.port)/metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
             let response = try absolute.readResponse()
             #expect(response.status == 200)
-            #expect(response.bodyText.contains("barman_backups_total{server=\"pg-main\"} 3\n"))
+            #expect(response.bodyText.contains("barman_backups_total{server=\"pg-main\"} 4\n"))
             #expect(try status("GET HTTP://localhost/ HTTP/1.1\r\nHost: localhost\r\n\r\n") == 200)
             #expect(try status("GET http://localhost/nope HTTP/1.1\r\nHost: localhost\r\n\r\n") == 404)
             #expect(try status("GET /metrics HTTP/1.1\r\n\r\n") == 400)

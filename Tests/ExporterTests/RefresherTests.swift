@@ -14,9 +14,10 @@ struct RefresherTests {
         let store = SnapshotStore(MetricsSnapshot(version: "test"))
         var refresher: Refresher
 
-        init(cacheTTL: Int = 0, checksCacheTTL: Int = 0) {
+        init(cacheTTL: Int = 0, checksCacheTTL: Int = 0, serversCacheTTL: Int = 0) {
             refresher = Refresher(runner: barman,
-                                  settings: RefreshSettings(cacheTTL: .seconds(cacheTTL), checksCacheTTL: .seconds(checksCacheTTL), refreshInterval: .seconds(60)),
+                                  settings: RefreshSettings(cacheTTL: .seconds(cacheTTL), checksCacheTTL: .seconds(checksCacheTTL),
+                                                            serversCacheTTL: .seconds(serversCacheTTL), refreshInterval: .seconds(60)),
                                   store: store, logger: Logger(level: .error))
         }
 
@@ -55,6 +56,8 @@ struct RefresherTests {
         harness.answer("list-backups", syntheticListing(servers: servers))
         harness.answer("check", "{}")
         harness.answer("replication-status", "{}")
+        harness.answer("show-servers", "{}")
+        harness.answer("version", "3.4.0 Barman by EnterpriseDB (www.enterprisedb.com)\n")
         for index in 0..<servers {
             harness.answer("show-backup-srv\(index)-B2", Self.showBackup.replacingPercent("srv\(index)"))
         }
@@ -62,18 +65,21 @@ struct RefresherTests {
 
     static let showBackup = #"{"%": {"backup_id": "B2", "status": "DONE", "base_backup_information": {"copy_time_seconds": 1.5, "throughput_bytes": 100}, "wal_information": {"no_of_files": 3, "wal_rate_per_second": 0.5}}}"#
 
-    /// One `all` call per source (list-backups, check, replication-status) plus one show-backup
-    /// per server with backups: 3 + N barman processes (the Go exporter needs 3 + 2N, Python 1 + 4N).
-    @Test func invocationBudgetIsThreePlusOnePerServerWithBackups() async throws {
+    /// One `all` call per source (list-backups, check, replication-status, show-servers) plus one
+    /// show-backup per server with backups: 4 + N barman processes (the Go exporter needs 3 + 2N,
+    /// Python 1 + 4N), and `--version` once after start.
+    @Test func invocationBudgetIsFourPlusOnePerServerWithBackups() async throws {
         let harness = Harness()
         let servers = 5
         answerSynthetic(harness, servers: servers)
         await harness.refresher.refreshCycle()
         let calls = harness.invocations()
-        #expect(calls.count == 3 + servers)
+        #expect(calls.count == 1 + 4 + servers)
+        #expect(calls.filter { $0 == "--version" }.count == 1)
         #expect(calls.filter { $0 == "list-backups all" }.count == 1)
         #expect(calls.filter { $0 == "check all" }.count == 1)
         #expect(calls.filter { $0 == "replication-status all" }.count == 1)
+        #expect(calls.filter { $0 == "show-servers all" }.count == 1)
         // One show-backup per server with a DONE backup, of its newest DONE backup only.
         #expect(Set(calls.filter { $0.hasPrefix("show-backup") }) == Set((0..<servers).map { "show-backup srv\($0) B2" }))
         let families = MetricsBuilder.families(harness.store.snapshot, now: 1795544800)
@@ -86,7 +92,7 @@ struct RefresherTests {
         try harness.answerFromFixtures(version)
         await harness.refresher.refreshCycle()
         let snapshot = harness.store.snapshot
-        #expect(harness.invocations().count == 4)
+        #expect(harness.invocations().count == 6)
         #expect(snapshot.backups?.keys.sorted() == ["pg", "pg2", "pg3"])
         #expect(snapshot.replication?["pg"]?.count == 2)
         #expect(snapshot.checks?["pg3"]?.contains(CheckResult(name: "failed_backups", ok: false)) == true)
@@ -97,11 +103,11 @@ struct RefresherTests {
     }
 
     @Test func cachedAnswersAreReusedWithinTheTTL() async throws {
-        let harness = Harness(cacheTTL: 3600, checksCacheTTL: 3600)
+        let harness = Harness(cacheTTL: 3600, checksCacheTTL: 3600, serversCacheTTL: 3600)
         try harness.answerFromFixtures("3.4.0")
         await harness.refresher.refreshCycle()
         await harness.refresher.refreshCycle()
-        #expect(harness.invocations().count == 4)
+        #expect(harness.invocations().count == 6)
     }
 
     @Test func expiredAnswersAreFetchedAgain() async throws {
@@ -109,7 +115,8 @@ struct RefresherTests {
         try harness.answerFromFixtures("3.4.0")
         await harness.refresher.refreshCycle()
         await harness.refresher.refreshCycle()
-        #expect(harness.invocations().count == 8)
+        // --version only once: it is asked again after a reload, not at every refresh.
+        #expect(harness.invocations().count == 6 + 5)
     }
 
     @Test func checksHaveTheirOwnTTL() async throws {
@@ -236,13 +243,82 @@ struct RefresherTests {
 
     /// barman check opens replication connections, which replication-status would count as
     /// streaming clients: the two never run at the same time within a refresh.
-    @Test func checkNeverOverlapsReplicationStatus() async throws {
+    /// `check` and `show-servers` open replication connections that replication-status would
+    /// count as streaming clients.
+    @Test func checkAndShowServersNeverOverlapReplicationStatus() async throws {
         let harness = Harness()
         try harness.answerFromFixtures("3.4.0")
         harness.barman.delay(.milliseconds(30))
         for _ in 0..<3 { await harness.refresher.refreshCycle() }
         #expect(harness.invocations().filter { $0 == "check all" }.count == 3)
+        #expect(harness.invocations().filter { $0 == "show-servers all" }.count == 3)
         #expect(!harness.barman.overlaps.contains("check+replication-status"), "\(harness.barman.overlaps)")
+        #expect(!harness.barman.overlaps.contains("replication-status+show-servers"), "\(harness.barman.overlaps)")
+    }
+
+    /// A check still running from an earlier refresh (a slow one, or refreshes every second):
+    /// replication-status waits for the first refresh after it, instead of counting its
+    /// connections.
+    @Test func replicationStatusWaitsForARunningCheck() async throws {
+        let harness = Harness()
+        try harness.answerFromFixtures("3.4.0")
+        harness.barman.holdCheck()
+        let first = Task { await harness.refresher.refreshCycle() }
+        try await TestSupport.waitUntil("check runs") { harness.invocations().contains("check all") }
+        await harness.refresher.refreshCycle()
+        #expect(harness.invocations().filter { $0 == "replication-status all" }.count == 1)
+        harness.barman.releaseCheck()
+        await first.value
+        await harness.refresher.refreshCycle()
+        #expect(harness.invocations().filter { $0 == "replication-status all" }.count == 2)
+        #expect(!harness.barman.overlaps.contains("check+replication-status"), "\(harness.barman.overlaps)")
+    }
+
+    @Test func barmanVersionIsAskedAfterStartAndAfterEachReload() async throws {
+        let harness = Harness()
+        try harness.answerFromFixtures("3.4.0")
+        await harness.refresher.refreshCycle()
+        await harness.refresher.refreshCycle()
+        #expect(harness.invocations().filter { $0 == "--version" }.count == 1)
+        #expect(harness.store.snapshot.barmanVersion == "3.4.0")
+        // A reload that changes nothing else (barman may have been upgraded meanwhile).
+        await harness.refresher.reconfigure(runner: harness.barman, settings: RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, serversCacheTTL: .zero, refreshInterval: .seconds(60)),
+                                            sourceChanged: false)
+        await harness.refresher.refreshCycle()
+        #expect(harness.invocations().filter { $0 == "--version" }.count == 2)
+    }
+
+    /// The catalog is a file: read at every refresh, while show-servers (which says where it
+    /// is) waits for its own TTL. A catalog that cannot be read keeps its last value, logged once.
+    @Test func walCatalogsAreReadAtEveryRefresh() async throws {
+        let directory = try TestSupport.temporaryDirectory()
+        defer { TestSupport.removeTree(directory) }
+        let barman = ScriptedBarman()
+        barman.answer("list-backups", #"{"srv": []}"#)
+        barman.answer("check", "{}")
+        barman.answer("replication-status", "{}")
+        barman.answer("version", "3.4.0 Barman by EnterpriseDB (www.enterprisedb.com)\n")
+        barman.answer("show-servers", #"{"srv": {"active": true, "disabled": false, "minimum_redundancy": 0, "passive_node": false, "wals_directory": "\#(directory)"}}"#)
+        let log = try LogCapture()
+        let store = SnapshotStore(MetricsSnapshot(version: "test"))
+        let refresher = Refresher(runner: barman, settings: RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, serversCacheTTL: .seconds(3600), refreshInterval: .seconds(60)),
+                                  store: store, logger: log.logger(.warn))
+        let catalog = directory + "/xlog.db"
+        try TestSupport.write("000000010000000000000001\t16777216\t1795544001.5\tNone\n", to: catalog)
+        await refresher.refreshCycle()
+        #expect(store.snapshot.lastArchivedWAL == [ServerName("srv"): 1795544001.5])
+        try TestSupport.write("000000010000000000000001\t16777216\t1795544001.5\tNone\n000000010000000000000002\t16777216\t1795544060.0\tNone\n", to: catalog)
+        await refresher.refreshCycle()
+        #expect(store.snapshot.lastArchivedWAL == [ServerName("srv"): 1795544060])
+        #expect(barman.invocations.filter { $0 == "show-servers all" }.count == 1)
+
+        // Not a file any more (as unreadable as a catalog of another user): the value stays.
+        #expect(unlink(catalog) == 0 && mkdir(catalog, 0o755) == 0)
+        await refresher.refreshCycle()
+        await refresher.refreshCycle()
+        #expect(store.snapshot.lastArchivedWAL == [ServerName("srv"): 1795544060])
+        let logged = try log.text
+        #expect(logged.ranges(of: "cannot read the WAL catalog").count == 1, "logged once: \(logged)")
     }
 
     /// A reload that shortens refresh_interval applies at once, not after the old interval.
@@ -287,11 +363,13 @@ struct RefresherTests {
         replacement.answer("list-backups", #"{"new": []}"#)
         replacement.answer("check", "{}")
         replacement.answer("replication-status", "{}")
+        replacement.answer("show-servers", "{}")
+        replacement.answer("version", "3.19.1 Barman by EnterpriseDB (www.enterprisedb.com)\n")
         await harness.refresher.reconfigure(runner: replacement, settings: RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, refreshInterval: .seconds(60)),
                                             sourceChanged: true)
         await harness.refresher.refreshCycle()
         #expect(harness.barman.wasCancelled)
-        #expect(replacement.invocations.count == 3)
+        #expect(replacement.invocations.count == 5)
         #expect(harness.store.snapshot.backups?.keys.sorted() == ["new"])
         await hung.value
         #expect(harness.store.snapshot.backups?.keys.sorted() == ["new"])

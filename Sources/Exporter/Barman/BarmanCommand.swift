@@ -5,17 +5,22 @@ public enum CommandKind: String, Sendable, CaseIterable, Comparable {
     case listBackups = "list-backups"
     case replicationStatus = "replication-status"
     case showBackup = "show-backup"
+    case showServers = "show-servers"
+    case version = "version"
 
     public static func < (lhs: CommandKind, rhs: CommandKind) -> Bool { lhs.rawValue < rhs.rawValue }
 }
 
 /// One barman invocation. Every refresh needs at most `list-backups all`, `check all`,
-/// `replication-status all`, and one `show-backup` per server that has a DONE backup.
+/// `replication-status all`, `show-servers all`, and one `show-backup` per server that has a
+/// DONE backup; `--version` runs once at start and at each reload.
 public enum BarmanCommand: Hashable, Sendable, CustomStringConvertible {
     case listBackups
     case check
     case replicationStatus
     case showBackup(server: String, backupID: String)
+    case showServers
+    case version
 
     public var kind: CommandKind {
         switch self {
@@ -23,6 +28,8 @@ public enum BarmanCommand: Hashable, Sendable, CustomStringConvertible {
         case .check: return .check
         case .replicationStatus: return .replicationStatus
         case .showBackup: return .showBackup
+        case .showServers: return .showServers
+        case .version: return .version
         }
     }
 
@@ -33,6 +40,8 @@ public enum BarmanCommand: Hashable, Sendable, CustomStringConvertible {
         case .listBackups: return ["list-backups", "all"]
         case .check: return ["check", "all"]
         case .replicationStatus: return ["replication-status", "all"]
+        case .showServers: return ["show-servers", "all"]
+        case .version: return ["--version"]
         case .showBackup(let server, let backupID):
             // A name from barman's output that starts with "-" must not be read as an option:
             // "--" ends barman's options (argparse), and is left out when not needed.
@@ -104,10 +113,16 @@ public protocol BarmanRunner: Sendable {
     func argv(for command: BarmanCommand) -> [String]
     /// Stops this runner's commands still running; it runs none after this (a reload replaced it).
     func cancelRunning()
+    /// The end of a file barman writes (its WAL catalog), read without taking barman's lock.
+    func readTail(path: String, maxBytes: Int) throws(SystemError) -> (bytes: [UInt8], wholeFile: Bool)
 }
 
 extension BarmanRunner {
     public func cancelRunning() {}
+
+    public func readTail(path: String, maxBytes: Int) throws(SystemError) -> (bytes: [UInt8], wholeFile: Bool) {
+        try FileReader.readTail(path: path, maxBytes: maxBytes)
+    }
 }
 
 extension BarmanRunner {

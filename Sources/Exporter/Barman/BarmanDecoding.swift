@@ -6,15 +6,26 @@ public struct BackupSummary: Sendable, Equatable {
     public var endTime: Int64?
     public var sizeBytes: Double?
     public var walSizeBytes: Double?
+    /// `full`, `incremental`, `rsync` or `snapshot` (barman >= 3.11); nil where barman does not
+    /// say, which on older versions means a full backup.
+    public var backupType: String?
+    /// `OBSOLETE`, `OBSOLETE*`, `KEEP:FULL`, `KEEP:STANDALONE`, or `-` for a valid backup or
+    /// when no retention policy applies (barman prints VALID as `-`).
+    public var retentionStatus: String?
 
     public var isDone: Bool { status == "DONE" }
+    /// A base backup that restores without a parent: every backup but a block-level incremental one.
+    public var isFull: Bool { backupType != "incremental" }
 
-    public init(id: String, status: String, endTime: Int64? = nil, sizeBytes: Double? = nil, walSizeBytes: Double? = nil) {
+    public init(id: String, status: String, endTime: Int64? = nil, sizeBytes: Double? = nil, walSizeBytes: Double? = nil,
+                backupType: String? = nil, retentionStatus: String? = nil) {
         self.id = id
         self.status = status
         self.endTime = endTime
         self.sizeBytes = sizeBytes
         self.walSizeBytes = walSizeBytes
+        self.backupType = backupType
+        self.retentionStatus = retentionStatus
     }
 }
 
@@ -37,8 +48,19 @@ public struct BackupDetails: Sendable, Equatable {
     public var throughputBytesPerSecond: Double?
     public var walFiles: Double?
     public var walRatePerSecond: Double?
+    /// Unix seconds, from `base_backup_information.begin_time_timestamp` and `end_time_timestamp`.
+    public var beginTime: Int64?
+    public var endTime: Int64?
 
-    public init(backupID: String, copyTimeSeconds: Double? = nil, throughputBytesPerSecond: Double? = nil, walFiles: Double? = nil, walRatePerSecond: Double? = nil) {
+    public var durationSeconds: Double? {
+        guard let beginTime, let endTime, endTime >= beginTime else { return nil }
+        return Double(endTime - beginTime)
+    }
+
+    public init(backupID: String, copyTimeSeconds: Double? = nil, throughputBytesPerSecond: Double? = nil, walFiles: Double? = nil, walRatePerSecond: Double? = nil,
+                beginTime: Int64? = nil, endTime: Int64? = nil) {
+        self.beginTime = beginTime
+        self.endTime = endTime
         self.backupID = backupID
         self.copyTimeSeconds = copyTimeSeconds
         self.throughputBytesPerSecond = throughputBytesPerSecond
@@ -140,7 +162,7 @@ public enum BarmanDecoding {
         return try decoded.get()
     }
 
-    private static func checkStatus(of command: BarmanCommand, _ output: CommandOutput, tolerated: Set<Int32>) throws(DecodeFailure) {
+    static func checkStatus(of command: BarmanCommand, _ output: CommandOutput, tolerated: Set<Int32>) throws(DecodeFailure) {
         guard tolerated.contains(output.exitStatus) else {
             throw DecodeFailure("barman \(command) exited with status \(output.exitStatus)" + errorMessages(output.stdout))
         }
@@ -209,7 +231,7 @@ public enum BarmanDecoding {
 
     /// One entry of a server's list; only the fields the metrics use are kept.
     private static func readBackupSummary(_ reader: inout JSONReader, _ context: String) throws -> BackupSummary {
-        var id, status, end, size, walSize: JSONValue?
+        var id, status, end, size, walSize, type, retention: JSONValue?
         if reader.peek() == UInt8(ascii: "{") {
             try reader.beginObject()
             while let key = try reader.nextKey() {
@@ -219,6 +241,8 @@ public enum BarmanDecoding {
                 case "end_time_timestamp": end = try reader.readValue()
                 case "size_bytes": size = try reader.readValue()
                 case "wal_size_bytes": walSize = try reader.readValue()
+                case "backup_type": type = try reader.readValue()
+                case "retention_status": retention = try reader.readValue()
                 default: try reader.skipValue()
                 }
             }
@@ -229,6 +253,8 @@ public enum BarmanDecoding {
         let where_ = "\(context): backup '\(backupID)'"
         guard case .string(let statusText)? = status else { throw missing("status", where_) }
         var backup = BackupSummary(id: backupID, status: statusText)
+        if case .string(let text)? = type { backup.backupType = text }
+        if case .string(let text)? = retention { backup.retentionStatus = text }
         if backup.isDone {
             guard let endTime = integer(end) else { throw missing("end_time_timestamp", where_) }
             guard let sizeBytes = number(size) else { throw missing("size_bytes", where_) }
@@ -280,7 +306,9 @@ public enum BarmanDecoding {
             copyTimeSeconds: number(base["copy_time_seconds"]),
             throughputBytesPerSecond: number(base["throughput_bytes"]),
             walFiles: walFiles,
-            walRatePerSecond: walRate)
+            walRatePerSecond: walRate,
+            beginTime: integer(base["begin_time_timestamp"]),
+            endTime: integer(base["end_time_timestamp"]))
     }
 
     /// `replication-status all`. Exit status 1 with valid JSON is partial data when some server

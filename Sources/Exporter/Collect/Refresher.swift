@@ -2,37 +2,47 @@
 public struct RefreshSettings: Sendable, Equatable {
     public var cacheTTL: Duration
     public var checksCacheTTL: Duration
+    public var serversCacheTTL: Duration
     public var refreshInterval: Duration
     /// At most this many barman processes run at once, across every source: room for a slow
     /// `check`, `replication-status` and two `show-backup`s, and no more on a small backup host.
     public var maxConcurrentCommands: Int
 
-    public init(cacheTTL: Duration, checksCacheTTL: Duration, refreshInterval: Duration, maxConcurrentCommands: Int = 4) {
+    public init(cacheTTL: Duration, checksCacheTTL: Duration, serversCacheTTL: Duration = .seconds(300), refreshInterval: Duration, maxConcurrentCommands: Int = 4) {
         self.cacheTTL = cacheTTL
         self.checksCacheTTL = checksCacheTTL
+        self.serversCacheTTL = serversCacheTTL
         self.refreshInterval = refreshInterval
         self.maxConcurrentCommands = maxConcurrentCommands
     }
 
     public init(_ config: Config) {
         self.init(cacheTTL: .seconds(config.cacheTTL), checksCacheTTL: .seconds(config.checksCacheTTL),
-                  refreshInterval: .seconds(config.refreshInterval))
+                  serversCacheTTL: .seconds(config.serversCacheTTL), refreshInterval: .seconds(config.refreshInterval))
     }
 }
 
 /// Runs barman, caches each answer for its TTL, and publishes snapshots.
 ///
-/// Three sources are independent: `check all` (often the slow one), `list-backups all` (followed
-/// by `show-backup` per server) and `replication-status all` run concurrently, and each publishes
-/// as soon as it is done. A source still running when the next refresh starts is not started
+/// Four sources are independent: `check all` (often the slow one), `list-backups all` (followed
+/// by `show-backup` per server), `replication-status all`, and `show-servers all` (followed by a
+/// read of each server's WAL catalog, and `--version` after start and each reload) run
+/// concurrently, and each publishes as soon as it is done. A source still running when the next refresh starts is not started
 /// again, so refreshes never stack; every barman process waits for one of
 /// `maxConcurrentCommands` slots, and checks again that its answer is still due once it has one.
 /// A failed run keeps the last good data of that source and is recorded in the health metrics.
 public actor Refresher {
-    /// The three independent parts of a refresh.
-    enum Source: Hashable {
-        case backups, checks, replication
+    /// The independent parts of a refresh.
+    enum Source: Hashable, CaseIterable {
+        case backups, checks, replication, servers
     }
+
+    /// Sources whose barman command opens replication connections of its own (`check`, and
+    /// `show-servers` through `get_remote_status`), which `replication-status` would count as
+    /// streaming clients: the two never run at the same time. When both are due in a cycle,
+    /// these start once replication-status is done (a second or so later); while one of them
+    /// runs, replication-status waits for the next refresh.
+    static let opensReplicationConnections: Set<Source> = [.checks, .servers]
 
     private let store: SnapshotStore
     private let logger: Logger
@@ -51,6 +61,13 @@ public actor Refresher {
     private var backupsFetchedAt: ContinuousClock.Instant?
     private var checksFetchedAt: ContinuousClock.Instant?
     private var replicationFetchedAt: ContinuousClock.Instant?
+    private var serversFetchedAt: ContinuousClock.Instant?
+    /// `barman --version` is asked after start and after each reload (barman may have been upgraded).
+    private var versionDue = true
+    /// The last good `show-servers` answer: where each server's WAL catalog is.
+    private var serverInfo: [ServerName: ServerInfo] = [:]
+    /// Why a server's WAL catalog could not be read, while it cannot (logged when it changes).
+    private var walCatalogProblems: [ServerName: String] = [:]
     private var detailsFetchedAt: [ServerName: (backupID: String, at: ContinuousClock.Instant)] = [:]
     /// The last good `list-backups` answer: which `show-backup` each server needs.
     private var backups: [ServerName: [BackupSummary]] = [:]
@@ -83,8 +100,10 @@ public actor Refresher {
         self.runner = runner
         self.settings = settings
         releaseSlots()
+        versionDue = true
         // The new interval (or source) applies now: the next refresh starts at once, instead of
-        // at the end of a pause the old interval set (up to an hour, say).
+        // at the end of a pause the old interval set (up to an hour, say). Otherwise barman's
+        // version is asked at the next refresh.
         if intervalChanged || sourceChanged { pause?.cancel() }
         guard sourceChanged else { return }
         generation += 1
@@ -92,14 +111,20 @@ public actor Refresher {
         backupsFetchedAt = nil
         checksFetchedAt = nil
         replicationFetchedAt = nil
+        serversFetchedAt = nil
         detailsFetchedAt = [:]
         backups = [:]
+        serverInfo = [:]
+        walCatalogProblems = [:]
         // Until the new source answers, only the exporter's own metrics, with success 0.
         store.update { snapshot in
             snapshot.backups = nil
             snapshot.checks = nil
             snapshot.replication = nil
             snapshot.details = [:]
+            snapshot.servers = nil
+            snapshot.lastArchivedWAL = [:]
+            snapshot.barmanVersion = nil
             for kind in snapshot.health.keys { snapshot.health[kind]?.lastRunSucceeded = false }
         }
     }
@@ -127,25 +152,32 @@ public actor Refresher {
     public func refreshCycle() async {
         let started = clock.now
         let generation = self.generation
-        let sources = [Source.backups, .checks, .replication].filter { source in
-            running.insert(SourceRun(source: source, generation: generation)).inserted
+        // Nor does replication-status start while a check or show-servers of an earlier cycle
+        // still runs: it would count their connections as streaming clients. It runs at the
+        // first refresh after they are done.
+        let connectionsOpen = Self.opensReplicationConnections.contains { running.contains(SourceRun(source: $0, generation: generation)) }
+        let sources = Source.allCases.filter { source in
+            if source == .replication && connectionsOpen { return false }
+            return running.insert(SourceRun(source: source, generation: generation)).inserted
         }
-        if sources.count < 3 {
-            logger.debug("a source of the previous refresh is still running; it is not started again")
+        if sources.count < Source.allCases.count {
+            logger.debug("a source of the previous refresh is still running; it, and replication-status while check or show-servers runs, is not started now")
         }
-        // `check` opens replication connections of its own, which `replication-status` would
-        // count as streaming clients: when both run in this cycle, check starts once
-        // replication-status is done (a second or so later).
-        let checkAfterReplication = sources.contains(.checks) && sources.contains(.replication)
+        let afterReplication = sources.contains(.replication) ? sources.filter(Self.opensReplicationConnections.contains) : []
         await withTaskGroup(of: Void.self) { group in
-            for source in sources where !(checkAfterReplication && source == .checks) {
+            for source in sources where !afterReplication.contains(source) {
                 group.addTask {
                     await self.refresh(source)
                     await self.finished(SourceRun(source: source, generation: generation))
-                    if checkAfterReplication && source == .replication {
-                        // Not for a source a reload replaced meanwhile.
-                        if await self.isCurrent(generation) { await self.refresh(.checks) }
-                        await self.finished(SourceRun(source: .checks, generation: generation))
+                    guard source == .replication else { return }
+                    await withTaskGroup(of: Void.self) { later in
+                        for source in afterReplication {
+                            later.addTask {
+                                // Not for a source a reload replaced meanwhile.
+                                if await self.isCurrent(generation) { await self.refresh(source) }
+                                await self.finished(SourceRun(source: source, generation: generation))
+                            }
+                        }
                     }
                 }
             }
@@ -171,6 +203,7 @@ public actor Refresher {
         case .backups: await refreshBackupsAndDetails()
         case .checks: await refreshChecks()
         case .replication: await refreshReplication()
+        case .servers: await refreshServersAndWALCatalogs()
         }
     }
 
@@ -195,6 +228,65 @@ public actor Refresher {
         }
         replicationFetchedAt = fetchedAt
         store.update { $0.replication = report.clients }
+    }
+
+    /// `--version` when due, `show-servers all` when its TTL expired, then every server's WAL
+    /// catalog, which is read at each refresh: it is a file, no barman process.
+    private func refreshServersAndWALCatalogs() async {
+        if let (version, _) = await fetch(.version, due: { $0.versionDue },
+                                          decode: { output throws(DecodeFailure) in try BarmanDecoding.version(output) }) {
+            versionDue = false
+            store.update { $0.barmanVersion = version }
+        }
+        if let (servers, fetchedAt) = await fetch(.showServers, due: { $0.expired($0.serversFetchedAt, ttl: $0.settings.serversCacheTTL) },
+                                                  decode: { output throws(DecodeFailure) in try BarmanDecoding.serverInfo(output) }) {
+            serversFetchedAt = fetchedAt
+            serverInfo = servers
+            store.update { snapshot in
+                snapshot.servers = servers
+                snapshot.lastArchivedWAL = snapshot.lastArchivedWAL.filter { servers[$0.key] != nil }
+            }
+        }
+        await readWALCatalogs()
+    }
+
+    /// A catalog that cannot be read keeps its last value (and is logged once per new reason):
+    /// the age then grows, so a WAL alert fires rather than staying silent.
+    private func readWALCatalogs() async {
+        let locations = serverInfo.compactMapValues(\.walCatalog)
+        guard !locations.isEmpty else { return }
+        let generation = self.generation
+        let results = await Self.newestArchiveTimes(locations, reader: runner)
+        guard generation == self.generation else { return }
+        var times: [ServerName: Double] = [:]
+        for (server, result) in results {
+            switch result {
+            case .success(let time):
+                if walCatalogProblems.removeValue(forKey: server) != nil {
+                    logger.info("the WAL catalog is readable again", ["server": server.text])
+                }
+                if let time { times[server] = time }
+            case .failure(let error):
+                if walCatalogProblems[server] != error.description {
+                    walCatalogProblems[server] = error.description
+                    logger.error("cannot read the WAL catalog; barman_last_archived_wal_timestamp_seconds keeps its last value (run the exporter as barman's user)",
+                                 ["server": server.text, "error": error.description])
+                }
+            }
+        }
+        store.update { snapshot in
+            var kept = snapshot.lastArchivedWAL.filter { results[$0.key].map { if case .failure = $0 { true } else { false } } ?? false }
+            kept.merge(times) { _, new in new }
+            snapshot.lastArchivedWAL = kept
+        }
+    }
+
+    /// Off the actor: file reads, a few kilobytes per server.
+    private nonisolated static func newestArchiveTimes(_ locations: [ServerName: WALCatalogLocation], reader: any BarmanRunner) async
+        -> [ServerName: Result<Double?, SystemError>] {
+        locations.mapValues { location in
+            Result { () throws(SystemError) -> Double? in try WALCatalog.newestArchiveTime(location, reader: reader) }
+        }
     }
 
     private func refreshBackupsAndDetails() async {

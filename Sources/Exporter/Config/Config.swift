@@ -13,6 +13,10 @@ public struct Config: Sendable, Equatable {
     public var cacheTTL: Int = 50
     /// Seconds a `check` answer is reused; `check` is the slow command (the Go exporter's README, Known problems).
     public var checksCacheTTL: Int = 50
+    /// Seconds a `show-servers` answer is reused; like `check`, it connects to every PostgreSQL
+    /// server, and what it tells (server state, WAL catalog location, archiver statistics)
+    /// changes rarely.
+    public var serversCacheTTL: Int = 300
     /// Seconds between refresh cycles.
     public var refreshInterval: Int = 60
     public var logLevel: LogLevel = .warn

@@ -40,6 +40,8 @@ public struct ConfigKey: Sendable {
                   "How long answers of `list-backups` and `show-backup` are reused."),
         ConfigKey("checks_cache_ttl", \.checksCacheTTL, .seconds(minimum: 0),
                   "How long the answer of `check` is reused. `barman check` can take minutes (many tablespaces, barman issue #75; barman 3.15+ may switch WAL and wait up to 10 s per server); raise this to run it less often."),
+        ConfigKey("servers_cache_ttl", \.serversCacheTTL, .seconds(minimum: 0),
+                  "How long the answer of `show-servers` is reused: server state (active, disabled, passive), minimum redundancy, where the WAL catalog is, and PostgreSQL's archiver statistics. Like `check` it connects to every PostgreSQL server. The WAL catalog itself is read at every refresh."),
         ConfigKey("refresh_interval", \.refreshInterval, .seconds(minimum: 1),
                   "How often sources whose cache has expired are asked again. A TTL longer than this is allowed and logged as a warning: some refreshes then reuse cached answers."),
         ConfigKey("log_level", \.logLevel, .logLevel,

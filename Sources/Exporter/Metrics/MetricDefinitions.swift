@@ -91,6 +91,63 @@ public enum Metric {
         "Bytes of WAL this streaming client has not yet flushed to disk (server LSN minus flush LSN).",
         labels: ["application_name", "client_address", "server", "slot"])
 
+    // Recoverability: can a backup be restored, and up to when? From list-backups, the show-backup
+    // already run, show-servers and each server's WAL catalog.
+    public static let lastArchivedWALTimestamp = MetricDefinition(
+        "barman_last_archived_wal_timestamp_seconds", .gauge,
+        "Unix time the newest WAL segment in barman's WAL catalog (xlog.db) of the server was archived by barman.", labels: ["server"])
+    public static let archiverFailures = MetricDefinition(
+        "barman_archiver_failures_total", .counter,
+        "Failed WAL archive attempts of PostgreSQL's archiver since its statistics were reset (pg_stat_archiver.failed_count via barman show-servers; servers with archiver = on).",
+        labels: ["server"])
+    public static let archiverLastFailureTimestamp = MetricDefinition(
+        "barman_archiver_last_failure_timestamp_seconds", .gauge,
+        "Unix time of the last failed WAL archive attempt of PostgreSQL's archiver (pg_stat_archiver.last_failed_time via barman show-servers).",
+        labels: ["server"])
+    public static let archiverLastArchivedTimestamp = MetricDefinition(
+        "barman_archiver_last_archived_timestamp_seconds", .gauge,
+        "Unix time PostgreSQL's archiver last archived a WAL file successfully (pg_stat_archiver.last_archived_time via barman show-servers).",
+        labels: ["server"])
+    public static let backupsByStatus = MetricDefinition(
+        "barman_backups_by_status", .gauge,
+        "Number of backups of the server per status (DONE, FAILED, STARTED, WAITING_FOR_WALS, EMPTY, SYNCING; 0 when none) from barman list-backups.",
+        labels: ["server", "status"])
+    public static let backupsByType = MetricDefinition(
+        "barman_backups_by_type", .gauge,
+        "Number of DONE backups of the server per backup_type (full, incremental, rsync, snapshot) from barman list-backups (barman 3.11 and later).",
+        labels: ["backup_type", "server"])
+    public static let backupInProgressStart = MetricDefinition(
+        "barman_backup_in_progress_start_timestamp_seconds", .gauge,
+        "Unix time the oldest backup of the server that is neither DONE nor FAILED started (from its backup id, the start in local time); absent when none is running.",
+        labels: ["server"])
+    public static let lastFullBackupTimestamp = MetricDefinition(
+        "barman_last_full_backup_timestamp_seconds", .gauge,
+        "Unix time the newest DONE backup of the server that is not incremental ended (end_time_timestamp from barman list-backups).",
+        labels: ["server"])
+    public static let lastBackupDuration = MetricDefinition(
+        "barman_last_backup_duration_seconds", .gauge,
+        "End minus begin of the newest DONE backup of the server in seconds (barman show-backup).", labels: ["server"])
+    public static let backupsByRetentionStatus = MetricDefinition(
+        "barman_backups_by_retention_status", .gauge,
+        "Number of DONE backups of the server per retention status as barman list-backups prints it (- for valid or no policy, OBSOLETE, OBSOLETE*, KEEP:FULL, KEEP:STANDALONE; 0 when none).",
+        labels: ["retention_status", "server"])
+    public static let minimumRedundancySatisfied = MetricDefinition(
+        "barman_minimum_redundancy_satisfied", .gauge,
+        "1 when the server has at least minimum_redundancy DONE non-incremental backups (barman's own rule), else 0.", labels: ["server"])
+    public static let versionInfo = MetricDefinition(
+        "barman_version_info", .gauge,
+        "A metric with a constant '1' value labeled by the version barman --version reports.", labels: ["version"])
+    public static let serverActive = MetricDefinition(
+        "barman_server_active", .gauge,
+        "1 when the server is active in barman's configuration (active = true), else 0 (barman show-servers).", labels: ["server"])
+    public static let serverDisabled = MetricDefinition(
+        "barman_server_disabled", .gauge,
+        "1 when barman has disabled the server because of a configuration error, else 0 (barman show-servers).", labels: ["server"])
+    public static let serverPassiveNode = MetricDefinition(
+        "barman_server_passive_node", .gauge,
+        "1 when the server is a passive node that copies backups from another barman (primary_ssh_command), else 0 (barman show-servers).",
+        labels: ["server"])
+
     // The exporter's own metrics.
     public static let buildInfo = MetricDefinition(
         "barman_exporter_build_info", .gauge,
@@ -118,6 +175,9 @@ public enum Metric {
         metricsUpdate, up, lastBackupThroughput, lastBackupWALFiles, lastBackupWALRate,
         lastBackupTimestamp, firstBackupTimestamp, streamingClients, streamingClientsBySyncState,
         clientSentLag, clientWriteLag, clientFlushLag,
+        lastArchivedWALTimestamp, archiverFailures, archiverLastFailureTimestamp, archiverLastArchivedTimestamp,
+        backupsByStatus, backupsByType, backupInProgressStart, lastFullBackupTimestamp, lastBackupDuration,
+        backupsByRetentionStatus, minimumRedundancySatisfied, versionInfo, serverActive, serverDisabled, serverPassiveNode,
         buildInfo, commandSuccess, commandLastSuccess, commandDuration, commandRuns, commandFailures,
     ]
 }

@@ -27,6 +27,10 @@ public enum MetricsBuilder {
                 add(Metric.firstBackup, [server], now - Double(oldest))
                 add(Metric.firstBackupTimestamp, [server], Double(oldest))
             }
+            addRecoverability(server, backups, done, add)
+            if let minimum = snapshot.servers?[name]?.minimumRedundancy {
+                add(Metric.minimumRedundancySatisfied, [server], done.count(where: \.isFull) >= minimum ? 1 : 0)
+            }
             // Details only for servers that still list a DONE backup: a server that vanished, or
             // whose backups were all deleted, must not keep reporting its old "last backup".
             if !done.isEmpty, let details = snapshot.details[name] {
@@ -34,6 +38,7 @@ public enum MetricsBuilder {
                 add(Metric.lastBackupThroughput, [server], details.throughputBytesPerSecond)
                 add(Metric.lastBackupWALFiles, [server], details.walFiles)
                 add(Metric.lastBackupWALRate, [server], details.walRatePerSecond)
+                add(Metric.lastBackupDuration, [server], details.durationSeconds)
             }
         }
 
@@ -66,6 +71,22 @@ public enum MetricsBuilder {
             }
         }
 
+        for (name, info) in snapshot.servers ?? [:] {
+            let server = name.text
+            add(Metric.serverActive, [server], info.active.map { $0 ? 1 : 0 })
+            add(Metric.serverDisabled, [server], info.disabled.map { $0 ? 1 : 0 })
+            add(Metric.serverPassiveNode, [server], info.passiveNode.map { $0 ? 1 : 0 })
+            if let archiver = info.archiver {
+                add(Metric.archiverFailures, [server], archiver.failedCount)
+                add(Metric.archiverLastFailureTimestamp, [server], archiver.lastFailedTime)
+                add(Metric.archiverLastArchivedTimestamp, [server], archiver.lastArchivedTime)
+            }
+        }
+        for (name, time) in snapshot.lastArchivedWAL {
+            add(Metric.lastArchivedWALTimestamp, [name.text], time)
+        }
+        if let version = snapshot.barmanVersion { add(Metric.versionInfo, [version], 1) }
+
         add(Metric.metricsUpdate, [], snapshot.lastRefreshMilliseconds)
         add(Metric.buildInfo, [snapshot.version], 1)
         for (kind, health) in snapshot.health {
@@ -81,6 +102,36 @@ public enum MetricsBuilder {
             .map { entry in MetricFamily(definition: entry.definition, samples: LabelOrder.sorted(entry.samples)) }
             .sorted { $0.definition.name < $1.definition.name }
     }
+}
+
+/// Every status and retention status barman defines (`BackupInfo`) gets a series, 0 when no
+/// backup has it, so that an alert on "none DONE" or "one OBSOLETE" has a series to test.
+let backupStatuses = ["DONE", "EMPTY", "FAILED", "STARTED", "SYNCING", "WAITING_FOR_WALS"]
+/// `list-backups` prints a VALID backup as `-`, like one without a retention policy
+/// (`Server.list_backups`), so VALID is not among them.
+let retentionStatuses = ["-", "KEEP:FULL", "KEEP:STANDALONE", "OBSOLETE", "OBSOLETE*"]
+
+/// Backup lifecycle, type and retention of one server, from its `list-backups` entries
+/// (newest first) alone.
+private func addRecoverability(_ server: String, _ backups: [BackupSummary], _ done: [BackupSummary],
+                               _ add: (MetricDefinition, [String], Double?) -> Void) {
+    var byStatus = Dictionary(uniqueKeysWithValues: backupStatuses.map { ($0, 0) })
+    for backup in backups { byStatus[backup.status, default: 0] += 1 }
+    for (status, count) in byStatus { add(Metric.backupsByStatus, [server, status], Double(count)) }
+
+    var byRetention = Dictionary(uniqueKeysWithValues: retentionStatuses.map { ($0, 0) })
+    var byType: [String: Int] = [:]
+    for backup in done {
+        if let retention = backup.retentionStatus { byRetention[retention, default: 0] += 1 }
+        if let type = backup.backupType { byType[type, default: 0] += 1 }
+    }
+    for (retention, count) in byRetention { add(Metric.backupsByRetentionStatus, [retention, server], Double(count)) }
+    for (type, count) in byType { add(Metric.backupsByType, [type, server], Double(count)) }
+
+    // Running: STARTED, WAITING_FOR_WALS, SYNCING, EMPTY. The oldest one is the one to worry about.
+    let starts = backups.filter { !$0.isDone && $0.status != "FAILED" }.compactMap { BarmanTime.backupStart(id: $0.id) }
+    add(Metric.backupInProgressStart, [server], starts.min().map(Double.init))
+    add(Metric.lastFullBackupTimestamp, [server], done.first(where: \.isFull)?.endTime.map(Double.init))
 }
 
 private func maxOptional(_ a: Double?, _ b: Double?) -> Double? {

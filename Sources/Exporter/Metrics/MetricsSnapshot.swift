@@ -22,6 +22,12 @@ public struct MetricsSnapshot: Sendable, Equatable {
     public var replication: [ServerName: [StreamingClient]]?
     /// Server -> `show-backup` of its newest DONE backup.
     public var details: [ServerName: BackupDetails] = [:]
+    /// Server -> what `show-servers all` says of it; nil until the first success.
+    public var servers: [ServerName: ServerInfo]?
+    /// Server -> Unix time its newest WAL segment was archived (its WAL catalog).
+    public var lastArchivedWAL: [ServerName: Double] = [:]
+    /// What `barman --version` printed (first word).
+    public var barmanVersion: String?
     public var health: [CommandKind: CommandHealth] = [:]
     /// Duration of the last complete refresh cycle; nil before the first one ends.
     public var lastRefreshMilliseconds: Double?

@@ -1,0 +1,1 @@
+barman -f json list-backups all
