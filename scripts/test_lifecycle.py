@@ -277,7 +277,8 @@ def test_once_and_output(work):
     with open(target) as f:
         content = f.read()
     check("--output FILE replaces the file with the metrics, exit 0",
-          run.returncode == 0 and content.startswith("# HELP barman_backup_size") and content.endswith("\n"), run.stderr)
+          run.returncode == 0 and content.startswith("# HELP barman_") and "\nbarman_backup_size{" in content
+          and content.endswith("\n"), run.stderr)
     check("--output leaves no temporary file behind", os.listdir(target_dir) == ["barman.prom"], str(os.listdir(target_dir)))
     run = subprocess.run([BINARY, "-config", good, "--output", "/nonexistent-dir/barman.prom"], capture_output=True, text=True, timeout=60)
     check("--output into a missing directory: exit 1 with a clear error",

@@ -204,6 +204,19 @@ struct RecoverabilityFixtureTests {
         }
     }
 
+    /// pg-b has `archiver = on` and its archive_command failed: PostgreSQL's pg_stat_archiver,
+    /// as barman prints it (times as Python datetimes with their offset).
+    @Test(arguments: versions)
+    func archiverStatisticsOfAFailingArchiveCommand(version: String) throws {
+        let servers = try BarmanDecoding.serverInfo(try fixture(version, "show-servers-all-archiver-failing"))
+        let archiver = try #require(servers["pg-b"]?.archiver)
+        #expect(archiver.failedCount >= 1)
+        let failed = try #require(archiver.lastFailedTime), archived = try #require(archiver.lastArchivedTime)
+        // Both on the capture's day (2026-11-25 UTC), the failure after the last success.
+        #expect(failed > 1795564800 && failed < 1795651200 && archived > 1795564800 && failed > archived)
+        #expect(servers["pg-a"]?.archiver == nil && servers["pg-c"]?.archiver == nil)
+    }
+
     /// The running backup: only its id and status; the id is its start.
     @Test(arguments: versions)
     func aRunningBackupIsInProgressSinceItsID(version: String) throws {

@@ -1,0 +1,1 @@
+barman -f json show-servers all
