@@ -175,45 +175,8 @@ public enum BarmanDecoding {
     /// answer is 3 MB, and a tree of it was 30 MB of small allocations that left the heap
     /// fragmented (resident) long after the few kept values were copied out.
     public static func backupList(_ output: CommandOutput) throws(DecodeFailure) -> [ServerName: [BackupSummary]] {
-        let command = BarmanCommand.listBackups
-        try checkStatus(of: command, output, tolerated: [0])
-        let decoded: Result<([ServerName: [BackupSummary]], [String]), DecodeFailure> = JSONReader.withReader(output.stdout) { reader in
-            do {
-                return .success(try readBackupList(&reader, command))
-            } catch let failure as DecodeFailure {
-                return .failure(failure)
-            } catch {
-                return .failure(invalidJSON(command, error))
-            }
-        }
-        let (backups, errors) = try decoded.get()
-        if !errors.isEmpty {
-            throw DecodeFailure("barman \(command) reported an error: \(errors.joined(separator: "; "))")
-        }
-        return backups
-    }
-
-    /// The body of `backupList`; throws `JSONError` for invalid JSON, `DecodeFailure` for JSON
-    /// of the wrong shape.
-    private static func readBackupList(_ reader: inout JSONReader, _ command: BarmanCommand) throws -> ([ServerName: [BackupSummary]], [String]) {
-        guard reader.peek() == UInt8(ascii: "{") else {
-            try reader.skipValue()
-            try reader.finish()
-            throw notAnObject(command)
-        }
-        var result: [ServerName: [BackupSummary]] = [:]
-        var errors: [String] = []
-        try reader.beginObject()
-        while let server = try reader.nextKey() {
-            if server == "_ERROR" {
-                errors = messageList(try reader.readValue())
-                continue
-            }
-            if server.hasPrefix("_") {
-                try reader.skipValue()
-                continue
-            }
-            let context = "barman \(command): server '\(server)'"
+        try streamServers(of: .listBackups, output) { server, reader in
+            let context = "barman \(BarmanCommand.listBackups): server '\(server)'"
             guard reader.peek() == UInt8(ascii: "[") else {
                 try reader.skipValue()
                 throw DecodeFailure("\(context): expected a list of backups")
@@ -223,10 +186,49 @@ public enum BarmanDecoding {
             while try reader.nextElement() {
                 backups.append(try readBackupSummary(&reader, context))
             }
-            result[ServerName(server)] = backups
+            return backups
         }
-        try reader.finish()
-        return (result, errors)
+    }
+
+    /// An answer read as a stream, server by server: `readServer` reads the value of one server
+    /// (keys starting with `_` are barman's messages; `_ERROR` fails the answer). Throws
+    /// `JSONError` for invalid JSON and `DecodeFailure` for JSON of the wrong shape, both turned
+    /// into a `DecodeFailure` naming the command.
+    static func streamServers<Value>(of command: BarmanCommand, _ output: CommandOutput,
+                                     _ readServer: (String, inout JSONReader) throws -> Value) throws(DecodeFailure) -> [ServerName: Value] {
+        try checkStatus(of: command, output, tolerated: [0])
+        let decoded: Result<([ServerName: Value], [String]), DecodeFailure> = JSONReader.withReader(output.stdout) { reader in
+            do {
+                guard reader.peek() == UInt8(ascii: "{") else {
+                    try reader.skipValue()
+                    try reader.finish()
+                    throw notAnObject(command)
+                }
+                var result: [ServerName: Value] = [:]
+                var errors: [String] = []
+                try reader.beginObject()
+                while let server = try reader.nextKey() {
+                    if server == "_ERROR" {
+                        errors = messageList(try reader.readValue())
+                    } else if server.hasPrefix("_") {
+                        try reader.skipValue()
+                    } else {
+                        result[ServerName(server)] = try readServer(server, &reader)
+                    }
+                }
+                try reader.finish()
+                return .success((result, errors))
+            } catch let failure as DecodeFailure {
+                return .failure(failure)
+            } catch {
+                return .failure(invalidJSON(command, error))
+            }
+        }
+        let (values, errors) = try decoded.get()
+        if !errors.isEmpty {
+            throw DecodeFailure("barman \(command) reported an error: \(errors.joined(separator: "; "))")
+        }
+        return values
     }
 
     /// One entry of a server's list; only the fields the metrics use are kept.

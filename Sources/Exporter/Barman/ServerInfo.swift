@@ -55,45 +55,10 @@ extension BarmanDecoding {
     /// `show-servers all`: about 130 (3.4) to 170 (3.20) keys per server, of which a few are
     /// kept. Read as a stream, like `list-backups`, so 200 servers never become a tree.
     public static func serverInfo(_ output: CommandOutput) throws(DecodeFailure) -> [ServerName: ServerInfo] {
-        let command = BarmanCommand.showServers
-        try checkStatus(of: command, output, tolerated: [0])
-        let decoded: Result<([ServerName: ServerInfo], [String]), DecodeFailure> = JSONReader.withReader(output.stdout) { reader in
-            do {
-                return .success(try readServers(&reader, command))
-            } catch let failure as DecodeFailure {
-                return .failure(failure)
-            } catch {
-                return .failure(invalidJSON(command, error))
-            }
-        }
-        let (servers, errors) = try decoded.get()
-        if !errors.isEmpty {
-            throw DecodeFailure("barman \(command) reported an error: \(errors.joined(separator: "; "))")
-        }
-        return servers
-    }
-
-    private static func readServers(_ reader: inout JSONReader, _ command: BarmanCommand) throws -> ([ServerName: ServerInfo], [String]) {
-        guard reader.peek() == UInt8(ascii: "{") else {
-            try reader.skipValue()
-            try reader.finish()
-            throw notAnObject(command)
-        }
-        var result: [ServerName: ServerInfo] = [:]
-        var errors: [String] = []
-        try reader.beginObject()
-        while let server = try reader.nextKey() {
-            if server == "_ERROR" {
-                errors = messageList(try reader.readValue())
-                continue
-            }
-            if server.hasPrefix("_") {
-                try reader.skipValue()
-                continue
-            }
+        try streamServers(of: .showServers, output) { server, reader in
             guard reader.peek() == UInt8(ascii: "{") else {
                 try reader.skipValue()
-                throw DecodeFailure("barman \(command): server '\(server)': expected an object")
+                throw DecodeFailure("barman \(BarmanCommand.showServers): server '\(server)': expected an object")
             }
             var fields: [String: JSONValue] = [:]
             try reader.beginObject()
@@ -104,10 +69,8 @@ extension BarmanDecoding {
                     try reader.skipValue()
                 }
             }
-            result[ServerName(server)] = serverInfo(server: server, fields)
+            return serverInfo(server: server, fields)
         }
-        try reader.finish()
-        return (result, errors)
     }
 
     private static let keptServerFields: Set<String> = [
