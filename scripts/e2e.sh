@@ -192,6 +192,8 @@ recoverability() {  # LABEL BIN CONF DIR URL
   before_a=$(metric "$url" "$series_a")
   before_b=$(metric "$url" "$series_b")
   lsn_before=$(psql_primary -c "SELECT pg_current_wal_lsn()")
+  local wal_before
+  wal_before="$(metric "$url" 'barman_last_backup_wal_files{server="pg-a"}') $(metric "$url" 'barman_last_backup_wal_rate_per_second{server="pg-a"}')"
   for _ in 1 2 3; do
     psql_primary -c "INSERT INTO filler SELECT g, md5(g::text) FROM generate_series(1, 1000) g" -c "SELECT pg_switch_wal()" >/dev/null
   done
@@ -201,6 +203,13 @@ recoverability() {  # LABEL BIN CONF DIR URL
   check "[$label] PostgreSQL's WAL moved on ($lsn_before -> $(psql_primary -c "SELECT pg_current_wal_lsn()"))" \
     test "$(psql_primary -c "SELECT pg_current_wal_lsn() > '$lsn_before'::pg_lsn")" = t
   check "[$label] pg-a's newest archived WAL moved (was $before_a)" wait_for_value "$url" "$series_a" "v > $before_a"
+  # show-backup is asked again only when list-backups shows the backup changed: new WAL did.
+  local wal_now
+  wal_now=$("$bin" -c "$conf" -f json show-backup pg-a latest | python3 -c 'import json,sys; w=json.load(sys.stdin)["pg-a"]["wal_information"]; print(w["no_of_files"], w["wal_rate_per_second"])')
+  check "[$label] the WAL figures follow show-backup (files, rate: $wal_now; were $wal_before)" \
+    wait_for_value "$url" 'barman_last_backup_wal_files{server="pg-a"}' "v == ${wal_now% *} and v > ${wal_before% *}"
+  check "[$label] ... the rate too" \
+    wait_for_value "$url" 'barman_last_backup_wal_rate_per_second{server="pg-a"}' "v is not None and abs(v - ${wal_now#* }) <= 1e-9 * max(1, abs(v))"
   sleep 2
   check "[$label] pg-b's did not: its receive-wal is stopped (still $before_b)" wait_for_value "$url" "$series_b" "v == $before_b" 1
   check "[$label] WAL figures equal barman's catalog and JSON while pg-b is stopped" \

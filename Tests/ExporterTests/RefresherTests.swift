@@ -115,8 +115,9 @@ struct RefresherTests {
         try harness.answerFromFixtures("3.4.0")
         await harness.refresher.refreshCycle()
         await harness.refresher.refreshCycle()
-        // --version only once: it is asked again after a reload, not at every refresh.
-        #expect(harness.invocations().count == 6 + 5)
+        // --version only once (it is asked again after a reload), show-backup only when the
+        // listing of the newest backup changes.
+        #expect(harness.invocations().count == 6 + 4)
     }
 
     @Test func checksHaveTheirOwnTTL() async throws {
@@ -127,7 +128,52 @@ struct RefresherTests {
         let calls = harness.invocations()
         #expect(calls.filter { $0 == "check all" }.count == 1)
         #expect(calls.filter { $0 == "list-backups all" }.count == 2)
-        #expect(calls.filter { $0.hasPrefix("show-backup") }.count == 2)
+        #expect(calls.filter { $0.hasPrefix("show-backup") }.count == 1)
+    }
+
+    /// 200 servers, every cache expired at every refresh but show-servers' (every tenth at the
+    /// defaults): once barman has answered, a refresh runs list-backups, check and
+    /// replication-status, and a show-backup only for a server whose newest backup changed.
+    @Test func steadyStateRunsThreeCommandsAndShowBackupOnlyForWhatChanged() async throws {
+        let servers = 200
+        let harness = Harness(cacheTTL: 0, checksCacheTTL: 0, serversCacheTTL: 3600)
+        func listing(_ change: (Int) -> (id: String, walSize: Int)) -> String {
+            "{" + (0..<servers).map { index in
+                let (id, walSize) = change(index)
+                return #""srv\#(index)": [{"backup_id": "\#(id)", "end_time_timestamp": "1795544728", "size_bytes": 100, "status": "DONE", "wal_size_bytes": \#(walSize)}]"#
+            }.joined(separator: ", ") + "}"
+        }
+        answerSynthetic(harness, servers: servers)
+        for index in 0..<servers { harness.answer("show-backup-srv\(index)-B3", Self.showBackup.replacingPercent("srv\(index)")) }
+        harness.answer("list-backups", listing { _ in ("B2", 10) })
+        await harness.refresher.refreshCycle()
+        #expect(harness.invocations().count == 1 + 4 + servers)
+
+        func callsOfNextRefresh() async -> [String] {
+            let before = harness.invocations().count
+            await harness.refresher.refreshCycle()
+            return Array(harness.invocations().dropFirst(before)).sorted()
+        }
+        let steady = ["check all", "list-backups all", "replication-status all"]
+        for _ in 0..<5 { #expect(await callsOfNextRefresh() == steady) }
+
+        // New WAL of srv7 (its wal_size_bytes grows) and a new backup of srv9: those two only.
+        harness.answer("list-backups", listing { index in (index == 9 ? "B3" : "B2", index == 7 ? 26 : 10) })
+        #expect(await callsOfNextRefresh() == steady + ["show-backup srv7 B2", "show-backup srv9 B3"])
+        #expect(await callsOfNextRefresh() == steady)
+
+        // A reload to another barman with the same answers: everything is asked again, once.
+        let replacement = ScriptedBarman()
+        for name in ["check", "replication-status", "show-servers", "version"] { replacement.answer(name, harness.barman.answers[name] ?? "") }
+        replacement.answer("list-backups", listing { _ in ("B2", 10) })
+        for index in 0..<servers { replacement.answer("show-backup-srv\(index)-B2", Self.showBackup.replacingPercent("srv\(index)")) }
+        await harness.refresher.reconfigure(runner: replacement, settings: RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, serversCacheTTL: .seconds(3600), refreshInterval: .seconds(60)),
+                                            sourceChanged: true)
+        await harness.refresher.refreshCycle()
+        #expect(replacement.invocations.count == 1 + 4 + servers)
+        #expect(replacement.invocations.filter { $0.hasPrefix("show-backup") }.count == servers)
+        await harness.refresher.refreshCycle()
+        #expect(replacement.invocations.count == 1 + 4 + servers + 3)
     }
 
     @Test func aFailedRefreshKeepsTheLastGoodDataAndSaysSo() async throws {

@@ -56,6 +56,9 @@ final class ScriptedBarman: BarmanRunner, BarmanAnswers {
         state.withLock { $0.answers[name] = json }
     }
 
+    /// The answers prepared so far, by name.
+    var answers: [String: String] { state.withLock { $0.answers } }
+
     /// Exit status of every run of `command` (a sub-command such as `check`).
     func exitStatus(_ command: String, _ status: Int32) {
         state.withLock { $0.exitStatuses[command] = status }

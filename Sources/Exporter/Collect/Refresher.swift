@@ -8,7 +8,7 @@ public struct RefreshSettings: Sendable, Equatable {
     /// `check`, `replication-status` and two `show-backup`s, and no more on a small backup host.
     public var maxConcurrentCommands: Int
 
-    public init(cacheTTL: Duration, checksCacheTTL: Duration, serversCacheTTL: Duration = .seconds(300), refreshInterval: Duration, maxConcurrentCommands: Int = 4) {
+    public init(cacheTTL: Duration, checksCacheTTL: Duration, serversCacheTTL: Duration = .seconds(600), refreshInterval: Duration, maxConcurrentCommands: Int = 4) {
         self.cacheTTL = cacheTTL
         self.checksCacheTTL = checksCacheTTL
         self.serversCacheTTL = serversCacheTTL
@@ -68,7 +68,8 @@ public actor Refresher {
     private var serverInfo: [ServerName: ServerInfo] = [:]
     /// Why a server's WAL catalog could not be read, while it cannot (logged when it changes).
     private var walCatalogProblems: [ServerName: String] = [:]
-    private var detailsFetchedAt: [ServerName: (backupID: String, at: ContinuousClock.Instant)] = [:]
+    /// Per server: which listing of its newest DONE backup the last `show-backup` answered, and when.
+    private var detailsFetchedAt: [ServerName: (listing: DetailsKey, at: ContinuousClock.Instant)] = [:]
     /// The last good `list-backups` answer: which `show-backup` each server needs.
     private var backups: [ServerName: [BackupSummary]] = [:]
 
@@ -303,11 +304,28 @@ public actor Refresher {
         await refreshDetails()
     }
 
-    /// Whether the newest DONE backup of `server` needs a `show-backup`: it is new, or its TTL
-    /// expired.
-    private func detailsDue(_ server: ServerName, _ backupID: String) -> Bool {
-        guard let cached = detailsFetchedAt[server], cached.backupID == backupID else { return true }
-        return expired(cached.at, ttl: settings.cacheTTL)
+    /// What `list-backups` says of a newest DONE backup that moves whenever its `show-backup`
+    /// figures do. Copy time, throughput, begin and end never change once a backup is DONE;
+    /// its WAL file count and rate change only when WAL files enter barman's catalog
+    /// (`Server.get_wal_info`), and each such file adds to `wal_size_bytes` (WAL after the
+    /// backup) or `size_bytes` (WAL the backup needs, arriving late).
+    struct DetailsKey: Hashable {
+        var backupID: String
+        var sizeBytes: Double?
+        var walSizeBytes: Double?
+
+        init(_ backup: BackupSummary) {
+            backupID = backup.id
+            sizeBytes = backup.sizeBytes
+            walSizeBytes = backup.walSizeBytes
+        }
+    }
+
+    /// Whether the newest DONE backup of `server` needs a `show-backup`: never asked, or
+    /// `list-backups` shows it changed since (a new backup, or new WAL). Nothing else changes
+    /// its answer, so no TTL re-asks it.
+    private func detailsDue(_ server: ServerName, _ listing: DetailsKey) -> Bool {
+        detailsFetchedAt[server]?.listing != listing
     }
 
     /// `show-backup` for the newest DONE backup of each server that needs one, servers never
@@ -315,7 +333,7 @@ public actor Refresher {
     private func refreshDetails() async {
         var due: [(command: BarmanCommand, lastAsked: ContinuousClock.Instant?)] = []
         for (server, list) in backups {
-            guard let newest = list.first(where: \.isDone), detailsDue(server, newest.id) else { continue }
+            guard let newest = list.first(where: \.isDone), detailsDue(server, DetailsKey(newest)) else { continue }
             due.append((.showBackup(server: server.text, backupID: newest.id), detailsFetchedAt[server]?.at))
         }
         let ordered = Self.fairOrder(due).map(\.command)
@@ -326,6 +344,12 @@ public actor Refresher {
                 group.addTask { await self.refreshDetails(command) }
             }
         }
+    }
+
+    /// The listing of `server`'s newest DONE backup now, if it is still `backupID`.
+    private func currentListing(_ server: ServerName, _ backupID: String) -> DetailsKey? {
+        guard let newest = backups[server]?.first(where: \.isDone), newest.id == backupID else { return nil }
+        return DetailsKey(newest)
     }
 
     /// Never asked first, then longest ago, then by command (server name) for a stable order.
@@ -343,10 +367,16 @@ public actor Refresher {
     private func refreshDetails(_ command: BarmanCommand) async {
         guard case .showBackup(let serverText, let backupID) = command else { return }
         let server = ServerName(serverText)
-        guard let (details, fetchedAt) = await fetch(command, due: { $0.detailsDue(server, backupID) && $0.backups[server] != nil }, decode: { output throws(DecodeFailure) in
+        // The listing this answer is for: taken when the command starts, so WAL that arrives
+        // while it runs makes the next listing differ and asks again.
+        var answered: DetailsKey?
+        guard let (details, fetchedAt) = await fetch(command, due: { refresher in
+            answered = refresher.currentListing(server, backupID)
+            return answered.map { refresher.detailsDue(server, $0) } ?? false
+        }, decode: { output throws(DecodeFailure) in
             try BarmanDecoding.backupDetails(output, server: serverText, backupID: backupID)
-        }) else { return }
-        detailsFetchedAt[server] = (backupID, fetchedAt)
+        }), let answered else { return }
+        detailsFetchedAt[server] = (answered, fetchedAt)
         store.update { $0.details[server] = details }
     }
 

@@ -9,14 +9,15 @@ public struct Config: Sendable, Equatable {
     public var address: String = "127.0.0.1"
     public var port: Int = 9780
     public var integrationType: IntegrationType = .shell
-    /// Seconds a `list-backups` or `show-backup` answer is reused before barman is asked again.
+    /// Seconds a `list-backups` or `replication-status` answer is reused before barman is asked
+    /// again (`show-backup` is asked again only when `list-backups` shows its backup changed).
     public var cacheTTL: Int = 50
     /// Seconds a `check` answer is reused; `check` is the slow command (the Go exporter's README, Known problems).
     public var checksCacheTTL: Int = 50
     /// Seconds a `show-servers` answer is reused; like `check`, it connects to every PostgreSQL
     /// server, and what it tells (server state, WAL catalog location, archiver statistics)
     /// changes rarely.
-    public var serversCacheTTL: Int = 300
+    public var serversCacheTTL: Int = 600
     /// Seconds between refresh cycles.
     public var refreshInterval: Int = 60
     public var logLevel: LogLevel = .warn

@@ -37,7 +37,7 @@ public struct ConfigKey: Sendable {
         ConfigKey("integration_type", \.integrationType, .integrationType,
                   "`shell` runs the barman CLI; `mock` serves embedded sample data (three servers) and needs no barman."),
         ConfigKey("cache_ttl", \.cacheTTL, .seconds(minimum: 0),
-                  "How long answers of `list-backups` and `show-backup` are reused."),
+                  "How long answers of `list-backups` and `replication-status` are reused. `show-backup` is not asked again on a timer: only when `list-backups` shows that the newest DONE backup of a server changed (a new backup, or new WAL)."),
         ConfigKey("checks_cache_ttl", \.checksCacheTTL, .seconds(minimum: 0),
                   "How long the answer of `check` is reused. `barman check` can take minutes (many tablespaces, barman issue #75; barman 3.15+ may switch WAL and wait up to 10 s per server); raise this to run it less often."),
         ConfigKey("servers_cache_ttl", \.serversCacheTTL, .seconds(minimum: 0),
