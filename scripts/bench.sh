@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # `make bench`: installs wrk, nginx and the Python exporter (PyPI barman-exporter 1.0.10, in a
 # virtualenv), builds the release binary as shipped (static Swift runtime), and prints one table
-# for a small (3 servers x 5 backups) and a large (200 x 60) dataset served by a fake barman.
+# for a small (3 servers x 5 backups) and a large (200 x 60) dataset served by a fake barman;
+# then barman's own cost per hour (bench/barman_cost.py) with Debian's real barman.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh build
 missing=()
-for package in wrk nginx python3-venv; do
+for package in wrk nginx python3-venv barman; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -21,3 +22,5 @@ fi
 swift build -c release --static-swift-stdlib --scratch-path .build-static --product prometheus-barman-exporter
 swift build -c release --static-swift-stdlib --scratch-path .build-static --product exporter-bench
 python3 bench/run.py "$@"
+# barman's own cost of being monitored, with the real barman (needs root: barman runs as barman).
+python3 bench/barman_cost.py
