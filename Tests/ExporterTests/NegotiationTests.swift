@@ -71,6 +71,37 @@ struct NegotiationTests {
         #expect(String(decoding: fresh.bytes, as: UTF8.self).contains("barman_metrics_update 1\n"))
     }
 
+    /// With the renderer, a scrape finds its second's body ready: it renders nothing itself.
+    @Test func theRendererPreparesEachSecondSoScrapesDoNotRender() async throws {
+        let store = SnapshotStore(MetricsSnapshot(version: "1"))
+        let cache = ExpositionCache()
+        try await cache.withRenderer { try rendererPreparesEachSecond(store, cache) }
+    }
+
+    func rendererPreparesEachSecond(_ store: SnapshotStore, _ cache: ExpositionCache) throws {
+        #expect(!cache.prepare(store: store, second: 100, now: 99.5))  // nobody asked yet
+        _ = cache.body(for: .text, gzip: true, store: store, second: 99)  // the first scrape renders
+        let renders = cache.renders
+        #expect(cache.prepare(store: store, second: 100, now: 99.9))  // the next second, gzip too
+        #expect(!cache.prepare(store: store, second: 100, now: 99.95))  // already there
+        let ahead = cache.body(for: .text, gzip: true, store: store, second: 100)
+        #expect(ahead.gzipped && cache.renders == renders + 1)
+        let plain = cache.body(for: .text, gzip: false, store: store, second: 100).bytes
+        #expect(cache.renders == renders + 1)
+
+        // A new snapshot: until the renderer has rendered it (within 50 ms), this second's body
+        // of the previous one is served, never a render during the scrape.
+        store.update { $0.lastRefreshMilliseconds = 7 }
+        #expect(cache.body(for: .text, gzip: false, store: store, second: 100).bytes === plain)
+        #expect(cache.renders == renders + 1)
+        #expect(cache.prepare(store: store, second: 100, now: 100.01))
+        let fresh = cache.body(for: .text, gzip: false, store: store, second: 100).bytes
+        #expect(String(decoding: fresh.bytes, as: UTF8.self).contains("barman_metrics_update 7\n"))
+
+        // A format nobody asked for in the last 65 s is not rendered ahead any more.
+        #expect(!cache.prepare(store: store, second: 170, now: 169.9))
+    }
+
     @Test func servedFormatsAndEncodings() async throws {
         var config = Config()
         config.integrationType = .mock

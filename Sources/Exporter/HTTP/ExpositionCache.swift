@@ -1,21 +1,51 @@
 import Synchronization
 
-/// The rendered `/metrics` body of the current snapshot and second, per format, with its gzip
-/// made once when first asked for. Ages are computed in whole seconds of the scrape time, so a
-/// body is exact for every scrape in the same second of the same snapshot: scrapes in between
-/// cost a lock and a reference copy instead of a render.
+/// The rendered `/metrics` bodies, per format, with their gzip made once.
+///
+/// Ages are computed in whole seconds of the scrape time, so a body is exact for every scrape in
+/// the same second of the same snapshot. In the daemon a renderer (`prepare`, driven by
+/// `ExporterService.renderAheadForever`) renders each second's body before the second starts, for
+/// the formats scrapers asked for in the last `demandWindow` seconds, and a new snapshot's body as
+/// soon as it is published: a scrape then costs a lock and a reference copy, never a render.
+/// Without the renderer (tests, or a format nobody asked for lately) a scrape renders the body
+/// itself, once per second and snapshot.
 public final class ExpositionCache: Sendable {
     public struct Body: Sendable {
         public let generation: UInt64
         public let second: Double
         public let plain: SharedBytes
         public let gzip: SharedBytes?
+
+        func withGzip(_ gzip: SharedBytes) -> Body {
+            Body(generation: generation, second: second, plain: plain, gzip: gzip)
+        }
     }
 
-    private let bodies = Mutex<[ExpositionFormat: Body]>([:])
+    /// What scrapers asked for: a format is rendered ahead while one was asked for within this
+    /// many seconds (a Prometheus scraping once a minute keeps it so).
+    static let demandWindow: Double = 65
+
+    private struct State {
+        /// Per format: the body of the current second and, rendered ahead, of the next.
+        var bodies: [ExpositionFormat: [Body]] = [:]
+        /// Per format: when a scrape last asked for it, and when one last asked for gzip.
+        var demand: [ExpositionFormat: (asked: Double, gzipAsked: Double?)] = [:]
+    }
+
+    private let state = Mutex(State())
     private let renderCount = Atomic<Int>(0)
+    /// Whether a renderer is preparing bodies ahead now; then a scrape that finds the body of
+    /// its second for the previous snapshot serves it while the new one is being rendered.
+    private let rendererRunning = Atomic<Bool>(false)
 
     public init() {}
+
+    /// Marks the renderer running for the duration of `body` (`ExporterService.renderAheadForever`).
+    func withRenderer<T>(_ body: () async throws -> T) async rethrows -> T {
+        rendererRunning.store(true, ordering: .relaxed)
+        defer { rendererRunning.store(false, ordering: .relaxed) }
+        return try await body()
+    }
 
     /// How many bodies have been rendered so far (each one leaves the previous one as garbage).
     public var renders: Int { renderCount.load(ordering: .relaxed) }
@@ -25,33 +55,80 @@ public final class ExpositionCache: Sendable {
     /// True when something was dropped.
     @discardableResult
     public func dropExpired(before second: Double) -> Bool {
-        bodies.withLock { cache in
-            let before = cache.count
-            cache = cache.filter { $0.value.second >= second }
-            return cache.count != before
+        state.withLock { state in
+            var dropped = false
+            for (format, bodies) in state.bodies {
+                let kept = bodies.filter { $0.second >= second }
+                if kept.count != bodies.count {
+                    dropped = true
+                    state.bodies[format] = kept.isEmpty ? nil : kept
+                }
+            }
+            return dropped
         }
     }
 
+    /// The body for a scrape at `second`: the one rendered for this second and the current
+    /// snapshot; with a renderer, while it renders a snapshot published a moment ago, the one of
+    /// this second for the previous snapshot; otherwise rendered now.
     public func body(for format: ExpositionFormat, gzip wantsGzip: Bool, store: SnapshotStore, second: Double) -> (bytes: SharedBytes, gzipped: Bool) {
         let (snapshot, generation) = store.versioned
-        var body = bodies.withLock { $0[format] }
-        if body == nil || body?.generation != generation || body?.second != second {
-            let families = MetricsBuilder.families(snapshot, now: second)
-            body = Body(generation: generation, second: second, plain: SharedBytes(TextRenderer.render(families, format: format)), gzip: nil)
-            renderCount.add(1, ordering: .relaxed)
+        let found = state.withLock { state -> Body? in
+            state.demand[format] = (second, wantsGzip ? second : state.demand[format]?.gzipAsked)
+            let bodies = state.bodies[format] ?? []
+            if let exact = bodies.first(where: { $0.generation == generation && $0.second == second }) { return exact }
+            guard rendererRunning.load(ordering: .relaxed) else { return nil }
+            return bodies.filter { $0.second == second }.max { $0.generation < $1.generation }
         }
-        guard var current = body else { return (SharedBytes([]), false) }
-        if wantsGzip, current.gzip == nil, let compressed = current.plain.withUnsafeBytes({ Gzip.compress($0) }) {
-            current = Body(generation: current.generation, second: current.second, plain: current.plain, gzip: SharedBytes(compressed))
+        var body = found ?? render(snapshot, generation: generation, format: format, second: second)
+        if wantsGzip, body.gzip == nil, let compressed = body.plain.withUnsafeBytes({ Gzip.compress($0) }) {
+            body = body.withGzip(SharedBytes(compressed))
         }
-        let stored = current
-        bodies.withLock { cache in
-            // Keep the newest; a slower scrape must not put back an older body.
-            if let existing = cache[format], existing.generation > stored.generation || existing.second > stored.second { return }
-            cache[format] = stored
+        if found == nil || (wantsGzip && found?.gzip == nil) { keep(body, format: format) }
+        if wantsGzip, let gzip = body.gzip { return (gzip, true) }
+        return (body.plain, false)
+    }
+
+    /// For the renderer: the bodies of the current snapshot for `second`, for every format asked
+    /// for lately (with gzip when that was asked), unless already there. True when it rendered.
+    public func prepare(store: SnapshotStore, second: Double, now: Double) -> Bool {
+        let (snapshot, generation) = store.versioned
+        let wanted = state.withLock { state in
+            state.demand.compactMap { format, demand -> (format: ExpositionFormat, gzip: Bool, rendered: Body?)? in
+                guard now - demand.asked < Self.demandWindow else { return nil }
+                let gzip = demand.gzipAsked.map { now - $0 < Self.demandWindow } ?? false
+                let rendered = state.bodies[format]?.first { $0.generation == generation && $0.second == second }
+                if let rendered, !gzip || rendered.gzip != nil { return nil }
+                return (format, gzip, rendered)
+            }
         }
-        if wantsGzip, let gzip = current.gzip { return (gzip, true) }
-        return (current.plain, false)
+        for (format, gzip, rendered) in wanted {
+            var body = rendered ?? render(snapshot, generation: generation, format: format, second: second)
+            if gzip, let compressed = body.plain.withUnsafeBytes({ Gzip.compress($0) }) {
+                body = body.withGzip(SharedBytes(compressed))
+            }
+            keep(body, format: format)
+        }
+        return !wanted.isEmpty
+    }
+
+    private func render(_ snapshot: MetricsSnapshot, generation: UInt64, format: ExpositionFormat, second: Double) -> Body {
+        let families = MetricsBuilder.families(snapshot, now: second)
+        renderCount.add(1, ordering: .relaxed)
+        return Body(generation: generation, second: second, plain: SharedBytes(TextRenderer.render(families, format: format)), gzip: nil)
+    }
+
+    /// Keeps `body` as the one of its second, unless a newer snapshot's is there already (a
+    /// slower scrape must not put back an older body); at most the current and the next second.
+    private func keep(_ body: Body, format: ExpositionFormat) {
+        state.withLock { state in
+            var bodies = state.bodies[format] ?? []
+            if let existing = bodies.first(where: { $0.second == body.second }), existing.generation > body.generation { return }
+            bodies.removeAll { $0.second == body.second }
+            bodies.append(body)
+            bodies.sort { $0.second < $1.second }
+            state.bodies[format] = Array(bodies.suffix(2))
+        }
     }
 }
 

@@ -115,6 +115,34 @@ public final class ExporterService: Sendable {
         }
     }
 
+    /// Renders each second's bodies before the second starts, and a new snapshot's as soon as it
+    /// is published (checked every 50 ms), for the formats scraped lately: no scrape waits for a
+    /// render. Costs one render a second while scraped (28 ms at 29,000 series, well under a
+    /// millisecond at a few hundred), nothing when nobody scrapes.
+    func renderAheadForever() async {
+        await expositionCache.withRenderer { await renderAhead() }
+    }
+
+    private func renderAhead() async {
+        let clock = ContinuousClock()
+        var renderTime = Duration.zero
+        while !Task.isCancelled {
+            let now = WallClock.nowSeconds()
+            let second = now.rounded(.down)
+            // Ahead of the next second by twice the last render, so it is ready in time.
+            let lead = min(0.5, 2 * Refresher.seconds(renderTime) + 0.005)
+            let started = clock.now
+            var rendered = expositionCache.prepare(store: pipeline.store, second: second, now: now)
+            if second + 1 - now <= lead {
+                rendered = expositionCache.prepare(store: pipeline.store, second: second + 1, now: now) || rendered
+            }
+            if rendered { renderTime = clock.now - started }
+            let untilNextRender = second + 1 - lead - WallClock.nowSeconds()
+            let pause = untilNextRender > 0 ? min(0.05, untilNextRender) : max(0.001, second + 1 - WallClock.nowSeconds())
+            do { try await Task.sleep(for: .seconds(pause)) } catch { return }
+        }
+    }
+
     /// Stops accepting scrapes (MHD finishes responses in flight) and terminates running barman
     /// process groups.
     public func stop() {

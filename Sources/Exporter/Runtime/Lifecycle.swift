@@ -120,6 +120,7 @@ public enum Lifecycle {
         }
         let refreshing = Task { await service.refresher.runForever() }
         let reclaiming = Task { await service.reclaimMemoryForever() }
+        let rendering = Task { await service.renderAheadForever() }
         SystemdNotifier.notify("READY=1")
         for await signal in signals {
             switch signal {
@@ -132,6 +133,7 @@ public enum Lifecycle {
                 SystemdNotifier.notify("STOPPING=1")
                 refreshing.cancel()
                 reclaiming.cancel()
+                rendering.cancel()
                 service.stop()
                 return 0
             }
