@@ -2,6 +2,9 @@
 // and times MetricsBuilder + TextRenderer, the work a scrape does when its body is not cached.
 // Prints the time per render for each size and the least-squares slope per series.
 import Exporter
+#if canImport(Glibc)
+import Glibc
+#endif
 
 func snapshot(servers: Int, backups: Int) -> MetricsSnapshot {
     var snapshot = MetricsSnapshot(version: BuildInfo.version)
@@ -24,6 +27,18 @@ func snapshot(servers: Int, backups: Int) -> MetricsSnapshot {
 }
 
 let clock = ContinuousClock()
+// `exporter-bench SERVERS BACKUPS RENDERS`: only that, for a profiler (valgrind --tool=callgrind
+// counts instructions: the difference between 1 and 2 renders is one render).
+let arguments = CommandLine.arguments.dropFirst().compactMap { Int($0) }
+if arguments.count == 3 {
+    let data = snapshot(servers: arguments[0], backups: arguments[1])
+    var bytes = 0
+    for iteration in 0..<arguments[2] {
+        bytes += TextRenderer.render(MetricsBuilder.families(data, now: 1_795_600_000 + Double(iteration))).count
+    }
+    print("rendered \(arguments[2]) bodies, \(bytes) bytes")
+    exit(0)
+}
 var points: [(series: Double, microseconds: Double)] = []
 print("servers backups   series      bytes  render_us  ns_per_series")
 for (servers, backups) in [(3, 5), (25, 30), (50, 60), (100, 60), (200, 60), (400, 60)] {

@@ -188,6 +188,22 @@ struct RenderingTests {
         #expect(TextRenderer.formatValue(-.infinity) == "-Inf")
     }
 
+    /// The linear-time sort orders series exactly as comparing whole label arrays does.
+    @Test func rankSortEqualsComparingLabelArrays() {
+        var generator = SystemRandomNumberGenerator()
+        let pool = ["pg", "pg10", "pg2", "a", "B", "10", "2", "02", "e\u{301}", "\u{E9}", "", "x y", "ü"]
+        for _ in 0..<200 {
+            let width = Int.random(in: 1...3, using: &generator)
+            let samples = (0..<Int.random(in: 0...60, using: &generator)).map { value in
+                Sample((0..<width).map { _ in pool.randomElement(using: &generator) ?? "" }, Double(value))
+            }
+            let reference = samples.sorted { LabelOrder.lessKeys($0.labelValues.map(LabelOrder.Key.init), $1.labelValues.map(LabelOrder.Key.init)) }
+            let sorted = LabelOrder.sorted(samples)
+            #expect(sorted.map { $0.labelValues.map { Array($0.utf8) } } == reference.map { $0.labelValues.map { Array($0.utf8) } })
+            #expect(sorted.map(\.value).sorted() == samples.map(\.value).sorted())
+        }
+    }
+
     @Test func seriesSortNumerically() {
         var snapshot = MetricsSnapshot(version: "1")
         snapshot.backups = ["s": (0..<12).map { BackupSummary(id: "\($0)", status: "DONE", endTime: Int64(100 - $0), sizeBytes: Double($0), walSizeBytes: 0) }]

@@ -14,11 +14,11 @@ public struct ServerName: Hashable, Comparable, Sendable, ExpressibleByStringLit
     }
 
     public static func == (lhs: ServerName, rhs: ServerName) -> Bool {
-        lhs.text.utf8.elementsEqual(rhs.text.utf8)
+        lhs.text.hasSameUTF8(as: rhs.text)
     }
 
     public func hash(into hasher: inout Hasher) {
-        for byte in text.utf8 { hasher.combine(byte) }
+        text.hashUTF8(into: &hasher)
     }
 
     public static func < (lhs: ServerName, rhs: ServerName) -> Bool {
@@ -26,4 +26,22 @@ public struct ServerName: Hashable, Comparable, Sendable, ExpressibleByStringLit
     }
 
     public var description: String { text }
+}
+
+extension String {
+    /// Byte-for-byte equality of the UTF-8 (not canonical equivalence, as `==` is).
+    func hasSameUTF8(as other: String) -> Bool {
+        let (left, right) = (utf8, other.utf8)
+        guard left.count == right.count else { return false }
+        let compared = left.withContiguousStorageIfAvailable { a in
+            right.withContiguousStorageIfAvailable { b in a.elementsEqual(b) }
+        }
+        return (compared ?? nil) ?? left.elementsEqual(right)
+    }
+
+    /// Hashes the UTF-8 bytes, consistent with `hasSameUTF8(as:)`.
+    func hashUTF8(into hasher: inout Hasher) {
+        let hashed: Void? = utf8.withContiguousStorageIfAvailable { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        if hashed == nil { for byte in utf8 { hasher.combine(byte) } }
+    }
 }
