@@ -5,7 +5,7 @@ The dataset comes from the environment: BENCH_SERVERS servers with BENCH_BACKUPS
 (one in ten FAILED), 22 checks per server, one streaming client per server. Every call appends
 its arguments to $BENCH_LOG (if set), so a benchmark can count barman processes.
 Handles what both exporters call: -v, list-server(s), status, check, list-backup(s), show-backup,
-replication-status; with SERVER or `all`; `-c FILE` is accepted and ignored.
+replication-status, show-servers; with SERVER or `all`; `-c FILE` is accepted and ignored.
 """
 import json
 import os
@@ -90,11 +90,11 @@ def answer(argv):
     if "-c" in args:
         i = args.index("-c")
         del args[i:i + 2]
+    if args[:2] == ["-f", "json"]:
+        args = args[2:]
     if args[:1] in (["-v"], ["--version"]):
         print("3.4.0 Barman by EnterpriseDB (www.enterprisedb.com)")
         return 0
-    if args[:2] == ["-f", "json"]:
-        args = args[2:]
     command, rest = args[0], args[1:]
     servers = NAMES if rest[:1] == ["all"] else rest[:1]
     if command in ("list-server", "list-servers"):
@@ -107,6 +107,9 @@ def answer(argv):
         out = {name: status(name) for name in servers}
     elif command == "replication-status":
         out = {name: replication(name) for name in servers}
+    elif command in ("show-server", "show-servers"):
+        out = {name: {"active": True, "archiver": False, "disabled": False, "minimum_redundancy": 0, "passive_node": False,
+                      "wals_directory": f"/nonexistent/bench/{name}/wals"} for name in servers}
     elif command == "show-backup":
         out = show(rest[0], rest[1])
     else:

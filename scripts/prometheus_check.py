@@ -44,7 +44,7 @@ def attempt(base, config, servers):
         for rule in group["rules"]:
             if rule.get("health") != "ok":
                 problems.append(f"rule {rule['name']}: health {rule.get('health')} {rule.get('lastError', '')}")
-    want, ages, _ = e2e_compare.expected(config)
+    want, ages, _, _ = e2e_compare.expected(config)
     got, at = stored(base)
     # Prometheus' value is from its last scrape, up to a second old: a wider age tolerance.
     problems += e2e_compare.differences("Prometheus", want, ages, got, at, 4)
