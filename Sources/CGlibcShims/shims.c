@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "CGlibcShims.h"
@@ -20,3 +21,7 @@ int cgs_wtermsig(int status) { return WTERMSIG(status); }
 int cgs_release_free_memory(void) { return malloc_trim(0); }
 int cgs_limit_malloc_arenas(int count) { return mallopt(M_ARENA_MAX, count); }
 int cgs_set_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes); }
+
+int cgs_set_thread_nice(int nice) {
+    return setpriority(PRIO_PROCESS, 0, nice);
+}

@@ -36,6 +36,20 @@ struct HTTPTests {
         }
     }
 
+    /// With the renderer running (scrapes then serve what it rendered; the cache's own test shows
+    /// they render nothing), a refresh's data is served within a moment.
+    @Test func theRendererServesNewSnapshots() async throws {
+        try await withExporter { exporter in
+            try exporter.startRenderer()
+            let connection = try RawHTTPConnection(port: exporter.port)
+            #expect(try !connection.request("GET", "/metrics").bodyText.contains("barman_up"))
+            await exporter.refresher.refreshCycle()
+            try await TestSupport.waitUntil("the new snapshot is served") {
+                (try? connection.request("GET", "/metrics").bodyText.contains("barman_up{check=\"failed_backups\",server=\"pg-main\"} 0\n")) == true
+            }
+        }
+    }
+
     @Test func keepAliveReusesTheConnection() async throws {
         try await withExporter { exporter in
             let connection = try RawHTTPConnection(port: exporter.port)

@@ -72,10 +72,10 @@ struct NegotiationTests {
     }
 
     /// With the renderer, a scrape finds its second's body ready: it renders nothing itself.
-    @Test func theRendererPreparesEachSecondSoScrapesDoNotRender() async throws {
+    @Test func theRendererPreparesEachSecondSoScrapesDoNotRender() throws {
         let store = SnapshotStore(MetricsSnapshot(version: "1"))
         let cache = ExpositionCache()
-        try await cache.withRenderer { try rendererPreparesEachSecond(store, cache) }
+        try cache.withRenderer { try rendererPreparesEachSecond(store, cache) }
     }
 
     func rendererPreparesEachSecond(_ store: SnapshotStore, _ cache: ExpositionCache) throws {

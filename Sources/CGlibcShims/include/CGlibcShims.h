@@ -22,6 +22,10 @@ int cgs_limit_malloc_arenas(int count);
 /* mallopt(M_MMAP_THRESHOLD, bytes): allocations at least this large get their own mapping. */
 int cgs_set_mmap_threshold(int bytes);
 
+/* setpriority(PRIO_PROCESS, 0, nice): on Linux nice values are per thread, so this lowers the
+   calling thread's priority only (raising the nice value needs no privilege). */
+int cgs_set_thread_nice(int nice);
+
 /* WIFEXITED / WEXITSTATUS / WIFSIGNALED / WTERMSIG */
 int cgs_wifexited(int status);
 int cgs_wexitstatus(int status);

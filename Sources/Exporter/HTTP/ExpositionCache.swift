@@ -40,11 +40,11 @@ public final class ExpositionCache: Sendable {
 
     public init() {}
 
-    /// Marks the renderer running for the duration of `body` (`ExporterService.renderAheadForever`).
-    func withRenderer<T>(_ body: () async throws -> T) async rethrows -> T {
+    /// Marks the renderer running for the duration of `body` (`ExporterService.startRenderer`).
+    func withRenderer<T>(_ body: () throws -> T) rethrows -> T {
         rendererRunning.store(true, ordering: .relaxed)
         defer { rendererRunning.store(false, ordering: .relaxed) }
-        return try await body()
+        return try body()
     }
 
     /// How many bodies have been rendered so far (each one leaves the previous one as garbage).

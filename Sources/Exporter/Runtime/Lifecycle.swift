@@ -114,13 +114,13 @@ public enum Lifecycle {
         do {
             signals = try Signals.stream()
             service = try ExporterService(config: config, configPath: configPath, logger: logger)
+            try service.startRenderer()
         } catch {
             logger.error("cannot start", ["error": error.description])
             return 1
         }
         let refreshing = Task { await service.refresher.runForever() }
         let reclaiming = Task { await service.reclaimMemoryForever() }
-        let rendering = Task { await service.renderAheadForever() }
         SystemdNotifier.notify("READY=1")
         for await signal in signals {
             switch signal {
@@ -133,7 +133,6 @@ public enum Lifecycle {
                 SystemdNotifier.notify("STOPPING=1")
                 refreshing.cancel()
                 reclaiming.cancel()
-                rendering.cancel()
                 service.stop()
                 return 0
             }
