@@ -98,6 +98,13 @@ struct NegotiationTests {
         let fresh = cache.body(for: .text, gzip: false, store: store, second: 100).bytes
         #expect(String(decoding: fresh.bytes, as: UTF8.self).contains("barman_metrics_update 7\n"))
 
+        // The renderer is late for second 101: the body of 100 is served, not a render.
+        let renders100 = cache.renders
+        #expect(cache.body(for: .text, gzip: false, store: store, second: 101).bytes === fresh)
+        #expect(cache.renders == renders100)
+        // Two seconds late: rendered for the scrape.
+        #expect(cache.body(for: .text, gzip: false, store: store, second: 102).bytes !== fresh)
+
         // A format nobody asked for in the last 65 s is not rendered ahead any more.
         #expect(!cache.prepare(store: store, second: 170, now: 169.9))
     }

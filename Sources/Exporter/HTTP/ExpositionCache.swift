@@ -26,7 +26,8 @@ public final class ExpositionCache: Sendable {
     static let demandWindow: Double = 65
 
     private struct State {
-        /// Per format: the body of the current second and, rendered ahead, of the next.
+        /// Per format: the bodies of the two newest seconds (this one and, rendered ahead, the next;
+    /// or the previous one and this one).
         var bodies: [ExpositionFormat: [Body]] = [:]
         /// Per format: when a scrape last asked for it, and when one last asked for gzip.
         var demand: [ExpositionFormat: (asked: Double, gzipAsked: Double?)] = [:]
@@ -69,8 +70,9 @@ public final class ExpositionCache: Sendable {
     }
 
     /// The body for a scrape at `second`: the one rendered for this second and the current
-    /// snapshot; with a renderer, while it renders a snapshot published a moment ago, the one of
-    /// this second for the previous snapshot; otherwise rendered now.
+    /// snapshot. With a renderer running, while it renders a snapshot published a moment ago,
+    /// the one of this second for the previous snapshot, and while it is late for this second,
+    /// the previous second's. Otherwise rendered now.
     public func body(for format: ExpositionFormat, gzip wantsGzip: Bool, store: SnapshotStore, second: Double) -> (bytes: SharedBytes, gzipped: Bool) {
         let (snapshot, generation) = store.versioned
         let found = state.withLock { state -> Body? in
@@ -78,7 +80,10 @@ public final class ExpositionCache: Sendable {
             let bodies = state.bodies[format] ?? []
             if let exact = bodies.first(where: { $0.generation == generation && $0.second == second }) { return exact }
             guard rendererRunning.load(ordering: .relaxed) else { return nil }
-            return bodies.filter { $0.second == second }.max { $0.generation < $1.generation }
+            if let sameSecond = bodies.filter({ $0.second == second }).max(by: { $0.generation < $1.generation }) { return sameSecond }
+            // The renderer is late (a busy host): the previous second's body of this snapshot,
+            // ages one second behind, rather than a render while the scraper waits.
+            return bodies.first { $0.second == second - 1 && $0.generation == generation }
         }
         var body = found ?? render(snapshot, generation: generation, format: format, second: second)
         if wantsGzip, body.gzip == nil, let compressed = body.plain.withUnsafeBytes({ Gzip.compress($0) }) {

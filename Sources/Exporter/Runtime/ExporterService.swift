@@ -100,15 +100,16 @@ public final class ExporterService: Sendable {
         }
     }
 
-    /// Every second: frees rendered bodies whose second has passed (a large body is ~2 MB that
-    /// would otherwise wait for the next scrape, typically a minute, to be replaced), and hands
+    /// Every second: frees rendered bodies of seconds before the previous one (a large body is
+    /// ~2 MB that would otherwise wait for the next scrape, typically a minute, to be replaced), and hands
     /// freed memory back to the kernel after a refresh or a render. The only caller of
     /// `Memory.releaseFreeMemory`, so no scrape or refresh pays for it.
     func reclaimMemoryForever() async {
         var lastSeen: (generation: UInt64, renders: Int)?
         while !Task.isCancelled {
             do { try await Task.sleep(for: .seconds(1)) } catch { return }
-            let dropped = expositionCache.dropExpired(before: WallClock.nowSeconds().rounded(.down))
+            // The previous second's body stays: it is served while a late renderer catches up.
+            let dropped = expositionCache.dropExpired(before: WallClock.nowSeconds().rounded(.down) - 1)
             let seen = (pipeline.store.versioned.generation, expositionCache.renders)
             if dropped || lastSeen.map({ $0 != seen }) ?? true {
                 Memory.releaseFreeMemory()
