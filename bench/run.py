@@ -236,6 +236,27 @@ def main():
     print("## rendering one scrape (MetricsBuilder + TextRenderer, no cache)")
     sys.stdout.flush()
     subprocess.run([RENDER_BENCH], check=True)
+    render_instructions()
+
+
+def render_instructions():
+    """Instructions per series of one render, counted by valgrind (repeatable whatever else the
+    machine does, unlike the wall times above): the count of 2 renders minus that of 1."""
+    if shutil.which("valgrind") is None:
+        print("(valgrind not installed: no instruction counts)")
+        return
+    print()
+    print("## instructions per render (valgrind --tool=callgrind; 2 renders minus 1)")
+    print(f"{'servers':>8}{'backups':>8}{'series':>9}{'instructions':>15}{'per series':>12}")
+    for servers in (100, 200, 400):
+        counts = []
+        for renders in (1, 2):
+            run = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", RENDER_BENCH, str(servers), "60", str(renders)],
+                                 capture_output=True, text=True)
+            counts.append(int(re.search(r"Collected : (\d+)", run.stderr).group(1)))
+            series = int(re.search(r"bodies of (\d+) series", run.stdout).group(1))
+        one = counts[1] - counts[0]
+        print(f"{servers:8}{60:8}{series:9}{one:15,}{one / series:12,.0f}")
 
 
 if __name__ == "__main__":

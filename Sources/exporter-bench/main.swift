@@ -33,10 +33,13 @@ let arguments = CommandLine.arguments.dropFirst().compactMap { Int($0) }
 if arguments.count == 3 {
     let data = snapshot(servers: arguments[0], backups: arguments[1])
     var bytes = 0
+    var series = 0
     for iteration in 0..<arguments[2] {
-        bytes += TextRenderer.render(MetricsBuilder.families(data, now: 1_795_600_000 + Double(iteration))).count
+        let families = MetricsBuilder.families(data, now: 1_795_600_000 + Double(iteration))
+        series = families.reduce(0) { $0 + $1.samples.count }
+        bytes += TextRenderer.render(families).count
     }
-    print("rendered \(arguments[2]) bodies, \(bytes) bytes")
+    print("rendered \(arguments[2]) bodies of \(series) series, \(bytes) bytes")
     exit(0)
 }
 var points: [(series: Double, microseconds: Double)] = []
