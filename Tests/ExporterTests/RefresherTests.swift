@@ -320,6 +320,24 @@ struct RefresherTests {
         #expect(!harness.barman.overlaps.contains("check+replication-status"), "\(harness.barman.overlaps)")
     }
 
+    /// The other way round: a replication-status still running from an earlier refresh holds
+    /// back check and show-servers (that refresh's, waiting for it) until it is done; a later
+    /// refresh does not start them either.
+    @Test func checkAndShowServersWaitForARunningReplicationStatus() async throws {
+        let harness = Harness()
+        try harness.answerFromFixtures("3.4.0")
+        harness.barman.hold(.replicationStatus)
+        let first = Task { await harness.refresher.refreshCycle() }
+        try await TestSupport.waitUntil("replication-status runs") { harness.invocations().contains("replication-status all") }
+        await harness.refresher.refreshCycle()
+        #expect(!harness.invocations().contains("check all") && !harness.invocations().contains("show-servers all"))
+        harness.barman.release(.replicationStatus)
+        await first.value
+        #expect(harness.invocations().filter { $0 == "check all" }.count == 1)
+        #expect(!harness.barman.overlaps.contains("check+replication-status"), "\(harness.barman.overlaps)")
+        #expect(!harness.barman.overlaps.contains("replication-status+show-servers"), "\(harness.barman.overlaps)")
+    }
+
     @Test func barmanVersionIsAskedAfterStartAndAfterEachReload() async throws {
         let harness = Harness()
         try harness.answerFromFixtures("3.4.0")

@@ -34,7 +34,8 @@ final class ScriptedBarman: BarmanRunner, BarmanAnswers {
         var exitStatuses: [String: Int32] = [:]
         var stderr = ""
         var invocations: [String] = []
-        var checkHeld = false
+        /// Commands of these kinds wait until released (or cancelled).
+        var held: Set<CommandKind> = []
         /// Every command waits until released (or cancelled), like a hung barman.
         var allHeld = false
         var cancelled = false
@@ -68,8 +69,10 @@ final class ScriptedBarman: BarmanRunner, BarmanAnswers {
         state.withLock { $0.stderr = text }
     }
 
-    func holdCheck() { state.withLock { $0.checkHeld = true } }
-    func releaseCheck() { state.withLock { $0.checkHeld = false } }
+    func hold(_ kind: CommandKind) { _ = state.withLock { $0.held.insert(kind) } }
+    func release(_ kind: CommandKind) { _ = state.withLock { $0.held.remove(kind) } }
+    func holdCheck() { hold(.check) }
+    func releaseCheck() { release(.check) }
     func holdEverything() { state.withLock { $0.allHeld = true } }
 
     /// How long each run takes.
@@ -106,7 +109,7 @@ final class ScriptedBarman: BarmanRunner, BarmanAnswers {
             }
         }
         if delay > .zero { try? await Task.sleep(for: delay) }
-        while state.withLock({ !$0.cancelled && ($0.allHeld || (command.kind == .check && $0.checkHeld)) }) {
+        while state.withLock({ !$0.cancelled && ($0.allHeld || $0.held.contains(command.kind)) }) {
             try? await Task.sleep(for: .milliseconds(5))
         }
         if state.withLock({ $0.cancelled }) {

@@ -154,15 +154,16 @@ public actor Refresher {
         let started = clock.now
         let generation = self.generation
         // Nor does replication-status start while a check or show-servers of an earlier cycle
-        // still runs: it would count their connections as streaming clients. It runs at the
-        // first refresh after they are done.
-        let connectionsOpen = Self.opensReplicationConnections.contains { running.contains(SourceRun(source: $0, generation: generation)) }
+        // still runs: it would count their connections as streaming clients. (The other way
+        // round cannot happen: a cycle that starts replication-status holds its check and
+        // show-servers until it is done, and they count as running meanwhile.)
+        let connectionsOpen = Self.opensReplicationConnections.contains { isRunning($0) }
         let sources = Source.allCases.filter { source in
             if source == .replication && connectionsOpen { return false }
             return running.insert(SourceRun(source: source, generation: generation)).inserted
         }
         if sources.count < Source.allCases.count {
-            logger.debug("a source of the previous refresh is still running; it, and replication-status while check or show-servers runs, is not started now")
+            logger.debug("a source of the previous refresh is still running: it is not started again, nor is replication-status while check or show-servers runs")
         }
         let afterReplication = sources.contains(.replication) ? sources.filter(Self.opensReplicationConnections.contains) : []
         await withTaskGroup(of: Void.self) { group in
