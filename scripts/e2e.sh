@@ -389,8 +389,8 @@ sys.exit(statuses != {"pg-a": ["DONE", "DONE"], "pg-b": [], "pg-c": ["FAILED"]})
   check "[$label] zero servers: barman answered list-backups and check" \
     grep -qE '^barman_exporter_command_success\{command="(list-backups|check)"\} 1$' "$dir/empty.prom"
   check "[$label] zero servers: no server metric at all" bash -c "! grep -q 'server=' '$dir/empty.prom'"
-  check "[$label] zero servers: only the exporter's own metrics and barman_metrics_update" \
-    bash -c "! grep -vE '^(#|barman_exporter_|barman_metrics_update |barman_version_info\\{)' '$dir/empty.prom'"
+  check "[$label] zero servers: only the exporter's own metrics, barman's version and barman_metrics_update" \
+    bash -c "! grep -vE '^(#|barman_exporter_|barman_metrics_update |barman_version_info\\{|process_)' '$dir/empty.prom'"
   stop_exporter || true
 
   if [ -n "${E2E_INSTALLED_BINARY:-}" ] && [ "$label" = debian ]; then

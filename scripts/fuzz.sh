@@ -18,7 +18,7 @@ sources=(
   Sources/Exporter/Barman/BarmanTime.swift Sources/Exporter/Barman/WALCatalog.swift
   Sources/Exporter/Metrics/*.swift
   Sources/Exporter/Runtime/Logger.swift Sources/Exporter/System/WallClock.swift Sources/Exporter/System/Files.swift
-  Sources/Exporter/System/SystemCall.swift
+  Sources/Exporter/System/SystemCall.swift Sources/Exporter/System/ProcessStatistics.swift
   Tests/ExporterTests/FuzzHarness.swift
 )
 build() {  # NAME ENTRY

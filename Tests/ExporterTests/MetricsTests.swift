@@ -1,5 +1,8 @@
 @testable import Exporter
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite("Metric semantics")
 struct MetricsTests {
@@ -241,5 +244,42 @@ struct DocumentationTests {
             return "| `\(key.name)` | \(key.typeDescription) | \(defaultCell) | \(key.summary) |"
         }
         #expect(rows == expected)
+    }
+}
+
+@Suite("Process metrics")
+struct ProcessMetricsTests {
+    /// This test process's own figures, as /proc and getrlimit give them.
+    @Test func theProcessFiguresAreThisProcesss() throws {
+        let process = try #require(ProcessStatistics.current())
+        var limit = rlimit()
+        #expect(getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0)
+        #expect(process.maxFileDescriptors == Double(limit.rlim_cur))
+        // stdin, stdout, stderr at least, and never more than the limit.
+        #expect(process.openFileDescriptors >= 3 && process.openFileDescriptors <= process.maxFileDescriptors)
+        #expect(process.residentBytes > 1_000_000 && process.virtualBytes >= process.residentBytes)
+        #expect(process.cpuSeconds > 0)
+        // Started before now, and after the machine booted a while ago (within a day here).
+        let now = WallClock.nowSeconds()
+        #expect(process.startTimeSeconds <= now + 1 && process.startTimeSeconds > now - 86_400 * 365)
+        // CPU time only grows.
+        var spin = 0.0
+        for index in 0..<3_000_000 { spin += Double(index).squareRoot() }
+        #expect(spin > 0)
+        #expect(try #require(ProcessStatistics.current()).cpuSeconds >= process.cpuSeconds)
+    }
+
+    @Test func theDaemonServesThemTheOnceOutputDoesNot() {
+        let process = ProcessStatistics(cpuSeconds: 1.5, residentBytes: 12_000_000, virtualBytes: 90_000_000, openFileDescriptors: 9,
+                                        maxFileDescriptors: 1024, startTimeSeconds: 1795600000)
+        let snapshot = MetricsSnapshot(version: "1")
+        let served = TextRenderer.render(MetricsBuilder.families(snapshot, now: 1795600100, process: process))
+        let text = String(decoding: served, as: UTF8.self)
+        for line in ["process_cpu_seconds_total 1.5", "process_resident_memory_bytes 12000000", "process_virtual_memory_bytes 90000000",
+                     "process_open_fds 9", "process_max_fds 1024", "process_start_time_seconds 1795600000",
+                     "# TYPE process_cpu_seconds_total counter"] {
+            #expect(text.contains(line + "\n"), "\(line)")
+        }
+        #expect(!String(decoding: TextRenderer.render(MetricsBuilder.families(snapshot, now: 1795600100)), as: UTF8.self).contains("process_"))
     }
 }

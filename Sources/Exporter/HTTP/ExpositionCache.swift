@@ -118,7 +118,8 @@ public final class ExpositionCache: Sendable {
     }
 
     private func render(_ snapshot: MetricsSnapshot, generation: UInt64, format: ExpositionFormat, second: Double) -> Body {
-        let families = MetricsBuilder.families(snapshot, now: second)
+        // The process figures of this render: at most a second old when served.
+        let families = MetricsBuilder.families(snapshot, now: second, process: ProcessStatistics.current())
         renderCount.add(1, ordering: .relaxed)
         return Body(generation: generation, second: second, plain: SharedBytes(TextRenderer.render(families, format: format)), gzip: nil)
     }

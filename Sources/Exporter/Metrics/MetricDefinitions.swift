@@ -170,6 +170,20 @@ public enum Metric {
         "Runs of this barman command that failed (error exit, timeout, invalid output) since the exporter started.",
         labels: ["command"])
 
+    // The process, with the names, types and HELP texts of every Prometheus client library.
+    public static let processCPU = MetricDefinition(
+        "process_cpu_seconds_total", .counter, "Total user and system CPU time spent in seconds.")
+    public static let processResidentMemory = MetricDefinition(
+        "process_resident_memory_bytes", .gauge, "Resident memory size in bytes.")
+    public static let processVirtualMemory = MetricDefinition(
+        "process_virtual_memory_bytes", .gauge, "Virtual memory size in bytes.")
+    public static let processOpenFDs = MetricDefinition(
+        "process_open_fds", .gauge, "Number of open file descriptors.")
+    public static let processMaxFDs = MetricDefinition(
+        "process_max_fds", .gauge, "Maximum number of open file descriptors.")
+    public static let processStartTime = MetricDefinition(
+        "process_start_time_seconds", .gauge, "Start time of the process since unix epoch in seconds.")
+
     public static let all: [MetricDefinition] = [
         backupSize, backupWALSize, backupsFailed, backupsTotal, firstBackup, lastBackup, lastBackupCopyTime,
         metricsUpdate, up, lastBackupThroughput, lastBackupWALFiles, lastBackupWALRate,
@@ -179,6 +193,7 @@ public enum Metric {
         backupsByStatus, backupsByType, backupInProgressStart, lastFullBackupTimestamp, lastBackupDuration,
         backupsByRetentionStatus, minimumRedundancySatisfied, versionInfo, serverActive, serverDisabled, serverPassiveNode,
         buildInfo, commandSuccess, commandLastSuccess, commandDuration, commandRuns, commandFailures,
+        processCPU, processResidentMemory, processVirtualMemory, processOpenFDs, processMaxFDs, processStartTime,
     ]
 }
 

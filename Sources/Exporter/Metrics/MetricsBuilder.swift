@@ -1,7 +1,8 @@
-/// Computes every metric family from a snapshot. Pure: the time of the scrape is passed in, so
-/// ages are right at the moment of each scrape and tests need no clock.
+/// Computes every metric family from a snapshot. Pure: the time of the scrape (and the process'
+/// own figures, for the daemon) are passed in, so ages are right at the moment of each scrape
+/// and tests need no clock.
 public enum MetricsBuilder {
-    public static func families(_ snapshot: MetricsSnapshot, now: Double) -> [MetricFamily] {
+    public static func families(_ snapshot: MetricsSnapshot, now: Double, process: ProcessStatistics? = nil) -> [MetricFamily] {
         // Keyed by name: hashing a short name per sample, not the whole definition with its HELP.
         var samples: [String: (definition: MetricDefinition, samples: [Sample])] = [:]
         func add(_ metric: MetricDefinition, _ labels: [String], _ value: Double?) {
@@ -86,6 +87,15 @@ public enum MetricsBuilder {
             add(Metric.lastArchivedWALTimestamp, [name.text], time)
         }
         if let version = snapshot.barmanVersion { add(Metric.versionInfo, [version], 1) }
+
+        if let process {
+            add(Metric.processCPU, [], process.cpuSeconds)
+            add(Metric.processResidentMemory, [], process.residentBytes)
+            add(Metric.processVirtualMemory, [], process.virtualBytes)
+            add(Metric.processOpenFDs, [], process.openFileDescriptors)
+            add(Metric.processMaxFDs, [], process.maxFileDescriptors)
+            add(Metric.processStartTime, [], process.startTimeSeconds)
+        }
 
         add(Metric.metricsUpdate, [], snapshot.lastRefreshMilliseconds)
         add(Metric.buildInfo, [snapshot.version], 1)
