@@ -5,8 +5,9 @@ import Glibc
 /// Reads when the newest WAL file reached barman's archive, from barman's WAL catalog.
 ///
 /// The catalog (`xlog.db`, `<server>-xlog.db` from barman 3.13) has one line per archived file,
-/// `NAME<TAB>SIZE<TAB>TIME<TAB>COMPRESSION` (3.19 adds a fifth, encryption), appended by `archive-wal` (run by `barman cron`)
-/// for streamed and `archive_command` WAL alike; TIME is the file's modification time when
+/// `NAME<TAB>SIZE<TAB>TIME<TAB>COMPRESSION` (3.19 adds a fifth, encryption), appended by
+/// `archive-wal` (run by `barman cron`) for streamed and `archive_command` WAL alike; TIME is the
+/// file's modification time when
 /// barman archived it (`WalFileInfo.from_file`). No barman command prints this: `status` and
 /// `show-servers` print PostgreSQL's archiver statistics only with `archiver = on`, and
 /// `show-backup` only the last WAL's name. Only the end of the file is read (a catalog gains a

@@ -27,8 +27,8 @@ public struct RefreshSettings: Sendable, Equatable {
 /// Four sources are independent: `check all` (often the slow one), `list-backups all` (followed
 /// by `show-backup` per server), `replication-status all`, and `show-servers all` (followed by a
 /// read of each server's WAL catalog, and `--version` after start and each reload) run
-/// concurrently, and each publishes as soon as it is done. A source still running when the next refresh starts is not started
-/// again, so refreshes never stack; every barman process waits for one of
+/// concurrently, and each publishes as soon as it is done. A source still running when the next
+/// refresh starts is not started again, so refreshes never stack; every barman process waits for one of
 /// `maxConcurrentCommands` slots, and checks again that its answer is still due once it has one.
 /// A failed run keeps the last good data of that source and is recorded in the health metrics.
 public actor Refresher {

@@ -3,8 +3,8 @@ import Synchronization
 /// The rendered `/metrics` bodies, per format, with their gzip made once.
 ///
 /// Ages are computed in whole seconds of the scrape time, so a body is exact for every scrape in
-/// the same second of the same snapshot. In the daemon a renderer (`prepare`, driven by
-/// `ExporterService.renderAheadForever`) renders each second's body before the second starts, for
+/// the same second of the same snapshot. In the daemon a renderer (`prepare`, driven by the
+/// thread `ExporterService.startRenderer` starts) renders each second's body before the second starts, for
 /// the formats scrapers asked for in the last `demandWindow` seconds, and a new snapshot's body as
 /// soon as it is published: a scrape then costs a lock and a reference copy, never a render.
 /// Without the renderer (tests, or a format nobody asked for lately) a scrape renders the body
@@ -26,8 +26,8 @@ public final class ExpositionCache: Sendable {
     static let demandWindow: Double = 65
 
     private struct State {
-        /// Per format: the bodies of the two newest seconds (this one and, rendered ahead, the next;
-    /// or the previous one and this one).
+        /// Per format: the bodies of the two newest seconds (this one and, rendered ahead, the
+        /// next; or the previous one and this one).
         var bodies: [ExpositionFormat: [Body]] = [:]
         /// Per format: when a scrape last asked for it, and when one last asked for gzip.
         var demand: [ExpositionFormat: (asked: Double, gzipAsked: Double?)] = [:]
@@ -125,7 +125,7 @@ public final class ExpositionCache: Sendable {
     }
 
     /// Keeps `body` as the one of its second, unless a newer snapshot's is there already (a
-    /// slower scrape must not put back an older body); at most the current and the next second.
+    /// slower scrape must not put back an older body); only the two newest seconds are kept.
     private func keep(_ body: Body, format: ExpositionFormat) {
         state.withLock { state in
             var bodies = state.bodies[format] ?? []
