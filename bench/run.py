@@ -25,7 +25,7 @@ PYTHON_EXPORTER = os.path.join(ROOT, ".build-tools/python-exporter/bin/barman-ex
 FAKE = os.path.join(ROOT, "bench/fake-barman.py")
 DATASETS = [("small", 3, 5), ("large", 200, 60)]
 CONNECTIONS = [1, 16, 64]
-SECONDS = int(os.environ.get("BENCH_SECONDS", "4"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "4"))  # per wrk run
 
 
 def free_port():
@@ -62,9 +62,22 @@ def wrk(url, connections, gzip):
     return rate, latency(50), latency(99)
 
 
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+
+
 def wrk_matrix(url):
-    """(gzip, connections) -> (req/s, p50 ms, p99 ms) for every combination measured."""
-    return {(gzip, connections): wrk(url, connections, gzip) for gzip in (False, True) for connections in CONNECTIONS}
+    """(gzip, connections) -> (req/s, p50 ms, p99 ms) for every combination measured: the median
+    of each over BENCH_REPEATS runs (default 3), interleaved, since a single run's p99 on a
+    small machine shared with wrk moves by up to 10x."""
+    runs = {}
+    for _ in range(REPEATS):
+        for gzip in (False, True):
+            for connections in CONNECTIONS:
+                runs.setdefault((gzip, connections), []).append(wrk(url, connections, gzip))
+
+    def median(values):
+        return sorted(values)[len(values) // 2]
+    return {key: tuple(median([run[index] for run in results]) for index in range(3)) for key, results in runs.items()}
 
 
 def wait_for(url, pattern, timeout):
@@ -198,7 +211,7 @@ http {{ access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000; 
 
 
 def main():
-    print(f"machine: {os.cpu_count()} cores, {open('/proc/meminfo').readline().split()[1]} kB RAM; wrk -d {SECONDS}s, load generator on the same machine")
+    print(f"machine: {os.cpu_count()} cores, {open('/proc/meminfo').readline().split()[1]} kB RAM; wrk -d {SECONDS}s, median of {REPEATS} runs, load generator on the same machine")
     size = os.path.getsize(OURS)
     stripped = os.path.join(tempfile.gettempdir(), "barman-exporter-stripped")
     shutil.copy(OURS, stripped)
