@@ -151,8 +151,7 @@ public final class ExporterService: Sendable {
             if rendered { renderTime = clock.now - started }
             let untilNextRender = second + 1 - lead - WallClock.nowSeconds()
             let pause = untilNextRender > 0 ? min(0.05, untilNextRender) : max(0.001, second + 1 - WallClock.nowSeconds())
-            var interval = timespec(tv_sec: 0, tv_nsec: Int(pause * 1e9))
-            _ = nanosleep(&interval, nil)  // woken early by a signal: the loop just looks again
+            Deadline.sleep(.seconds(pause))
         }
     }
 
