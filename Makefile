@@ -3,7 +3,7 @@ SWIFT ?= swift
 BINARY := .build/release/prometheus-barman-exporter
 DEBUG_BINARY := .build/debug/prometheus-barman-exporter
 
-.PHONY: run build release test unit-test exposition-test lifecycle-test fuzz soak e2e fixtures deb systemd-test bench clean
+.PHONY: run build release test unit-test exposition-test lifecycle-test web-test fuzz soak e2e fixtures deb systemd-test bench clean
 
 ## run: install build dependencies, build in release mode, serve the mock integration on 127.0.0.1:9780
 run: release
@@ -18,6 +18,7 @@ build:
 	$(SWIFT) build
 
 ## test: install everything the tests use, then run every test: unit tests, promtool check, lifecycle,
+## TLS and basic auth with curl and openssl,
 ## fuzzing (30 s per target), soak (300 refreshes), Debian package (also under systemd in a container),
 ## end-to-end with PostgreSQL and barman
 test:
@@ -27,6 +28,7 @@ test:
 	BINARY=$(DEBUG_BINARY) scripts/check-exposition.sh
 	scripts/check-examples.sh
 	BINARY=$(DEBUG_BINARY) python3 scripts/test_lifecycle.py
+	BINARY=$(DEBUG_BINARY) python3 scripts/test_web.py
 	scripts/fuzz.sh 30
 	BINARY=$(DEBUG_BINARY) python3 scripts/soak.py
 	scripts/build-deb.sh
@@ -49,6 +51,9 @@ soak:
 
 lifecycle-test:
 	BINARY=$(DEBUG_BINARY) python3 scripts/test_lifecycle.py
+
+web-test:
+	BINARY=$(DEBUG_BINARY) python3 scripts/test_web.py
 
 e2e:
 	BINARY=$(DEBUG_BINARY) scripts/e2e.sh

@@ -10,7 +10,13 @@ let package = Package(
         .systemLibrary(
             name: "CMicroHTTPD",
             pkgConfig: "libmicrohttpd",
-            providers: [.apt(["libmicrohttpd-dev"])]
+            providers: [.apt(["libmicrohttpd-dev", "libgnutls28-dev"])]
+        ),
+        // bcrypt password hashes for basic auth (libxcrypt).
+        .systemLibrary(
+            name: "CCrypt",
+            pkgConfig: "libcrypt",
+            providers: [.apt(["libcrypt-dev"])]
         ),
         .systemLibrary(
             name: "CYAML",
@@ -27,7 +33,7 @@ let package = Package(
         // All of the exporter's logic lives in this library so the tests exercise it directly.
         .target(
             name: "Exporter",
-            dependencies: ["CMicroHTTPD", "CYAML", "CZlib", "CGlibcShims"],
+            dependencies: ["CMicroHTTPD", "CYAML", "CZlib", "CCrypt", "CGlibcShims"],
             swiftSettings: [.unsafeFlags(["-warnings-as-errors"])]
         ),
         .executableTarget(

@@ -2,7 +2,8 @@
 # Installs what the exporter needs from Debian's packages, only when missing.
 #   scripts/install-deps.sh build   C libraries for building (libmicrohttpd, libyaml, zlib, pkg-config)
 #   scripts/install-deps.sh deb     + debhelper, dpkg-dev, lintian, systemd (for systemd-analyze)
-#   scripts/install-deps.sh test    + PostgreSQL, barman, curl and Prometheus' promtool/server,
+#   scripts/install-deps.sh test    + PostgreSQL, barman, curl, openssl, htpasswd (apache2-utils)
+#                                   and Prometheus' promtool/server,
 #                                   what building and checking the Debian package takes, and
 #                                   systemd-nspawn and debootstrap for the systemd container test
 # Prometheus is unpacked under .build-tools/ (not installed) so that no service is started.
@@ -10,12 +11,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 group=${1:-build}
-packages=(libmicrohttpd-dev libyaml-dev zlib1g-dev pkg-config)
+packages=(libmicrohttpd-dev libgnutls28-dev libcrypt-dev libyaml-dev zlib1g-dev pkg-config)
 if [ "$group" = test ] || [ "$group" = deb ]; then
   packages+=(debhelper dpkg-dev lintian systemd)
 fi
 if [ "$group" = test ]; then
-  packages+=(curl postgresql barman python3 python3-venv python3-prometheus-client iproute2 systemd-container debootstrap)
+  packages+=(curl openssl apache2-utils postgresql barman python3 python3-venv python3-prometheus-client iproute2 systemd-container debootstrap)
 fi
 
 missing=()

@@ -106,8 +106,15 @@ def mock_config(port, level="info"):
 
 
 def test_command_line(work):
-    run = subprocess.run([BINARY], capture_output=True, text=True)
-    check("no -config: exit 2 and one line", run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr)
+    # Without -config the packaged config is used; this machine may have the package installed.
+    packaged = "/etc/prometheus-barman-exporter/config.yaml"
+    run = subprocess.run([BINARY, "--check-config"], capture_output=True, text=True)
+    if os.path.exists(packaged):
+        check("no -config: the packaged config is checked", (run.returncode == 0 and run.stdout == "OK\n")
+              or (run.returncode == 2 and packaged in run.stderr), run.stdout + run.stderr)
+    else:
+        check("no -config and no packaged config: exit 2 and one line naming it",
+              run.returncode == 2 and run.stderr.count("\n") == 1 and packaged in run.stderr, run.stderr)
     run = subprocess.run([BINARY, "-config", "/nonexistent.yaml"], capture_output=True, text=True)
     check("missing config file: exit 2 and one line naming it",
           run.returncode == 2 and run.stderr.count("\n") == 1 and "/nonexistent.yaml" in run.stderr, run.stderr)

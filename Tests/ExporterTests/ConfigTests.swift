@@ -209,19 +209,35 @@ struct CommandLineTests {
     }
 
     @Test func flags() {
-        #expect(parse(["-config", "a.yaml"]) == .success(.run(configPath: "a.yaml")))
-        #expect(parse(["--config", "a.yaml"]) == .success(.run(configPath: "a.yaml")))
-        #expect(parse(["--config=a.yaml"]) == .success(.run(configPath: "a.yaml")))
-        #expect(parse(["--check-config", "-config", "a.yaml"]) == .success(.checkConfig(configPath: "a.yaml")))
+        #expect(parse(["-config", "a.yaml"]) == .success(.run(configPath: "a.yaml", webConfigPath: nil)))
+        #expect(parse(["--config", "a.yaml"]) == .success(.run(configPath: "a.yaml", webConfigPath: nil)))
+        #expect(parse(["--config=a.yaml"]) == .success(.run(configPath: "a.yaml", webConfigPath: nil)))
+        #expect(parse(["--check-config", "-config", "a.yaml"]) == .success(.checkConfig(configPath: "a.yaml", webConfigPath: nil)))
         #expect(parse(["-help"]) == .success(.help))
         #expect(parse(["--version"]) == .success(.version))
         #expect(parse(["--once", "-config", "a.yaml"]) == .success(.once(configPath: "a.yaml", output: nil)))
         #expect(parse(["-config", "a.yaml", "--output", "/x/b.prom"]) == .success(.once(configPath: "a.yaml", output: "/x/b.prom")))
         #expect(parse(["--check-config", "--once", "-config", "a.yaml"]) == .failure(UsageError("--check-config cannot be combined with --once or --output")))
+        #expect(parse(["-config", "a.yaml", "--web.config.file", "w.yml"]) == .success(.run(configPath: "a.yaml", webConfigPath: "w.yml")))
+        #expect(parse(["--web.config.file=w.yml", "--check-config", "-config", "a.yaml"]) == .success(.checkConfig(configPath: "a.yaml", webConfigPath: "w.yml")))
+        #expect(parse(["--once", "-config", "a.yaml", "--web.config.file", "w.yml"]) == .failure(UsageError("--web.config.file is for serving; --once and --output serve nothing")))
+    }
+
+    @Test func packagedConfigWhenNoConfigIsGiven() {
+        let packaged = CommandLineOptions.packagedConfigPath
+        #expect(packaged == "/etc/prometheus-barman-exporter/config.yaml")
+        #expect(Result { () throws(UsageError) in try CommandLineOptions.parse([], packagedConfigExists: true) }
+                == .success(.run(configPath: packaged, webConfigPath: nil)))
+        #expect(Result { () throws(UsageError) in try CommandLineOptions.parse(["--check-config"], packagedConfigExists: true) }
+                == .success(.checkConfig(configPath: packaged, webConfigPath: nil)))
+        // -config still wins.
+        #expect(Result { () throws(UsageError) in try CommandLineOptions.parse(["-config", "a.yaml"], packagedConfigExists: true) }
+                == .success(.run(configPath: "a.yaml", webConfigPath: nil)))
     }
 
     @Test func errors() {
-        #expect(parse([]) == .failure(UsageError("missing -config FILE; e.g. prometheus-barman-exporter -config /etc/prometheus-barman-exporter/config.yaml")))
+        #expect(parse([]) == .failure(UsageError("missing -config FILE, and /etc/prometheus-barman-exporter/config.yaml does not exist; e.g. prometheus-barman-exporter -config /etc/barman-exporter.yaml")))
+        #expect(parse(["--web.config.file"]) == .failure(UsageError("--web.config.file needs a file path, e.g. --web.config.file /etc/prometheus-barman-exporter/web.yml")))
         #expect(parse(["-config"]) == .failure(UsageError("-config needs a file path, e.g. -config /etc/prometheus-barman-exporter/config.yaml")))
         #expect(parse(["--port", "1"]) == .failure(UsageError("unknown flag '--port'; see --help")))
         #expect(parse(["-config", "a.yaml", "--output"]) == .failure(UsageError("--output needs a file path, e.g. --output /var/lib/prometheus/node-exporter/barman.prom")))

@@ -27,6 +27,8 @@ public struct Config: Sendable, Equatable {
     public var barmanConfigFile: String? = nil
     /// Seconds one barman command may run before its process group is terminated.
     public var commandTimeout: Int = 600
+    /// exporter-toolkit's web config (TLS, basic auth, headers); `--web.config.file` wins.
+    public var webConfigFile: String? = nil
 
     public init() {}
 }

@@ -31,7 +31,7 @@ public struct ConfigKey: Sendable {
     /// Every key, in documentation order.
     public static let all: [ConfigKey] = [
         ConfigKey("address", \.address, .address,
-                  "Address to listen on. Keep the loopback address unless a reverse proxy adds TLS and authentication (the exporter has neither). `0.0.0.0` listens on every IPv4 address, `\"::\"` (quoted) on every IPv4 and IPv6 address."),
+                  "Address to listen on. Listen on other addresses only with TLS and authentication (`web_config_file`) or a reverse proxy that adds them. `0.0.0.0` listens on every IPv4 address, `\"::\"` (quoted) on every IPv4 and IPv6 address."),
         ConfigKey("port", \.port, .integer(1...65535),
                   "TCP port. 9780 is the Python exporter's default."),
         ConfigKey("integration_type", \.integrationType, .integrationType,
@@ -52,6 +52,8 @@ public struct ConfigKey: Sendable {
                   "Passed to barman as `-c FILE`. Without it barman uses its default (`/etc/barman.conf`)."),
         ConfigKey("command_timeout", \.commandTimeout, .seconds(minimum: 1),
                   "How long one barman command may run. Then its process group gets SIGTERM, and SIGKILL 5 s later."),
+        ConfigKey("web_config_file", \.webConfigFile, .optional(.path(expected: "the path of a web config file", type: "path")),
+                  "TLS, client certificates, basic auth and response headers, in exporter-toolkit's web config format (the file node_exporter's `--web.config.file` reads); see docs/operations.md. `--web.config.file` on the command line wins. A relative path is relative to this config file's directory. Re-read, with the certificates, on reload."),
     ]
 
     public static func named(_ name: String) -> ConfigKey? { all.first { $0.name == name } }

@@ -10,8 +10,9 @@ public struct YAMLEntry: Sendable, Equatable {
     public var valueColumn: Int
 }
 
-/// The libyaml adapter: reads one flat YAML mapping of scalars and rejects everything else
-/// (nesting, sequences, anchors, aliases, tags, several documents) with a positioned message.
+/// The libyaml adapter: reads one flat YAML mapping of scalars (the config) and rejects everything
+/// else (nesting, sequences, anchors, aliases, tags, several documents) with a positioned message;
+/// `YAMLTree` below reads the nested web config.
 ///
 /// This is the only file that sees libyaml. Values stay strings (libyaml does no type
 /// resolution); `ConfigLoader` decides what each key accepts. Duplicate keys are reported by the
@@ -56,7 +57,7 @@ public enum YAMLFlatMap {
 
     /// libyaml's marks are 0-based; reader errors (bad UTF-8, control characters) only carry a
     /// byte offset, so the line and column are computed from the bytes.
-    private static func parserProblem(_ parser: yaml_parser_t, file: String, bytes: [UInt8]) -> ConfigProblem {
+    static func parserProblem(_ parser: yaml_parser_t, file: String, bytes: [UInt8]) -> ConfigProblem {
         let problem = parser.problem.map { String(cString: $0) } ?? "unknown error"
         let context = parser.context.map { String(cString: $0) }
         var message: String
@@ -196,5 +197,195 @@ private struct EventWalker {
         guard let pointer, length > 0 else { return "" }
         // libyaml has already rejected invalid UTF-8, so decoding cannot lose data here.
         return String(decoding: UnsafeBufferPointer(start: pointer, count: length), as: UTF8.self)
+    }
+}
+
+/// A node of a small YAML document (the web config): scalars stay strings with their position;
+/// libyaml does no type resolution, the reader of the tree decides what each key accepts.
+public indirect enum YAMLNode: Sendable, Equatable {
+    case scalar(YAMLScalar)
+    case mapping([(key: YAMLScalar, value: YAMLNode)], line: Int, column: Int)
+    case sequence([YAMLNode], line: Int, column: Int)
+
+    public static func == (lhs: YAMLNode, rhs: YAMLNode) -> Bool {
+        switch (lhs, rhs) {
+        case (.scalar(let a), .scalar(let b)): return a == b
+        case (.mapping(let a, let al, let ac), .mapping(let b, let bl, let bc)):
+            return al == bl && ac == bc && a.count == b.count && zip(a, b).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+        case (.sequence(let a, let al, let ac), .sequence(let b, let bl, let bc)): return a == b && al == bl && ac == bc
+        default: return false
+        }
+    }
+
+    /// 1-based position of the node's first character.
+    public var line: Int {
+        switch self {
+        case .scalar(let scalar): return scalar.line
+        case .mapping(_, let line, _), .sequence(_, let line, _): return line
+        }
+    }
+
+    public var column: Int {
+        switch self {
+        case .scalar(let scalar): return scalar.column
+        case .mapping(_, _, let column), .sequence(_, _, let column): return column
+        }
+    }
+}
+
+public struct YAMLScalar: Sendable, Equatable {
+    public var value: String
+    /// Written without quotes: only then do `~`, `null` and an empty value mean "nothing", and
+    /// `true`/`false` a boolean.
+    public var plain: Bool
+    public var line: Int
+    public var column: Int
+
+    public var isNull: Bool { plain && (value.isEmpty || value == "~" || value == "null") }
+}
+
+/// Reads one YAML document into a `YAMLNode` tree for files that nest (the web config), with
+/// the same strictness as `YAMLFlatMap`: no anchors, aliases, tags or second documents, and no
+/// key twice in a mapping; every problem with its position.
+public enum YAMLTree {
+    public struct Result: Sendable {
+        /// nil for an empty document.
+        public var root: YAMLNode?
+        public var problems: [ConfigProblem] = []
+    }
+
+    /// Deeper documents are refused: the web config nests three levels, and libyaml's time grows
+    /// with the square of the depth.
+    static let maximumDepth = 16
+
+    public static func parse(_ bytes: [UInt8], file: String) -> Result {
+        var result = Result()
+        guard !bytes.isEmpty else { return result }
+        var parser = yaml_parser_t()
+        guard yaml_parser_initialize(&parser) == 1 else {
+            result.problems.append(ConfigProblem(file: file, line: 1, column: 1, message: "cannot initialise the YAML parser (out of memory)"))
+            return result
+        }
+        defer { yaml_parser_delete(&parser) }
+        bytes.withUnsafeBufferPointer { input in
+            guard let base = input.baseAddress else { return }
+            yaml_parser_set_input_string(&parser, base, input.count)
+            var builder = TreeBuilder(file: file)
+            while true {
+                var event = yaml_event_t()
+                guard yaml_parser_parse(&parser, &event) == 1 else {
+                    builder.problems.append(YAMLFlatMap.parserProblem(parser, file: file, bytes: bytes))
+                    break
+                }
+                let done = event.type == YAML_STREAM_END_EVENT
+                builder.handle(&event)
+                yaml_event_delete(&event)
+                if done || builder.stopped { break }
+            }
+            result.root = builder.problems.isEmpty ? builder.root : nil
+            result.problems = builder.problems
+        }
+        return result
+    }
+}
+
+/// Builds the tree from libyaml's events with a stack of open collections.
+private struct TreeBuilder {
+    let file: String
+    var problems: [ConfigProblem] = []
+    var root: YAMLNode?
+    private(set) var stopped = false
+    private var documents = 0
+
+    private enum Open {
+        case mapping(entries: [(key: YAMLScalar, value: YAMLNode)], pendingKey: YAMLScalar?, line: Int, column: Int)
+        case sequence(items: [YAMLNode], line: Int, column: Int)
+    }
+    private var stack: [Open] = []
+
+    init(file: String) {
+        self.file = file
+    }
+
+    private mutating func problem(_ line: Int, _ column: Int, _ message: String) {
+        problems.append(ConfigProblem(file: file, line: line, column: column, message: message))
+    }
+
+    mutating func handle(_ event: inout yaml_event_t) {
+        let line = Int(event.start_mark.line) + 1
+        let column = Int(event.start_mark.column) + 1
+        switch event.type {
+        case YAML_DOCUMENT_START_EVENT:
+            documents += 1
+            if documents == 2 {
+                problem(line, column, "more than one YAML document; the file is a single mapping")
+                stopped = true
+            }
+        case YAML_ALIAS_EVENT:
+            problem(line, column, "aliases (*name) are not supported; write the value out")
+            stopped = true
+        case YAML_SCALAR_EVENT:
+            let scalar = event.data.scalar
+            if scalar.anchor != nil { problem(line, column, "anchors (&name) are not supported") }
+            if scalar.tag != nil { problem(line, column, "tags (!tag) are not supported; write a plain or quoted value") }
+            let text: String
+            if let pointer = scalar.value, scalar.length > 0 {
+                // libyaml has already rejected invalid UTF-8.
+                text = String(decoding: UnsafeBufferPointer(start: pointer, count: scalar.length), as: UTF8.self)
+            } else {
+                text = ""
+            }
+            add(.scalar(YAMLScalar(value: text, plain: scalar.style == YAML_PLAIN_SCALAR_STYLE, line: line, column: column)))
+        case YAML_MAPPING_START_EVENT, YAML_SEQUENCE_START_EVENT:
+            let isMapping = event.type == YAML_MAPPING_START_EVENT
+            let anchor = isMapping ? event.data.mapping_start.anchor : event.data.sequence_start.anchor
+            let tag = isMapping ? event.data.mapping_start.tag : event.data.sequence_start.tag
+            if anchor != nil { problem(line, column, "anchors (&name) are not supported") }
+            if tag != nil { problem(line, column, "tags (!tag) are not supported") }
+            if stack.count >= YAMLTree.maximumDepth {
+                problem(line, column, "nested more than \(YAMLTree.maximumDepth) levels deep")
+                stopped = true
+                return
+            }
+            if case .mapping(_, nil, _, _)? = stack.last {
+                problem(line, column, "a \(isMapping ? "mapping" : "list") cannot be a key")
+                stopped = true
+                return
+            }
+            stack.append(isMapping ? .mapping(entries: [], pendingKey: nil, line: line, column: column) : .sequence(items: [], line: line, column: column))
+        case YAML_MAPPING_END_EVENT, YAML_SEQUENCE_END_EVENT:
+            guard let open = stack.popLast() else { return }
+            switch open {
+            case .mapping(let entries, _, let line, let column): add(.mapping(entries, line: line, column: column))
+            case .sequence(let items, let line, let column): add(.sequence(items, line: line, column: column))
+            }
+        default:
+            break
+        }
+    }
+
+    /// Puts a finished node where it belongs: the root, a list item, a mapping's key or value.
+    private mutating func add(_ node: YAMLNode) {
+        guard let top = stack.popLast() else {
+            root = node
+            return
+        }
+        switch top {
+        case .sequence(var items, let line, let column):
+            items.append(node)
+            stack.append(.sequence(items: items, line: line, column: column))
+        case .mapping(var entries, let pendingKey, let line, let column):
+            if let key = pendingKey {
+                entries.append((key, node))
+                stack.append(.mapping(entries: entries, pendingKey: nil, line: line, column: column))
+            } else if case .scalar(let key) = node {
+                if let first = entries.first(where: { $0.key.value == key.value }) {
+                    problem(key.line, key.column, "duplicate key '\(key.value)' (first set on line \(first.key.line))")
+                }
+                stack.append(.mapping(entries: entries, pendingKey: key, line: line, column: column))
+            } else {
+                stack.append(.mapping(entries: entries, pendingKey: nil, line: line, column: column))
+            }
+        }
     }
 }

@@ -17,9 +17,14 @@ public struct HTTPRequest: Sendable {
     /// before the colon): RFC 9112 requires a 400 for both mistakes.
     public var hostFields: Int
     public var malformedFieldName: Bool
+    /// The `Authorization: Basic` user and password, when sent and well-formed.
+    public var credentials: BasicCredentials?
+    /// What the TLS client presented; `.notChecked` unless the server was asked to check.
+    public var clientCertificate: ClientCertificate
 
     public init(method: String, path: String, acceptEncoding: String? = nil, accept: String? = nil, version: String = "HTTP/1.1",
-                hostFields: Int = 1, malformedFieldName: Bool = false) {
+                hostFields: Int = 1, malformedFieldName: Bool = false, credentials: BasicCredentials? = nil,
+                clientCertificate: ClientCertificate = .notChecked) {
         self.method = method
         self.path = path
         self.acceptEncoding = acceptEncoding
@@ -27,6 +32,46 @@ public struct HTTPRequest: Sendable {
         self.version = version
         self.hostFields = hostFields
         self.malformedFieldName = malformedFieldName
+        self.credentials = credentials
+        self.clientCertificate = clientCertificate
+    }
+}
+
+public struct BasicCredentials: Sendable, Equatable {
+    public var user: String
+    public var password: [UInt8]
+
+    public init(user: String, password: [UInt8]) {
+        self.user = user
+        self.password = password
+    }
+}
+
+/// A TLS client's certificate, as GnuTLS judged it against the trusted client CAs.
+public enum ClientCertificate: Sendable, Equatable {
+    case notChecked
+    case none
+    case verified
+    case rejected(reason: String)
+}
+
+/// How the server speaks TLS: the PEM material and what to ask of clients.
+public struct HTTPServerTLS: Sendable {
+    public var certificatePEM: [UInt8]
+    public var keyPEM: [UInt8]
+    /// CAs for client certificates: with them libmicrohttpd asks clients for one.
+    public var clientCAPEM: [UInt8]?
+    /// Whether each request's client certificate is examined (`HTTPRequest.clientCertificate`).
+    public var checkClientCertificates: Bool
+    /// GnuTLS priority string (protocol versions).
+    public var priorities: String
+
+    public init(certificatePEM: [UInt8], keyPEM: [UInt8], clientCAPEM: [UInt8]?, checkClientCertificates: Bool, priorities: String) {
+        self.certificatePEM = certificatePEM
+        self.keyPEM = keyPEM
+        self.clientCAPEM = clientCAPEM
+        self.checkClientCertificates = checkClientCertificates
+        self.priorities = priorities
     }
 }
 
@@ -72,18 +117,26 @@ public final class HTTPServer: Sendable {
     /// The MHD daemon until stop(); the lock also makes stop() run once.
     private let daemon: Mutex<OpaquePointer?>
     private let context: ServerContext
+    private let tlsStrings: TLSStrings?
     public let listener: ListenSocket
 
     /// Starts serving on an already bound and listening socket (so the caller knows the port,
     /// and a reload can bind the new address before the old server stops).
-    public init(listener: ListenSocket, limits: HTTPLimits = HTTPLimits(), logger: Logger, handler: @escaping HTTPHandler) throws(SystemError) {
+    ///
+    /// With `tls`, every connection speaks TLS (GnuTLS inside libmicrohttpd), and `readsCredentials`
+    /// makes each request carry its basic-auth credentials.
+    public init(listener: ListenSocket, limits: HTTPLimits = HTTPLimits(), tls: HTTPServerTLS? = nil, readsCredentials: Bool = false,
+                logger: Logger, handler: @escaping HTTPHandler) throws(SystemError) {
         self.listener = listener
-        let serverContext = ServerContext(handler: handler, logger: logger)
+        let tlsStrings = tls.map(TLSStrings.init)
+        self.tlsStrings = tlsStrings
+        let serverContext = ServerContext(handler: handler, logger: logger, checksClientCertificates: tls?.checkClientCertificates ?? false,
+                                          readsCredentials: readsCredentials)
         // MHD holds this reference in its callbacks' `cls` until stop() releases it.
         let context = Unmanaged.passRetained(serverContext)
         self.context = serverContext
 
-        let flags = MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_EPOLL.rawValue | MHD_USE_ITC.rawValue | MHD_USE_ERROR_LOG.rawValue
+        var flags = MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_EPOLL.rawValue | MHD_USE_ITC.rawValue | MHD_USE_ERROR_LOG.rawValue
         var options: [MHD_OptionItem] = [
             MHD_OptionItem(option: .EXTERNAL_LOGGER, value: unsafeBitCast(mhdLogger, to: Int.self), ptr_value: context.toOpaque()),
             MHD_OptionItem(option: .NOTIFY_COMPLETED, value: unsafeBitCast(requestCompleted, to: Int.self), ptr_value: context.toOpaque()),
@@ -92,8 +145,18 @@ public final class HTTPServer: Sendable {
             MHD_OptionItem(option: .CONNECTION_TIMEOUT, value: Int(limits.connectionTimeoutSeconds), ptr_value: nil),
             MHD_OptionItem(option: .CONNECTION_LIMIT, value: Int(limits.connectionLimit), ptr_value: nil),
             MHD_OptionItem(option: .CONNECTION_MEMORY_LIMIT, value: limits.connectionMemoryLimit, ptr_value: nil),
-            MHD_OptionItem(option: .END, value: 0, ptr_value: nil),
         ]
+        if let tlsStrings {
+            flags |= MHD_USE_TLS.rawValue
+            // libmicrohttpd reads these C strings when it starts; they live as long as the server.
+            options.append(MHD_OptionItem(option: .HTTPS_MEM_CERT, value: 0, ptr_value: UnsafeMutableRawPointer(tlsStrings.certificate)))
+            options.append(MHD_OptionItem(option: .HTTPS_MEM_KEY, value: 0, ptr_value: UnsafeMutableRawPointer(tlsStrings.key)))
+            options.append(MHD_OptionItem(option: .HTTPS_PRIORITIES, value: 0, ptr_value: UnsafeMutableRawPointer(tlsStrings.priorities)))
+            if let trust = tlsStrings.clientCA {
+                options.append(MHD_OptionItem(option: .HTTPS_MEM_TRUST, value: 0, ptr_value: UnsafeMutableRawPointer(trust)))
+            }
+        }
+        options.append(MHD_OptionItem(option: .END, value: 0, ptr_value: nil))
         // MHD_start_daemon is variadic (not callable from Swift); the _va form with one
         // MHD_OPTION_ARRAY argument carries every option.
         let started: OpaquePointer? = options.withUnsafeMutableBufferPointer { buffer in
@@ -110,7 +173,10 @@ public final class HTTPServer: Sendable {
 
     /// Stops accepting, lets responses already queued finish (up to `drainTimeout`), then
     /// closes every connection and waits for the MHD thread to end.
-    public func stop(drainTimeout: Duration = .seconds(2)) {
+    ///
+    /// `keepingListener`: the listening socket stays open (a successor already serves on it; the
+    /// kernel queues new connections meanwhile, none is refused).
+    public func stop(drainTimeout: Duration = .seconds(2), keepingListener: Bool = false) {
         daemon.withLock { handle in
             guard let daemon = handle else { return }
             // Quiescing closes nothing: MHD stops accepting and hands the listening socket back.
@@ -120,7 +186,7 @@ public final class HTTPServer: Sendable {
             handle = nil
             Unmanaged.passUnretained(context).release()
             if quiesced {
-                listener.close()
+                if !keepingListener { listener.close() }
             } else {
                 // MHD closed the listening socket itself; forget the number so it is never closed twice.
                 listener.relinquish()
@@ -141,10 +207,66 @@ public final class HTTPServer: Sendable {
 private final class ServerContext: Sendable {
     let handler: HTTPHandler
     let logger: Logger
+    let checksClientCertificates: Bool
+    let readsCredentials: Bool
     let responsesInFlight = Atomic<Int>(0)
-    init(handler: @escaping HTTPHandler, logger: Logger) {
+    init(handler: @escaping HTTPHandler, logger: Logger, checksClientCertificates: Bool, readsCredentials: Bool) {
         self.handler = handler
         self.logger = logger
+        self.checksClientCertificates = checksClientCertificates
+        self.readsCredentials = readsCredentials
+    }
+}
+
+/// NUL-terminated copies of the TLS material for libmicrohttpd, freed (the key wiped first)
+/// with the server.
+private final class TLSStrings: Sendable {
+    // @unchecked-free: the pointers are written once here and only read by libmicrohttpd.
+    nonisolated(unsafe) let certificate: UnsafeMutablePointer<CChar>
+    nonisolated(unsafe) let key: UnsafeMutablePointer<CChar>
+    nonisolated(unsafe) let priorities: UnsafeMutablePointer<CChar>
+    nonisolated(unsafe) let clientCA: UnsafeMutablePointer<CChar>?
+
+    init(_ tls: HTTPServerTLS) {
+        certificate = Self.copy(tls.certificatePEM)
+        key = Self.copy(tls.keyPEM)
+        priorities = Self.copy(Array(tls.priorities.utf8))
+        clientCA = tls.clientCAPEM.map(Self.copy)
+    }
+
+    static func copy(_ bytes: [UInt8]) -> UnsafeMutablePointer<CChar> {
+        let pointer = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count + 1)
+        for (index, byte) in bytes.enumerated() { pointer[index] = CChar(bitPattern: byte) }
+        pointer[bytes.count] = 0
+        return pointer
+    }
+
+    deinit {
+        _ = memset(key, 0, strlen(key))
+        for pointer in [certificate, key, priorities] + (clientCA.map { [$0] } ?? []) { pointer.deallocate() }
+    }
+}
+
+/// The result of loading TLS material the way the server will (GnuTLS).
+public enum TLSCredentials {
+    public enum Check: Equatable {
+        case usable(notAfter: Double?)
+        case badCertificateOrKey(String)
+        case badClientCA(String)
+    }
+
+    /// Whether `certificate` and `key` (PEM) form a usable pair and `clientCA` holds certificates.
+    public static func check(certificate: [UInt8], key: [UInt8], clientCA: [UInt8]?) -> Check {
+        let strings = TLSStrings(HTTPServerTLS(certificatePEM: certificate, keyPEM: key, clientCAPEM: clientCA, checkClientCertificates: false, priorities: ""))
+        var reason = [CChar](repeating: 0, count: 512)
+        var notAfter: Int64 = -1
+        let result = cmhd_check_tls_material(strings.certificate, strings.key, strings.clientCA, &reason, reason.count, &notAfter)
+        let text = String(decoding: reason.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        switch result {
+        case 0: return .usable(notAfter: notAfter >= 0 ? Double(notAfter) : nil)
+        case -2: return .badClientCA(text)
+        default: return .badCertificateOrKey(text)
+        }
     }
 }
 
@@ -179,7 +301,7 @@ private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, m
     let counted = withUnsafeMutablePointer(to: &fields) { survey in
         MHD_get_connection_values(connection, MHD_ValueKind.HEADER_KIND, surveyHeaderField, survey)
     }
-    let request = HTTPRequest(
+    var request = HTTPRequest(
         method: method.map { String(cString: $0) } ?? "",
         path: url.map { String(cString: $0) } ?? "",
         acceptEncoding: header("Accept-Encoding"),
@@ -187,6 +309,26 @@ private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, m
         version: version.map { String(cString: $0) } ?? "",
         hostFields: counted < 0 ? 0 : fields.hosts,
         malformedFieldName: fields.malformed)
+    if context.checksClientCertificates {
+        var reason = [CChar](repeating: 0, count: 256)
+        switch cmhd_client_certificate(connection, &reason, reason.count) {
+        case 1: request.clientCertificate = .verified
+        case 0: request.clientCertificate = .none
+        case -1: request.clientCertificate = .rejected(reason: String(decoding: reason.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        default: break
+        }
+    }
+    if context.readsCredentials {
+        var password: UnsafeMutablePointer<CChar>?
+        if let user = MHD_basic_auth_get_username_password(connection, &password) {
+            if let password {
+                request.credentials = BasicCredentials(user: String(cString: user), password: Array(UnsafeRawBufferPointer(start: password, count: strlen(password))))
+                _ = memset(password, 0, strlen(password))
+                MHD_free(password)
+            }
+            MHD_free(user)
+        }
+    }
     let reply = context.handler(request)
 
     // Zero copy: MHD sends from the shared buffer and calls releasePayload when done with it.

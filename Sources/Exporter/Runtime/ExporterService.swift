@@ -12,32 +12,46 @@ public final class ExporterService: Sendable {
     /// Rendered bodies, shared by the HTTP servers of successive configs.
     let expositionCache = ExpositionCache()
     private let configPath: String
+    /// `--web.config.file`, which wins over the config's `web_config_file`.
+    private let webConfigFlag: String?
     /// Replaced together on reload; the lifecycle reloads from one task at a time.
-    private let state: Mutex<(config: Config, server: HTTPServer)>
+    private let state: Mutex<(config: Config, server: HTTPServer, web: WebAccess)>
     private let stopRendering = Atomic<Bool>(false)
 
-    public init(config: Config, configPath: String, logger: Logger) throws(SystemError) {
+    public init(config: Config, configPath: String, webConfigFlag: String? = nil, web: WebConfig = WebConfig(), logger: Logger) throws(SystemError) {
         self.configPath = configPath
+        self.webConfigFlag = webConfigFlag
         self.logger = logger
         pipeline = Pipeline(config: config, logger: logger)
-        let server = try Self.startServer(config, store: pipeline.store, cache: expositionCache, logger: logger)
-        state = Mutex((config, server))
-        logger.info("listening", ["address": server.listener.displayAddress, "integration": config.integrationType.rawValue,
-                                  "version": BuildInfo.version])
+        let access = WebAccess(config: web)
+        let listener = try ListenSocket(address: config.address, port: config.port)
+        let server = try Self.startServer(on: listener, access: access, store: pipeline.store, cache: expositionCache, logger: logger)
+        state = Mutex((config, server, access))
+        logger.log(.info, "listening", fields: [("address", server.listener.displayAddress), ("integration", config.integrationType.rawValue),
+                                                ("version", BuildInfo.version)] + Self.describe(web))
         logger.log(.debug, "settings", fields: ConfigLoader.settings(config))
     }
 
     public var refresher: Refresher { pipeline.refresher }
     public var port: Int { state.withLock { $0.server.listener.port } }
 
-    static func startServer(_ config: Config, store: SnapshotStore, cache: ExpositionCache, logger: Logger) throws(SystemError) -> HTTPServer {
+    static func startServer(on listener: ListenSocket, access: WebAccess, store: SnapshotStore, cache: ExpositionCache, logger: Logger) throws(SystemError) -> HTTPServer {
         let routes = Routes(store: store, cache: cache)
-        let listener = try ListenSocket(address: config.address, port: config.port)
-        return try HTTPServer(listener: listener, logger: logger) { routes.handle($0) }
+        return try HTTPServer(listener: listener, tls: access.serverTLS, readsCredentials: access.readsCredentials, logger: logger) { request in
+            access.handle(request) { routes.handle($0) }
+        }
     }
 
-    /// Re-reads the config file. An invalid file changes nothing: the exporter keeps running on
-    /// the old config and logs every problem.
+    /// For the "listening" log line: whether TLS, client certificates and basic auth are on.
+    static func describe(_ web: WebConfig) -> [(String, String)] {
+        [("tls", web.tls.map { "on (client_auth_type \($0.clientAuth.rawValue))" } ?? "off"),
+         ("basic_auth_users", String(web.basicAuthUsers.count))]
+    }
+
+    /// Re-reads the config file and the web config with its certificate files. An invalid
+    /// config changes nothing: the exporter keeps running on the old one and logs every
+    /// problem. An invalid web config keeps the running one (TLS and users) while a valid
+    /// config file still applies.
     public func reload(reason: String) async {
         let next: Config
         do {
@@ -49,18 +63,46 @@ public final class ExporterService: Sendable {
             return
         }
         logger.level = next.logLevel
-        let (current, server) = state.withLock { ($0.config, $0.server) }
+        let (current, server, currentAccess) = state.withLock { ($0.config, $0.server, $0.web) }
+        var access = currentAccess
+        let webPath = Lifecycle.webConfigPath(flag: webConfigFlag, config: next, configPath: configPath)
+        do {
+            let web = try webPath.map { path throws(ConfigError) in try WebConfigLoader.load(path: path) } ?? WebConfig()
+            if web != currentAccess.config {
+                access = WebAccess(config: web)
+                for warning in WebAccess.warnings(web, file: webPath ?? "", now: WallClock.nowSeconds()) { logger.warn(warning, ["file": webPath ?? ""]) }
+            }
+        } catch {
+            logger.error("web config reload failed; still serving with the previous TLS and users", ["signal": reason, "problems": error.description])
+        }
         var applied = next
         if next.address != current.address || next.port != current.port {
             do {
-                let replacement = try moveServer(from: server, current: current, to: next)
-                state.withLock { $0.server = replacement }
-                logger.info("listening", ["address": replacement.listener.displayAddress])
+                let replacement = try moveServer(from: server, current: current, to: next, access: access)
+                state.withLock {
+                    $0.server = replacement
+                    $0.web = access
+                }
+                logger.log(.info, "listening", fields: [("address", replacement.listener.displayAddress)] + Self.describe(access.config))
             } catch {
                 logger.error("config reload: cannot listen on the new address; still listening on the old one",
                              ["error": error.description, "address": state.withLock { $0.server.listener.displayAddress }])
                 applied.address = current.address
                 applied.port = current.port
+            }
+        } else if access.config != currentAccess.config {
+            // The same socket: the new server starts on it before the old one stops accepting,
+            // so no scrape is refused while certificates rotate.
+            do {
+                let replacement = try Self.startServer(on: server.listener, access: access, store: pipeline.store, cache: expositionCache, logger: logger)
+                server.stop(keepingListener: true)
+                state.withLock {
+                    $0.server = replacement
+                    $0.web = access
+                }
+                logger.log(.info, "web config reloaded", fields: [("file", webPath ?? "(none)")] + Self.describe(access.config))
+            } catch {
+                logger.error("web config reload: cannot start the server with it; still serving with the previous TLS and users", ["error": error.description])
             }
         }
         await pipeline.reconfigure(from: current, to: applied)
@@ -70,26 +112,28 @@ public final class ExporterService: Sendable {
     }
 
     /// A server for `config`'s address on this exporter's store and body cache.
-    private func startServer(_ config: Config) throws(SystemError) -> HTTPServer {
-        try Self.startServer(config, store: pipeline.store, cache: expositionCache, logger: logger)
+    private func startServer(_ config: Config, access: WebAccess) throws(SystemError) -> HTTPServer {
+        let listener = try ListenSocket(address: config.address, port: config.port)
+        return try Self.startServer(on: listener, access: access, store: pipeline.store, cache: expositionCache, logger: logger)
     }
 
     /// A server on `next`'s address, the old one stopped. The new socket is bound first, so the
     /// old one keeps serving if that fails; but the same port on another address of the same
     /// host (127.0.0.1 and 0.0.0.0, or ::) cannot be bound while the old socket holds it, so
     /// then the old server is stopped first, and restarted if the new address cannot be bound.
-    private func moveServer(from server: HTTPServer, current: Config, to next: Config) throws(SystemError) -> HTTPServer {
+    private func moveServer(from server: HTTPServer, current: Config, to next: Config, access: WebAccess) throws(SystemError) -> HTTPServer {
+        let currentAccess = state.withLock { $0.web }
         do {
-            let replacement = try startServer(next)
+            let replacement = try startServer(next, access: access)
             server.stop()
             return replacement
         } catch where error.code == EADDRINUSE && next.port == current.port {
             server.stop()
             do {
-                return try startServer(next)
+                return try startServer(next, access: access)
             } catch {
                 do {
-                    let restored = try startServer(current)
+                    let restored = try startServer(current, access: currentAccess)
                     state.withLock { $0.server = restored }
                 } catch let restoreError {
                     logger.error("config reload: cannot listen on the old address either; not serving until a reload fixes the address",

@@ -9,7 +9,7 @@ public enum Lifecycle {
     public static func main(arguments: [String]) async -> Int32 {
         let action: CommandLineAction
         do {
-            action = try CommandLineOptions.parse(arguments)
+            action = try CommandLineOptions.parse(arguments, packagedConfigExists: FileReader.exists(path: CommandLineOptions.packagedConfigPath))
         } catch {
             printError("prometheus-barman-exporter: \(error)")
             return 2
@@ -21,18 +21,22 @@ public enum Lifecycle {
         case .version:
             print("prometheus-barman-exporter \(BuildInfo.version)")
             return 0
-        case .checkConfig(let path):
+        case .checkConfig(let path, let webPath):
             do {
                 let loaded = try ConfigLoader.load(path: path)
                 for warning in loaded.warnings { printError("\(path): warning: \(warning)") }
+                if let webPath = webConfigPath(flag: webPath, config: loaded.config, configPath: path) {
+                    let web = try WebConfigLoader.load(path: webPath)
+                    for warning in WebAccess.warnings(web, file: webPath, now: WallClock.nowSeconds()) { printError("\(webPath): warning: \(warning)") }
+                }
                 print("OK")
                 return 0
             } catch {
                 printError(error.description)
                 return 2
             }
-        case .run(let path):
-            return await run(configPath: path)
+        case .run(let path, let webPath):
+            return await run(configPath: path, webConfigFlag: webPath)
         case .once(let path, let output):
             return await runOnce(configPath: path, output: output)
         }
@@ -107,13 +111,31 @@ public enum Lifecycle {
         }
     }
 
-    static func run(configPath: String) async -> Int32 {
+    /// The web config to use: `--web.config.file`, else the config's `web_config_file`
+    /// (relative to the config file's directory), else none.
+    static func webConfigPath(flag: String?, config: Config, configPath: String) -> String? {
+        if let flag { return flag }
+        guard let path = config.webConfigFile else { return nil }
+        return path.hasPrefix("/") ? path : WebConfigLoader.directory(of: configPath) + "/" + path
+    }
+
+    static func run(configPath: String, webConfigFlag: String?) async -> Int32 {
         guard let (config, logger) = loadForStart(configPath) else { return 2 }
+        var web = WebConfig()
+        if let webPath = webConfigPath(flag: webConfigFlag, config: config, configPath: configPath) {
+            do {
+                web = try WebConfigLoader.load(path: webPath)
+            } catch {
+                printError(error.description)
+                return 2
+            }
+            for warning in WebAccess.warnings(web, file: webPath, now: WallClock.nowSeconds()) { logger.warn(warning, ["file": webPath]) }
+        }
         let signals: AsyncStream<Int32>
         let service: ExporterService
         do {
             signals = try Signals.stream()
-            service = try ExporterService(config: config, configPath: configPath, logger: logger)
+            service = try ExporterService(config: config, configPath: configPath, webConfigFlag: webConfigFlag, web: web, logger: logger)
             try service.startRenderer()
         } catch {
             logger.error("cannot start", ["error": error.description])

@@ -6,6 +6,12 @@ import Glibc
 public enum FileReader {
     /// The file's bytes; fails with EFBIG past `limit`. With `regularOnly`, anything but a
     /// regular file (a FIFO, a device, a directory) is refused without blocking on it.
+    /// Whether something exists at `path` (a dangling symbolic link does not).
+    public static func exists(path: String) -> Bool {
+        var information = stat()
+        return stat(path, &information) == 0
+    }
+
     public static func readAll(path: String, limit: Int, regularOnly: Bool = false) throws(SystemError) -> [UInt8] {
         // O_NONBLOCK: opening a FIFO with no writer would otherwise wait for ever.
         let flags = O_RDONLY | O_CLOEXEC | (regularOnly ? O_NONBLOCK | O_NOCTTY : 0)

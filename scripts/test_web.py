@@ -1,0 +1,327 @@
+#!/usr/bin/env python3
+"""Secure scraping with real clients: the exporter binary with a web config (exporter-toolkit's
+format), certificates made here with openssl, passwords hashed with htpasswd -B, requests made
+with curl and openssl s_client.
+
+Run by `make test` and `make web-test`, which set BINARY. Prints one line per check and
+"web: N passed, N failed".
+"""
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BINARY = os.path.abspath(os.environ.get("BINARY", ".build/debug/prometheus-barman-exporter"))
+results = {"passed": 0, "failed": 0}
+
+
+def check(name, condition, detail=""):
+    if condition:
+        results["passed"] += 1
+        print(f"ok   {name}")
+    else:
+        results["failed"] += 1
+        print(f"FAIL {name} {str(detail)[:600]}")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(*command, **kwargs):
+    return subprocess.run(list(command), capture_output=True, text=True, **kwargs)
+
+
+def openssl(*arguments):
+    result = run("openssl", *arguments)
+    if result.returncode != 0:
+        raise RuntimeError(f"openssl {' '.join(arguments)}: {result.stderr}")
+
+
+class CA:
+    """A certificate authority made with openssl; `openssl ca` so that validity dates in the
+    past (an expired certificate) can be given."""
+
+    def __init__(self, directory, name):
+        self.dir = os.path.join(directory, name)
+        os.makedirs(self.dir)
+        self.key = os.path.join(self.dir, "ca.key")
+        self.cert = os.path.join(self.dir, "ca.crt")
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", self.key,
+                "-out", self.cert, "-days", "3650", "-subj", f"/CN={name}")
+        open(os.path.join(self.dir, "index.txt"), "w").close()
+        with open(os.path.join(self.dir, "serial"), "w") as f:
+            f.write("1000\n")
+        self.config = os.path.join(self.dir, "ca.cnf")
+        with open(self.config, "w") as f:
+            f.write(f"""[ca]
+default_ca = this
+[this]
+dir = {self.dir}
+database = {self.dir}/index.txt
+serial = {self.dir}/serial
+new_certs_dir = {self.dir}
+certificate = {self.cert}
+private_key = {self.key}
+default_md = sha256
+policy = anything
+unique_subject = no
+copy_extensions = copy
+[anything]
+commonName = supplied
+[server]
+subjectAltName = IP:127.0.0.1,DNS:localhost
+extendedKeyUsage = serverAuth
+[client]
+extendedKeyUsage = clientAuth
+""")
+
+    def issue(self, name, kind, start="20250101000000Z", end="20991231000000Z"):
+        key = os.path.join(self.dir, f"{name}.key")
+        request = os.path.join(self.dir, f"{name}.csr")
+        cert = os.path.join(self.dir, f"{name}.crt")
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", request,
+                "-subj", f"/CN={name}")
+        openssl("ca", "-batch", "-config", self.config, "-extensions", kind, "-in", request, "-out", cert,
+                "-startdate", start, "-enddate", end, "-notext")
+        return cert, key
+
+
+class Exporter:
+    def __init__(self, work, web_config, name):
+        self.port = free_port()
+        self.work = work
+        self.web_path = os.path.join(work, f"{name}-web.yml")
+        with open(self.web_path, "w") as f:
+            f.write(web_config)
+        self.config_path = os.path.join(work, f"{name}.yaml")
+        with open(self.config_path, "w") as f:
+            f.write(f"address: 127.0.0.1\nport: {self.port}\nintegration_type: mock\nlog_level: info\n")
+        self.stderr_path = os.path.join(work, f"{name}.stderr")
+        self.stderr = open(self.stderr_path, "w")
+        self.process = subprocess.Popen([BINARY, "-config", self.config_path, "--web.config.file", self.web_path], stderr=self.stderr)
+        deadline = time.time() + 10
+        while time.time() < deadline and "listening" not in self.log():
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        time.sleep(0.2)
+
+    def url(self, scheme="https", path="/metrics"):
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+    def log(self):
+        with open(self.stderr_path) as f:
+            return f.read()
+
+    def reload(self, web_config=None):
+        if web_config is not None:
+            with open(self.web_path, "w") as f:
+                f.write(web_config)
+        before = self.log().count("reload")
+        self.process.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while time.time() < deadline and self.log().count("reload") == before:
+            time.sleep(0.05)
+        time.sleep(0.3)
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.stderr.close()
+
+
+def curl(url, *options):
+    """(HTTP status or None, headers, body, curl's exit code and error)."""
+    result = run("curl", "-sS", "-D", "-", "--max-time", "10", *options, url)
+    status = None
+    headers = {}
+    body = result.stdout
+    if result.stdout.startswith("HTTP/"):
+        # text mode has turned CRLF into LF
+        head, _, body = result.stdout.partition("\n\n")
+        lines = head.split("\n")
+        status = int(lines[0].split()[1])
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    return status, headers, body, result.returncode, result.stderr.strip()
+
+
+def server_subject(port):
+    result = subprocess.run(f"openssl s_client -connect 127.0.0.1:{port} </dev/null 2>/dev/null | openssl x509 -noout -subject",
+                            shell=True, capture_output=True, text=True)
+    return result.stdout.strip()
+
+
+def htpasswd(user, password):
+    result = run("htpasswd", "-nbB", "-C", "10", user, password)
+    return result.stdout.strip().split(":", 1)[1]
+
+
+def tls_config(cert, key, extra=""):
+    return f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n{extra}"
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="barman-exporter-web-")
+    ca = CA(work, "test-ca")
+    other = CA(work, "untrusted-ca")
+    server_cert, server_key = ca.issue("first-server", "server")
+    second_cert, second_key = ca.issue("second-server", "server")
+    expired_cert, expired_key = ca.issue("expired-server", "server", "20200101000000Z", "20210101000000Z")
+    client_cert, client_key = ca.issue("scraper", "client")
+    expired_client_cert, expired_client_key = ca.issue("expired-scraper", "client", "20200101000000Z", "20210101000000Z")
+    stranger_cert, stranger_key = other.issue("stranger", "client")
+    password_hash = htpasswd("prometheus", "s3cret pass")
+    check("htpasswd -B makes a $2y$ hash", password_hash.startswith("$2y$10$"), password_hash)
+
+    # TLS and basic auth, with a security header.
+    web = tls_config(server_cert, server_key) + f"basic_auth_users:\n  prometheus: {password_hash}\n" \
+        + "http_server_config:\n  headers:\n    X-Frame-Options: deny\n"
+    exporter = Exporter(work, web, "tls-auth")
+    try:
+        status, headers, body, code, error = curl(exporter.url(), "--cacert", ca.cert, "-u", "prometheus:s3cret pass")
+        check("TLS + right password: 200 with the metrics", status == 200 and "barman_up{" in body, (status, code, error))
+        check("configured header on the answer", headers.get("x-frame-options") == "deny", headers)
+        status, headers, body, code, error = curl(exporter.url(), "--cacert", ca.cert, "-u", "prometheus:wrong")
+        check("wrong password: 401 with WWW-Authenticate: Basic",
+              status == 401 and headers.get("www-authenticate", "").startswith("Basic") and "barman_" not in body, (status, headers))
+        check("configured header on the refusal too", headers.get("x-frame-options") == "deny", headers)
+        status, headers, body, code, error = curl(exporter.url(), "--cacert", ca.cert)
+        check("missing password: 401", status == 401 and headers.get("www-authenticate", "").startswith("Basic"), (status, headers))
+        status, headers, body, code, error = curl(exporter.url(), "--cacert", ca.cert, "-u", "nobody:s3cret pass")
+        check("unknown user: 401", status == 401, status)
+        status, headers, body, code, error = curl(exporter.url(path="/"), "--cacert", ca.cert)
+        check("every path needs the password (landing page: 401)", status == 401, status)
+        status, headers, body, code, error = curl(exporter.url("http"), "-u", "prometheus:s3cret pass")
+        check("plain HTTP to the TLS port: no HTTP answer", status is None and code != 0, (status, code, error))
+        status, headers, body, code, error = curl(exporter.url(), "-u", "prometheus:s3cret pass")
+        check("a client that does not trust the CA refuses the certificate", status is None and code == 60, (code, error))
+        # Keep-alive over TLS: curl reuses one connection for two URLs.
+        result = run("curl", "-sv", "-o", "/dev/null", "-o", "/dev/null", "--cacert", ca.cert, "-u", "prometheus:s3cret pass",
+                     exporter.url(), exporter.url())
+        check("TLS connections are kept alive", "Re-using existing connection" in result.stderr or "Reusing existing" in result.stderr,
+              result.stderr[-400:])
+        status, *_ = curl(exporter.url(), "--cacert", ca.cert, "-u", "prometheus:s3cret pass")
+        check("still serving after the plain-HTTP client", status == 200, status)
+        # Rotation: new certificate files, SIGHUP; the new certificate is served.
+        check("serves the first certificate", "first-server" in server_subject(exporter.port), server_subject(exporter.port))
+        exporter.reload(tls_config(second_cert, second_key) + f"basic_auth_users:\n  prometheus: {password_hash}\n")
+        check("reload swaps the certificate", "second-server" in server_subject(exporter.port), server_subject(exporter.port) + exporter.log()[-500:])
+        status, headers, *_ = curl(exporter.url(), "--cacert", ca.cert, "-u", "prometheus:s3cret pass")
+        check("after the reload: 200, and the removed header is gone", status == 200 and "x-frame-options" not in headers, (status, headers))
+        # A broken web config at reload: the running one stays.
+        exporter.reload(tls_config(second_cert, server_key) + f"basic_auth_users:\n  prometheus: {password_hash}\n")
+        log = exporter.log()
+        check("reload with a key that does not match: error logged naming the file",
+              "web config reload failed" in log and exporter.web_path in log, log[-600:])
+        check("...and the previous certificate is still served", "second-server" in server_subject(exporter.port))
+        status, *_ = curl(exporter.url(), "--cacert", ca.cert, "-u", "prometheus:s3cret pass")
+        check("...and scrapes still succeed", status == 200, status)
+        exporter.reload("basic_auth_users:\n  prometheus: {password_hash}\n  prometheus: x\n".replace("{password_hash}", password_hash))
+        log = exporter.log()
+        check("reload with a duplicate user: FILE:LINE:COL error", f"{exporter.web_path}:3:3: duplicate key 'prometheus'" in log, log[-600:])
+    finally:
+        exporter.stop()
+
+    # Client certificates.
+    exporter = Exporter(work, tls_config(server_cert, server_key, f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {ca.cert}\n"),
+                        "client-cert")
+    try:
+        status, _, body, code, error = curl(exporter.url(), "--cacert", ca.cert, "--cert", client_cert, "--key", client_key)
+        check("client certificate from the trusted CA: 200", status == 200 and "barman_up{" in body, (status, code, error))
+        status, _, body, code, error = curl(exporter.url(), "--cacert", ca.cert)
+        check("client certificate required and missing: refused (403)", status == 403 and "barman_" not in body, (status, code, error))
+        status, _, body, code, error = curl(exporter.url(), "--cacert", ca.cert, "--cert", stranger_cert, "--key", stranger_key)
+        check("client certificate from another CA: refused (403)", status == 403 and "not accepted" in body, (status, body, error))
+        status, _, body, code, error = curl(exporter.url(), "--cacert", ca.cert, "--cert", expired_client_cert, "--key", expired_client_key)
+        check("expired client certificate: refused (403, says expired)", status == 403 and "expired" in body, (status, body, error))
+    finally:
+        exporter.stop()
+
+    exporter = Exporter(work, tls_config(server_cert, server_key, f"  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: {ca.cert}\n"),
+                        "verify-if-given")
+    try:
+        status, *_ = curl(exporter.url(), "--cacert", ca.cert)
+        check("VerifyClientCertIfGiven without a certificate: 200", status == 200, status)
+        status, *_ = curl(exporter.url(), "--cacert", ca.cert, "--cert", stranger_cert, "--key", stranger_key)
+        check("VerifyClientCertIfGiven with an untrusted certificate: 403", status == 403, status)
+    finally:
+        exporter.stop()
+
+    # TLS version bounds.
+    exporter = Exporter(work, tls_config(server_cert, server_key, "  min_version: TLS13\n"), "tls13")
+    try:
+        status, *_ = curl(exporter.url(), "--cacert", ca.cert, "--tls-max", "1.2")
+        check("min_version TLS13: a TLS 1.2 client is refused", status is None, status)
+        status, *_ = curl(exporter.url(), "--cacert", ca.cert)
+        check("min_version TLS13: a TLS 1.3 client is served", status == 200, status)
+    finally:
+        exporter.stop()
+
+    # An expired server certificate: served as configured, with a warning; clients refuse it.
+    exporter = Exporter(work, tls_config(expired_cert, expired_key), "expired")
+    try:
+        check("expired server certificate: warning at start", "has expired" in exporter.log(), exporter.log()[-400:])
+        status, _, _, code, error = curl(exporter.url(), "--cacert", ca.cert)
+        check("expired server certificate: curl refuses it (certificate has expired)", status is None and "expired" in error, error)
+    finally:
+        exporter.stop()
+
+    # Errors at start: exit 2, one line per problem naming the file and position.
+    web_path = os.path.join(work, "broken-web.yml")
+    config_path = os.path.join(work, "broken.yaml")
+    with open(config_path, "w") as f:
+        f.write(f"address: 127.0.0.1\nport: {free_port()}\nintegration_type: mock\n")
+    with open(web_path, "w") as f:
+        f.write(f"tls_server_config:\n  cert_file: {server_cert}\n  key_file: {server_key}\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n"
+                "basic_auth_users:\n  prometheus: not-a-hash\nrate_limit:\n  interval: 1s\nfoo: 1\n")
+    result = run(BINARY, "-config", config_path, "--web.config.file", web_path)
+    lines = result.stderr.strip().split("\n")
+    check("broken web config at start: exit 2, a FILE:LINE:COL line per problem",
+          result.returncode == 2 and len(lines) == 4 and all(line.startswith(web_path + ":") for line in lines)
+          and f"{web_path}:4:3: tls_server_config.cipher_suites is not supported" in result.stderr
+          and f"{web_path}:6:15: basic_auth_users.prometheus is not a bcrypt hash" in result.stderr
+          and f"{web_path}:9:1: unknown key 'foo'" in result.stderr, result.stderr)
+    result = run(BINARY, "--check-config", "-config", config_path, "--web.config.file", web_path)
+    check("--check-config checks the web config too", result.returncode == 2 and web_path in result.stderr, result.stderr)
+    with open(web_path, "w") as f:
+        f.write(tls_config(os.path.join(work, "missing.crt"), server_key))
+    result = run(BINARY, "-config", config_path, "--web.config.file", web_path)
+    check("missing certificate file at start: exit 2 naming it",
+          result.returncode == 2 and "missing.crt" in result.stderr and result.stderr.count("\n") == 1, result.stderr)
+    # web_config_file in the config, relative to the config file's directory.
+    port = free_port()
+    with open(config_path, "w") as f:
+        f.write(f"address: 127.0.0.1\nport: {port}\nintegration_type: mock\nweb_config_file: relative-web.yml\n")
+    with open(os.path.join(work, "relative-web.yml"), "w") as f:
+        f.write(tls_config(os.path.basename(os.path.dirname(server_cert)) + "/" + os.path.basename(server_cert),
+                           os.path.basename(os.path.dirname(server_key)) + "/" + os.path.basename(server_key)))
+    process = subprocess.Popen([BINARY, "-config", config_path], stderr=subprocess.DEVNULL)
+    try:
+        status = None
+        deadline = time.time() + 10
+        while time.time() < deadline and status is None:
+            status, *_ = curl(f"https://127.0.0.1:{port}/metrics", "--cacert", ca.cert)
+            time.sleep(0.1)
+        check("web_config_file in the config (relative paths): served over TLS", status == 200, status)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+    print(f"web: {results['passed']} passed, {results['failed']} failed")
+    return 1 if results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
