@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of the config loader and the barman JSON decoders with libFuzzer
+# Coverage-guided fuzzing of the config loader, the web config loader and the barman JSON decoders with libFuzzer
 # (swiftc -sanitize=fuzzer,address). Seeds: Fuzz/corpus/ and the real barman captures in
 # Tests/ExporterTests/Fixtures. A crash is saved under Fuzz/regressions/<target>/ — commit it:
 # the unit tests replay every file there (FuzzRegressionTests).
@@ -13,6 +13,8 @@ mkdir -p "$out"
 # The fuzzers need only the config and decoding code, not the HTTP server or process runner.
 sources=(
   Sources/Exporter/Config/*.swift
+  Sources/Exporter/Web/WebConfig.swift Sources/Exporter/Web/WebConfigLoader.swift Sources/Exporter/Web/Bcrypt.swift
+  Sources/Exporter/HTTP/TLSCredentials.swift
   Sources/Exporter/Barman/JSON.swift Sources/Exporter/Barman/BarmanDecoding.swift Sources/Exporter/Barman/BarmanCommand.swift
   Sources/Exporter/Barman/ServerName.swift Sources/Exporter/Barman/ServerInfo.swift
   Sources/Exporter/Barman/BarmanTime.swift Sources/Exporter/Barman/WALCatalog.swift
@@ -23,7 +25,8 @@ sources=(
 )
 build() {  # NAME ENTRY
   swiftc -sanitize=fuzzer,address -parse-as-library -D FUZZING -module-name ExporterFuzz -O \
-    -I Sources/CYAML $(pkg-config --cflags-only-I yaml-0.1) -lyaml \
+    -I Sources/CYAML -I Sources/CMicroHTTPD -I Sources/CCrypt $(pkg-config --cflags-only-I yaml-0.1) \
+    -lyaml -lmicrohttpd -lgnutls -lcrypt \
     "${sources[@]}" "$2" -o "$out/$1" 2>&1 | grep -v "Cannot export local symbol" || true
   test -x "$out/$1"
 }
@@ -46,8 +49,10 @@ run() {  # NAME SEED_DIRS...
 
 build fuzz-config Fuzz/ConfigFuzzer.swift
 build fuzz-json Fuzz/JSONFuzzer.swift
+build fuzz-web Fuzz/WebConfigFuzzer.swift
 run config Fuzz/corpus/config Fuzz/regressions/config
 run json Fuzz/corpus/json Fuzz/regressions/json Tests/ExporterTests/Fixtures/3.4.0 Tests/ExporterTests/Fixtures/3.20.1 \
   Tests/ExporterTests/Fixtures/e2e/3.4.0 Tests/ExporterTests/Fixtures/e2e/3.19.1
-echo "fuzz: $((2 - failed)) passed, $failed failed"
+run web Fuzz/corpus/web Fuzz/regressions/web
+echo "fuzz: $((3 - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -18,6 +18,22 @@ enum FuzzHarness {
         }
     }
 
+    /// The web config loader (exporter-toolkit's format), as for a file named fuzz-web.yml.
+    static func webConfig(_ bytes: [UInt8]) {
+        do {
+            let web = try WebConfigLoader.parse(bytes, file: "fuzz-web.yml")
+            for hash in web.basicAuthUsers.values { precondition(Bcrypt.isValidHash(hash), "accepted an invalid hash") }
+            if let tls = web.tls {
+                precondition(!tls.certificatePEM.isEmpty && !tls.keyPEM.isEmpty, "TLS accepted without its certificate and key")
+                precondition(tls.minVersion <= tls.maxVersion, "accepted min_version above max_version")
+            }
+            for header in web.headers { precondition(WebConfigLoader.allowedHeaders[header.name] != nil, "accepted header \(header.name)") }
+        } catch {
+            precondition(!error.problems.isEmpty, "failure without a problem")
+            for problem in error.problems { precondition(problem.line >= 1 && problem.column >= 1, "problem without a position: \(problem)") }
+        }
+    }
+
     /// barman output through every decoder, and whatever decodes through the metrics renderer.
     static func barmanJSON(_ bytes: [UInt8]) {
         for exitStatus: Int32 in [0, 1] {

@@ -10,6 +10,12 @@ struct FuzzRegressionTests {
         for file in files { FuzzHarness.config(try TestSupport.read(file)) }
     }
 
+    @Test func webConfigInputs() throws {
+        let files = TestSupport.files(in: "Fuzz/corpus/web") + TestSupport.files(in: "Fuzz/regressions/web")
+        #expect(files.count >= 5)
+        for file in files { FuzzHarness.webConfig(try TestSupport.read(file)) }
+    }
+
     @Test func barmanJSONInputs() throws {
         let files = TestSupport.files(in: "Fuzz/corpus/json") + TestSupport.files(in: "Fuzz/regressions/json")
             + TestSupport.files(in: "Tests/ExporterTests/Fixtures/3.4.0").filter { $0.hasSuffix(".stdout") }

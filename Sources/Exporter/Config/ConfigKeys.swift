@@ -120,12 +120,12 @@ struct ValueParser<Value>: Sendable {
     }
 
     static var integrationType: ValueParser<IntegrationType> {
-        choice("`shell` or `mock`", expected: "'shell' or 'mock'", IntegrationType.init(rawValue:), show: \.rawValue)
+        choice("`shell` or `mock`", expected: "'shell' or 'mock'", { IntegrationType(rawValue: $0) }, show: \.rawValue)
     }
 
     static var logLevel: ValueParser<LogLevel> {
         choice("`ERROR`, `WARN`, `INFO`, `DEBUG`, any case", expected: "one of ERROR, WARN, INFO, DEBUG (any case)",
-               LogLevel.init(configValue:), show: { $0.name.uppercased() })
+               { LogLevel(configValue: $0) }, show: { $0.name.uppercased() })
     }
 
     /// One of a few words.

@@ -247,29 +247,6 @@ private final class TLSStrings: Sendable {
     }
 }
 
-/// The result of loading TLS material the way the server will (GnuTLS).
-public enum TLSCredentials {
-    public enum Check: Equatable {
-        case usable(notAfter: Double?)
-        case badCertificateOrKey(String)
-        case badClientCA(String)
-    }
-
-    /// Whether `certificate` and `key` (PEM) form a usable pair and `clientCA` holds certificates.
-    public static func check(certificate: [UInt8], key: [UInt8], clientCA: [UInt8]?) -> Check {
-        let strings = TLSStrings(HTTPServerTLS(certificatePEM: certificate, keyPEM: key, clientCAPEM: clientCA, checkClientCertificates: false, priorities: ""))
-        var reason = [CChar](repeating: 0, count: 512)
-        var notAfter: Int64 = -1
-        let result = cmhd_check_tls_material(strings.certificate, strings.key, strings.clientCA, &reason, reason.count, &notAfter)
-        let text = String(decoding: reason.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        switch result {
-        case 0: return .usable(notAfter: notAfter >= 0 ? Double(notAfter) : nil)
-        case -2: return .badClientCA(text)
-        default: return .badCertificateOrKey(text)
-        }
-    }
-}
-
 /// Per-request state MHD keeps for us in `void **con_cls` (a tag, not a real pointer): nil
 /// before the first call, then one of these.
 private enum RequestState: Int {

@@ -127,6 +127,26 @@ public enum WebConfigLoader {
                 }
                 if let text = string(value, "tls_server_config.\(key.value)") { values[key.value] = (text, value) }
             }
+            var clientAuth = ClientAuthType.noClientCert
+            if let type = values["client_auth_type"] {
+                if let parsed = ClientAuthType(rawValue: type.text) {
+                    clientAuth = parsed
+                } else {
+                    problem(type.node, "tls_server_config.client_auth_type '\(type.text)' is not one of \(ClientAuthType.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+            }
+            var versions = (minimum: TLSVersion.tls12, maximum: TLSVersion.tls13)
+            for (name, keyPath) in [("min_version", \(minimum: TLSVersion, maximum: TLSVersion).minimum), ("max_version", \.maximum)] {
+                guard let version = values[name] else { continue }
+                if let parsed = TLSVersion(rawValue: version.text) {
+                    versions[keyPath: keyPath] = parsed
+                } else {
+                    problem(version.node, "tls_server_config.\(name) '\(version.text)' is not one of \(TLSVersion.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+            }
+            if versions.minimum > versions.maximum, let node = values["min_version"]?.node ?? values["max_version"]?.node {
+                problem(node, "tls_server_config.min_version (\(versions.minimum.rawValue)) is above max_version (\(versions.maximum.rawValue))")
+            }
             guard let cert = values["cert_file"], let key = values["key_file"] else {
                 let missing = values["cert_file"] == nil ? "cert_file" : "key_file"
                 problem(node, "tls_server_config needs both cert_file and key_file; \(missing) is missing")
@@ -135,24 +155,9 @@ public enum WebConfigLoader {
             let base = WebConfigLoader.directory(of: file)
             func resolved(_ path: String) -> String { path.hasPrefix("/") ? path : base + "/" + path }
             var tls = TLSServerConfig(certFile: resolved(cert.text), keyFile: resolved(key.text))
-            if let type = values["client_auth_type"] {
-                if let parsed = ClientAuthType(rawValue: type.text) {
-                    tls.clientAuth = parsed
-                } else {
-                    problem(type.node, "tls_server_config.client_auth_type '\(type.text)' is not one of \(ClientAuthType.allCases.map(\.rawValue).joined(separator: ", "))")
-                }
-            }
-            for (name, keyPath) in [("min_version", \TLSServerConfig.minVersion), ("max_version", \TLSServerConfig.maxVersion)] {
-                guard let version = values[name] else { continue }
-                if let parsed = TLSVersion(rawValue: version.text) {
-                    tls[keyPath: keyPath] = parsed
-                } else {
-                    problem(version.node, "tls_server_config.\(name) '\(version.text)' is not one of \(TLSVersion.allCases.map(\.rawValue).joined(separator: ", "))")
-                }
-            }
-            if tls.minVersion > tls.maxVersion, let node = values["min_version"]?.node ?? values["max_version"]?.node {
-                problem(node, "tls_server_config.min_version (\(tls.minVersion.rawValue)) is above max_version (\(tls.maxVersion.rawValue))")
-            }
+            tls.clientAuth = clientAuth
+            tls.minVersion = versions.minimum
+            tls.maxVersion = versions.maximum
             tls.clientCAFile = values["client_ca_file"].map { resolved($0.text) }
             if tls.clientAuth != .noClientCert && tls.clientCAFile == nil {
                 // libmicrohttpd asks clients for a certificate only when it has CAs to name.

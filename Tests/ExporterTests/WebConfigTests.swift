@@ -1,0 +1,165 @@
+@testable import Exporter
+import Testing
+
+@Suite("Web config")
+struct WebConfigTests {
+    /// Cost 4 keeps the tests fast; the format is what `htpasswd -B` writes.
+    static let password = Array("s3cret pass".utf8)
+    static let hash = Bcrypt.hash(password, cost: 4) ?? ""
+
+    func problems(_ text: String, file: String = "/etc/x/web.yml") -> [String] {
+        do {
+            _ = try WebConfigLoader.parse(Array(text.utf8), file: file)
+            return []
+        } catch {
+            return error.problems.map(\.description)
+        }
+    }
+
+    @Test func emptyFileMeansPlainHTTP() throws {
+        #expect(try WebConfigLoader.parse([], file: "w.yml").isPlainHTTP)
+        #expect(try WebConfigLoader.parse(Array("tls_server_config:\nbasic_auth_users: {}\n".utf8), file: "w.yml").isPlainHTTP)
+    }
+
+    @Test func usersHeadersAndHashes() throws {
+        let text = "basic_auth_users:\n  prometheus: \(Self.hash)\n  alloy: '\(Self.hash)'\nhttp_server_config:\n  headers:\n    x-frame-options: DENY\n    Strict-Transport-Security: max-age=31536000\n"
+        let web = try WebConfigLoader.parse(Array(text.utf8), file: "w.yml")
+        #expect(web.basicAuthUsers == ["prometheus": Self.hash, "alloy": Self.hash])
+        #expect(web.headers == [HTTPHeaderField(name: "Strict-Transport-Security", value: "max-age=31536000"),
+                                HTTPHeaderField(name: "X-Frame-Options", value: "DENY")])
+        #expect(web.tls == nil)
+    }
+
+    @Test func everyProblemWithFileLineAndColumn() {
+        let text = """
+            tls_server_config:
+              cert_file: a.crt
+              cipher_suites: [x]
+              client_auth_type: Sometimes
+            basic_auth_users:
+              prometheus: plaintext
+              prometheus: \(Self.hash)
+            http_server_config:
+              headers:
+                Server: x
+              http2: true
+            rate_limit: {interval: 1s}
+            colour: blue
+
+            """
+        // A YAML-level mistake (a key twice) is reported before the contents are read.
+        #expect(problems(text) == ["/etc/x/web.yml:7:3: duplicate key 'prometheus' (first set on line 6)"])
+        // Once the YAML itself is sound, every key and value is checked.
+        let sound = text.split(separator: "\n", omittingEmptySubsequences: false).filter { $0 != "  prometheus: \(Self.hash)" }.joined(separator: "\n")
+        #expect(problems(sound) == [
+            "/etc/x/web.yml:3:3: tls_server_config.cipher_suites is not supported by prometheus-barman-exporter; remove it: GnuTLS's NORMAL cipher suites are used",
+            "/etc/x/web.yml:4:21: tls_server_config.client_auth_type 'Sometimes' is not one of NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert",
+            "/etc/x/web.yml:2:3: tls_server_config needs both cert_file and key_file; key_file is missing",
+            "/etc/x/web.yml:6:15: basic_auth_users.prometheus is not a bcrypt hash ($2y$, $2b$ or $2a$, 60 characters); make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'",
+            "/etc/x/web.yml:9:5: http_server_config.headers: 'Server' cannot be set; allowed: Content-Security-Policy, Strict-Transport-Security, X-Content-Type-Options, X-Frame-Options, X-XSS-Protection",
+            "/etc/x/web.yml:10:10: http_server_config.http2: HTTP/2 is not supported (libmicrohttpd serves HTTP/1.1); remove the key or set it to false",
+            "/etc/x/web.yml:11:1: rate_limit is not supported by prometheus-barman-exporter; limit request rates in front of the exporter (a reverse proxy) or remove it",
+            "/etc/x/web.yml:12:1: unknown key 'colour'; known keys: tls_server_config, http_server_config, basic_auth_users",
+        ])
+    }
+
+    @Test func wrongTypesAndYAMLFeatures() {
+        #expect(problems("basic_auth_users: [a, b]\n") == ["/etc/x/web.yml:1:19: basic_auth_users must be a mapping of 'key: value' lines, found a list"])
+        #expect(problems("basic_auth_users:\n  p: {a: b}\n") == ["/etc/x/web.yml:2:6: basic_auth_users.p must be a single value, found a mapping"])
+        #expect(problems("- a\n") == ["/etc/x/web.yml:1:1: the web config must be a mapping of 'key: value' lines, found a list"])
+        #expect(problems("a: &x 1\nb: *x\n").first == "/etc/x/web.yml:1:4: anchors (&name) are not supported")
+        #expect(problems("a: 1\n---\nb: 2\n") == ["/etc/x/web.yml:2:1: more than one YAML document; the file is a single mapping"])
+        #expect(problems(String(repeating: "[", count: 40)).first?.contains("nested more than 16 levels deep") == true)
+    }
+
+    @Test func clientAuthNeedsItsCAAndTheCANeedsAClientAuthType() {
+        #expect(problems("tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequireAndVerifyClientCert\n")
+                == ["/etc/x/web.yml:4:21: tls_server_config.client_auth_type RequireAndVerifyClientCert needs client_ca_file (the CA certificates that sign the scrapers' certificates)"])
+        #expect(problems("tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca_file: c\n").first?.hasPrefix(
+            "/etc/x/web.yml:4:19: tls_server_config.client_ca_file is set but client_auth_type is NoClientCert") == true)
+        #expect(problems("tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS13\n  max_version: TLS12\n")
+                == ["/etc/x/web.yml:4:16: tls_server_config.min_version (TLS13) is above max_version (TLS12)"])
+    }
+
+    @Test func certificateFilesAreRelativeToTheWebConfigAndMustExist() {
+        let found = problems("tls_server_config:\n  cert_file: tls/a.crt\n  key_file: /nonexistent/b.key\n", file: "/nonexistent-dir/web.yml")
+        #expect(found.count == 2)
+        #expect(found.first?.hasPrefix("/nonexistent-dir/web.yml:2:14: tls_server_config.cert_file: cannot open '/nonexistent-dir/tls/a.crt'") == true)
+        #expect(found.last?.hasPrefix("/nonexistent-dir/web.yml:3:13: tls_server_config.key_file: cannot open '/nonexistent/b.key'") == true)
+    }
+
+    @Test func prioritiesAllowOnlyTheConfiguredVersions() {
+        var tls = TLSServerConfig(certFile: "a", keyFile: "b")
+        #expect(tls.priorities == "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2")
+        tls.minVersion = .tls13
+        #expect(tls.priorities == "NORMAL:-VERS-ALL:+VERS-TLS1.3")
+    }
+
+    @Test func garbageIsNotATLSKeyPair() {
+        let check = TLSCredentials.check(certificate: Array("not a certificate".utf8), key: Array("nor a key".utf8), clientCA: nil)
+        guard case .badCertificateOrKey(let reason) = check else {
+            Issue.record("accepted garbage: \(check)")
+            return
+        }
+        #expect(!reason.isEmpty)
+    }
+}
+
+@Suite("Basic auth")
+struct BasicAuthTests {
+    @Test func bcryptVerifiesWhatHtpasswdWrites() throws {
+        // `htpasswd -nbB -C 4 prometheus 'open sesame'` ($2y$, Apache's spelling of $2b$).
+        let htpasswd = "$2y$04$PaT8vLXPl8grS/tksDu1NeD69ag/svz3JALC/6lbt0AzxuEiJ.l3C"
+        #expect(Bcrypt.isValidHash(htpasswd))
+        #expect(Bcrypt.verify(Array("open sesame".utf8), hash: htpasswd))
+        #expect(!Bcrypt.verify(Array("open sesamE".utf8), hash: htpasswd))
+        #expect(!Bcrypt.verify(Array("open sesame\0".utf8), hash: htpasswd))
+        #expect(!Bcrypt.isValidHash("$1$abc$defghijklmnopqrstuvwxyz"))
+        #expect(!Bcrypt.isValidHash("plaintext"))
+    }
+
+    @Test func constantTimeComparison() {
+        #expect(constantTimeEqual([1, 2, 3], [1, 2, 3]))
+        #expect(!constantTimeEqual([1, 2, 3], [1, 2, 4]))
+        #expect(!constantTimeEqual([1, 2, 3], [1, 2, 3, 0]))
+        #expect(!constantTimeEqual([], [0]))
+        #expect(constantTimeEqual([], []))
+    }
+
+    @Test func aVerifiedPasswordIsRememberedAWrongOneNever() {
+        let authenticator = BasicAuthenticator(users: ["prometheus": WebConfigTests.hash])
+        #expect(authenticator.accepts(user: "prometheus", password: WebConfigTests.password))
+        let afterFirst = authenticator.bcryptRuns
+        for _ in 0..<5 { #expect(authenticator.accepts(user: "prometheus", password: WebConfigTests.password)) }
+        #expect(authenticator.bcryptRuns == afterFirst, "a remembered password must not cost a bcrypt")
+        for _ in 0..<3 { #expect(!authenticator.accepts(user: "prometheus", password: Array("guess".utf8))) }
+        #expect(authenticator.bcryptRuns == afterFirst + 3, "every wrong guess costs a bcrypt")
+        #expect(!authenticator.accepts(user: "root", password: WebConfigTests.password))
+        #expect(authenticator.bcryptRuns == afterFirst + 4, "an unknown user costs a bcrypt too (no user enumeration by timing)")
+    }
+
+    @Test func refusalsAndHeaders() throws {
+        var config = WebConfig()
+        config.basicAuthUsers = ["prometheus": WebConfigTests.hash]
+        config.headers = [HTTPHeaderField(name: "X-Frame-Options", value: "deny")]
+        let access = WebAccess(config: config)
+        let ok = HTTPResponse(status: 200, body: Array("metrics".utf8))
+        let missing = access.handle(HTTPRequest(method: "GET", path: "/metrics")) { _ in ok }
+        #expect(missing.status == 401)
+        #expect(missing.headers.contains { $0.0 == "WWW-Authenticate" && $0.1.hasPrefix("Basic ") })
+        #expect(missing.headers.contains { $0 == ("X-Frame-Options", "deny") })
+        let good = HTTPRequest(method: "GET", path: "/metrics", credentials: BasicCredentials(user: "prometheus", password: WebConfigTests.password))
+        let answered = access.handle(good) { _ in ok }
+        #expect(answered.status == 200 && answered.body == Array("metrics".utf8))
+        #expect(answered.headers.contains { $0 == ("X-Frame-Options", "deny") })
+
+        var tls = TLSServerConfig(certFile: "a", keyFile: "b")
+        tls.clientAuth = .requireAndVerifyClientCert
+        var certificateConfig = WebConfig()
+        certificateConfig.tls = tls
+        let certificates = WebAccess(config: certificateConfig)
+        #expect(certificates.handle(HTTPRequest(method: "GET", path: "/", clientCertificate: .none)) { _ in ok }.status == 403)
+        #expect(certificates.handle(HTTPRequest(method: "GET", path: "/", clientCertificate: .rejected(reason: "expired"))) { _ in ok }.status == 403)
+        #expect(certificates.handle(HTTPRequest(method: "GET", path: "/", clientCertificate: .verified)) { _ in ok }.status == 200)
+    }
+}
