@@ -26,7 +26,7 @@ test:
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 	BINARY=$(DEBUG_BINARY) scripts/check-exposition.sh
-	scripts/check-examples.sh
+	BINARY=$(DEBUG_BINARY) scripts/check-examples.sh
 	BINARY=$(DEBUG_BINARY) python3 scripts/test_lifecycle.py
 	BINARY=$(DEBUG_BINARY) python3 scripts/test_web.py
 	scripts/fuzz.sh 30

@@ -7,11 +7,13 @@ requests/s and latency p50/p99 with wrk at 1, 16 and 64 keep-alive connections, 
 Accept-Encoding: gzip; bytes served; resident memory idle and peak; time from start to the first
 scrape with data; barman processes and wall time per full refresh. Then the render benchmark.
 """
+import base64
 import os
 import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -46,10 +48,12 @@ def status(pid):
     return int(values["VmRSS"].split()[0]), int(values["VmHWM"].split()[0])
 
 
-def wrk(url, connections, gzip):
+def wrk(url, connections, gzip, headers=()):
     command = ["wrk", "-t", str(min(2, connections)), "-c", str(connections), "-d", f"{SECONDS}s", "--latency", url]
     if gzip:
         command[1:1] = ["-H", "Accept-Encoding: gzip"]
+    for header in headers:
+        command[1:1] = ["-H", header]
     output = subprocess.run(command, capture_output=True, text=True).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
 
@@ -65,7 +69,7 @@ def wrk(url, connections, gzip):
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 
 
-def wrk_matrix(urls):
+def wrk_matrix(urls, headers=None):
     """name -> (gzip, connections) -> (req/s, p50 ms, p99 ms) for every combination measured:
     the median of each over BENCH_REPEATS runs (default 3). A single run's p99 on a small
     machine shared with wrk moves by up to 10x with whatever else the machine does, so the
@@ -76,7 +80,8 @@ def wrk_matrix(urls):
         for gzip in (False, True):
             for connections in CONNECTIONS:
                 for name, url in urls.items():
-                    runs.setdefault(name, {}).setdefault((gzip, connections), []).append(wrk(url, connections, gzip))
+                    runs.setdefault(name, {}).setdefault((gzip, connections), []).append(
+                        wrk(url, connections, gzip, (headers or {}).get(name, ())))
 
     def median(values):
         return sorted(values)[len(values) // 2]
@@ -159,6 +164,50 @@ def run_ours(work, name, servers, backups):
             "just_scraped_rss": just_scraped_rss, "bytes": len(body),
             "gzip_bytes": len(gzipped), "idle_rss": idle_rss, "peak_rss": peak, "wrk": results["ours"], "nginx_wrk": results["nginx"],
             "series": sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))}
+
+
+def run_ours_tls(work, servers, backups):
+    """The same exporter and data twice, plain HTTP and TLS (ECDSA P-256, GnuTLS's defaults) with
+    basic auth (bcrypt cost 10, as htpasswd -B makes), measured cell by cell in turn: what
+    secure scraping costs a keep-alive scraper. wrk keeps its connections, so the handshake is
+    paid once per connection and the password's bcrypt once (then remembered)."""
+    tls = os.path.join(work, "tls")
+    os.makedirs(tls, exist_ok=True)
+    key, cert = os.path.join(tls, "server.key"), os.path.join(tls, "server.crt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    password = "bench password"
+    hashed = subprocess.run(["htpasswd", "-nbB", "-C", "10", "prometheus", password], check=True, capture_output=True, text=True).stdout.strip()
+    web = os.path.join(tls, "web.yml")
+    with open(web, "w") as f:
+        f.write(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\nbasic_auth_users:\n  prometheus: {hashed.split(':', 1)[1]}\n")
+    processes, urls = [], {}
+    env = {**os.environ, "BENCH_SERVERS": str(servers), "BENCH_BACKUPS": str(backups), "BENCH_LOG": os.path.join(work, "tls.barman.log")}
+    for name, extra in (("plain", []), ("tls", ["--web.config.file", web])):
+        port = free_port()
+        config = os.path.join(work, f"ours-{name}-tls-bench.yaml")
+        with open(config, "w") as f:
+            f.write(f"port: {port}\nintegration_type: shell\nbarman_command: {FAKE}\ncache_ttl: 3600\nchecks_cache_ttl: 3600\nrefresh_interval: 3600\nlog_level: error\n")
+        processes.append(subprocess.Popen([OURS, "-config", config] + extra, env=env))
+        urls[name] = f"{'https' if name == 'tls' else 'http'}://127.0.0.1:{port}/metrics"
+    authorization = "Authorization: Basic " + base64.b64encode(f"prometheus:{password}".encode()).decode()
+    context = ssl.create_default_context(cafile=cert)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            request = urllib.request.Request(urls["tls"], headers={"Authorization": authorization.split(": ", 1)[1]})
+            if b"barman_metrics_update " in urllib.request.urlopen(request, timeout=5, context=context).read():
+                break
+        except OSError:
+            pass
+        time.sleep(0.2)
+    wait_for(urls["plain"], r"^barman_metrics_update ", 120)
+    results = wrk_matrix(urls, headers={"tls": [authorization]})
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+        process.wait(10)
+    return results
 
 
 def run_python(work, name, servers, backups):
@@ -251,6 +300,16 @@ def main():
             print(f"{'refresh wall time s':28}{ours['refresh_s']:14.2f}{python['first_data']:14.2f}")
             print(f"{'  of which barman running s':28}{ours['barman_busy']:14.2f}{python['barman_busy']:14.2f}")
             print(f"{'first data minus barman s':28}{ours['first_data'] - ours['barman_busy']:14.2f}{python['first_data'] - python['barman_busy']:14.2f}")
+        name, servers, backups = DATASETS[0]
+        secure = run_ours_tls(work, servers, backups)
+        print()
+        print(f"## TLS + basic auth, keep-alive ({name} dataset): ours plain HTTP vs ours over TLS with a password")
+        print(f"{'':28}{'plain':>14}{'TLS + auth':>14}{'p99 ratio':>14}")
+        for gzip in (False, True):
+            for connections in CONNECTIONS:
+                plain, tls = secure["plain"][(gzip, connections)], secure["tls"][(gzip, connections)]
+                print(f"{f'req/s c={connections}' + (' gzip' if gzip else ''):28}{plain[0]:14.0f}{tls[0]:14.0f}")
+                print(f"{'  p99 ms':28}{plain[2]:14.2f}{tls[2]:14.2f}{tls[2] / max(plain[2], 1e-6):14.2f}  (target <= 2)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()

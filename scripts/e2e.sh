@@ -126,6 +126,22 @@ stop_exporter() {
   return $status
 }
 
+make_tls() {  # DIR: a test CA, a server certificate for 127.0.0.1 and a client certificate, readable by barman
+  mkdir -p "$1"
+  (
+    cd "$1"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=e2e-ca 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null
+    printf 'subjectAltName = IP:127.0.0.1\n' > server.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext -out server.crt 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout scraper.key -out scraper.csr -subj /CN=prometheus 2>/dev/null
+    openssl x509 -req -in scraper.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out scraper.crt 2>/dev/null
+  )
+  # As packaged: the key readable by the barman user only.
+  chown root:barman "$1/server.key" && chmod 640 "$1/server.key"
+  chmod 755 "$1" && chmod 644 "$1"/*.crt
+}
+
 metric() {  # URL SERIES: the value of one series as served, or nothing
   curl -fsS "$1" 2>/dev/null | awk -v series="$2" '$1 == series { print $2 }'
 }
@@ -361,19 +377,64 @@ sys.exit(statuses != {"pg-a": ["DONE", "DONE"], "pg-b": [], "pg-c": ["FAILED"]})
     python3 scripts/e2e_compare.py --url "$url" --barman "$bin" --barman-config "$conf" --servers pg-a,pg-b,pg-c
   if [ "$label" = debian ]; then
     # A real Prometheus server (Debian's package, unpacked by install-deps) scrapes the exporter
-    # every second, with the shipped alert rules loaded.
+    # every second, with the shipped alert rules loaded, over TLS with a client certificate and
+    # basic auth: the exporter is reloaded onto a web config (exporter-toolkit's format) and back.
+    make_tls "$dir/tls"
+    local password hash
+    password="e2e-$(date +%s%N)"
+    hash=$(htpasswd -nbB -C 10 prometheus "$password" | cut -d: -f2-)
+    cat > "$dir/tls/web.yml" <<WEB
+tls_server_config:
+  cert_file: server.crt
+  key_file: server.key
+  client_auth_type: RequireAndVerifyClientCert
+  client_ca_file: ca.crt
+basic_auth_users:
+  prometheus: $hash
+WEB
+    echo "web_config_file: $dir/tls/web.yml" >> "$dir/exporter.yaml"
+    kill -HUP "$exporter_pid"
+    local https_url="https://127.0.0.1:$port/metrics"
+    local tls_curl=(curl -fsS --cacert "$dir/tls/ca.crt" --cert "$dir/tls/scraper.crt" --key "$dir/tls/scraper.key")
+    for _ in $(seq 1 100); do "${tls_curl[@]}" -u "prometheus:$password" -o /dev/null "$https_url" 2>/dev/null && break; sleep 0.1; done
+    check "[$label] after a reload onto the web config, served over TLS with a client certificate and basic auth" \
+      "${tls_curl[@]}" -u "prometheus:$password" -o /dev/null "$https_url"
+    check "[$label] ...and not without the password" \
+      bash -c "[ \"\$(curl -sS -o /dev/null -w '%{http_code}' --cacert $dir/tls/ca.crt --cert $dir/tls/scraper.crt --key $dir/tls/scraper.key $https_url)\" = 401 ]"
     local pport
     pport=$(free_port)
     mkdir -p "$dir/prometheus"
     cp examples/alerts.yml "$dir/prometheus/"
-    printf 'global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nrule_files: [alerts.yml]\nscrape_configs:\n  - job_name: barman\n    static_configs:\n      - targets: ["127.0.0.1:%s"]\n' "$port" > "$dir/prometheus/prometheus.yml"
+    cat > "$dir/prometheus/prometheus.yml" <<PROM
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files: [alerts.yml]
+scrape_configs:
+  - job_name: barman
+    scheme: https
+    tls_config:
+      ca_file: $dir/tls/ca.crt
+      cert_file: $dir/tls/scraper.crt
+      key_file: $dir/tls/scraper.key
+    basic_auth:
+      username: prometheus
+      password: $password
+    static_configs:
+      - targets: ["127.0.0.1:$port"]
+PROM
     .build-tools/prometheus/usr/bin/prometheus --config.file="$dir/prometheus/prometheus.yml" --storage.tsdb.path="$dir/prometheus/data" \
       --web.listen-address="127.0.0.1:$pport" > "$dir/prometheus/prometheus.log" 2>&1 &
     prometheus_pid=$!
-    check "[$label] a real Prometheus scrapes it (target up, no scrape error) and stores what barman reports" \
+    check "[$label] a real Prometheus scrapes it over TLS + client certificate + basic auth (target up, no scrape error) and stores what barman reports" \
       python3 scripts/prometheus_check.py --prometheus "http://127.0.0.1:$pport" --barman "$bin" --barman-config "$conf" --servers pg-a,pg-b,pg-c
     kill "$prometheus_pid"; wait "$prometheus_pid" 2>/dev/null || true
     prometheus_pid=
+    sed -i '/^web_config_file:/d' "$dir/exporter.yaml"
+    kill -HUP "$exporter_pid"
+    for _ in $(seq 1 100); do curl -fsS -o /dev/null "$url" 2>/dev/null && break; sleep 0.1; done
+    check "[$label] reloaded without the web config: plain HTTP again" curl -fsS -o /dev/null "$url"
   fi
   recoverability "$label" "$bin" "$conf" "$dir" "$url"
 

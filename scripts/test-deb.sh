@@ -30,6 +30,10 @@ install)
   check "the package depends on barman and Debian libraries only" \
     bash -c "dpkg-query -W -f='\${Depends}' prometheus-barman-exporter | grep -q 'barman' && ! ldd /usr/bin/prometheus-barman-exporter | grep -qE 'swift|not found'"
   check "the conffile is installed and valid" bash -c "/usr/bin/prometheus-barman-exporter --check-config -config $conffile | grep -qx OK"
+  check "without -config the packaged config is the one used" bash -c "/usr/bin/prometheus-barman-exporter --check-config | grep -qx OK"
+  check "TLS and bcrypt come from Debian's libraries, in Depends (libgnutls30, libcrypt1)" \
+    bash -c "dpkg-query -W -f='\${Depends}' prometheus-barman-exporter | grep -q 'libgnutls30' && dpkg-query -W -f='\${Depends}' prometheus-barman-exporter | grep -q 'libcrypt1' && ldd /usr/bin/prometheus-barman-exporter | grep -q libgnutls && ldd /usr/bin/prometheus-barman-exporter | grep -q libcrypt"
+  check "the example web config is installed" test -f /usr/share/doc/prometheus-barman-exporter/examples/web-config.yml
   check "the conffile listens on 127.0.0.1:9780 with the shell integration" \
     bash -c "grep -qx 'address: 127.0.0.1' $conffile && grep -qx 'port: 9780' $conffile && grep -qx 'integration_type: shell' $conffile"
   check "dpkg marks the config as a conffile" bash -c "dpkg-query -W -f='\${Conffiles}' prometheus-barman-exporter | grep -q $conffile"
