@@ -14,23 +14,9 @@ import time
 import urllib.error
 import urllib.request
 
+from checks import check, free_port, summary
+
 BINARY = os.path.abspath(os.environ.get("BINARY", ".build/debug/prometheus-barman-exporter"))
-results = {"passed": 0, "failed": 0}
-
-
-def check(name, condition, detail=""):
-    if condition:
-        results["passed"] += 1
-        print(f"ok   {name}")
-    else:
-        results["failed"] += 1
-        print(f"FAIL {name} {detail}")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(port, path="/metrics", timeout=5):
@@ -354,8 +340,7 @@ def main():
             directory = os.path.join(work, test.__name__)
             os.mkdir(directory)
             test(directory)
-    print(f"lifecycle: {results['passed']} passed, {results['failed']} failed")
-    return 1 if results["failed"] else 0
+    return summary("lifecycle")
 
 
 if __name__ == "__main__":

@@ -6,32 +6,16 @@ with curl and openssl s_client.
 Run by `make test` and `make web-test`, which set BINARY. Prints one line per check and
 "web: N passed, N failed".
 """
-import base64
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+from checks import check, free_port, summary
+
 BINARY = os.path.abspath(os.environ.get("BINARY", ".build/debug/prometheus-barman-exporter"))
-results = {"passed": 0, "failed": 0}
-
-
-def check(name, condition, detail=""):
-    if condition:
-        results["passed"] += 1
-        print(f"ok   {name}")
-    else:
-        results["failed"] += 1
-        print(f"FAIL {name} {str(detail)[:600]}")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(*command, **kwargs):
@@ -319,8 +303,7 @@ def main():
         process.terminate()
         process.wait(10)
 
-    print(f"web: {results['passed']} passed, {results['failed']} failed")
-    return 1 if results["failed"] else 0
+    return summary("web")
 
 
 if __name__ == "__main__":

@@ -16,13 +16,17 @@ public enum ConfigLoader {
 
     /// Loads `path`. A missing or unreadable file is one problem without a position (line 0).
     public static func load(path: String) throws(ConfigError) -> LoadedConfig {
-        let bytes: [UInt8]
+        try parse(readFile(path), file: path)
+    }
+
+    /// The bytes of a config file (this one or the web config): a regular file of at most
+    /// 1 MiB, or one problem naming it.
+    static func readFile(_ path: String) throws(ConfigError) -> [UInt8] {
         do {
-            bytes = try FileReader.readAll(path: path, limit: 1 << 20, regularOnly: true)
+            return try FileReader.readAll(path: path, limit: 1 << 20, regularOnly: true)
         } catch {
             throw ConfigError([ConfigProblem(file: path, line: 0, column: 0, message: error.description)])
         }
-        return try parse(bytes, file: path)
     }
 
     public static func parse(_ bytes: [UInt8], file: String) throws(ConfigError) -> LoadedConfig {

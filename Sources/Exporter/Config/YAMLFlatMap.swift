@@ -24,35 +24,37 @@ public enum YAMLFlatMap {
     }
 
     public static func parse(_ bytes: [UInt8], file: String) -> Result {
-        var result = Result()
-        guard !bytes.isEmpty else { return result }  // An empty file means all defaults.
+        var walker = EventWalker(file: file)
+        feed(bytes, file: file, to: &walker)  // An empty file means all defaults.
+        return Result(entries: walker.entries, problems: walker.problems)
+    }
+
+    /// Runs libyaml over `bytes`, giving each event to `handler` until the stream ends, the
+    /// handler stops or libyaml reports an error (added to the handler's problems).
+    static func feed<Handler: YAMLEventHandler>(_ bytes: [UInt8], file: String, to handler: inout Handler) {
+        guard !bytes.isEmpty else { return }
         var parser = yaml_parser_t()
         guard yaml_parser_initialize(&parser) == 1 else {
-            result.problems.append(ConfigProblem(file: file, line: 1, column: 1, message: "cannot initialise the YAML parser (out of memory)"))
-            return result
+            handler.problems.append(ConfigProblem(file: file, line: 1, column: 1, message: "cannot initialise the YAML parser (out of memory)"))
+            return
         }
         defer { yaml_parser_delete(&parser) }
-
         // libyaml keeps a pointer to the input for the parser's whole life: pin it until the end.
         bytes.withUnsafeBufferPointer { input in
             guard let base = input.baseAddress else { return }
             yaml_parser_set_input_string(&parser, base, input.count)
-            var walker = EventWalker(file: file)
             while true {
                 var event = yaml_event_t()
                 guard yaml_parser_parse(&parser, &event) == 1 else {
-                    walker.problems.append(parserProblem(parser, file: file, bytes: bytes))
+                    handler.problems.append(parserProblem(parser, file: file, bytes: bytes))
                     break
                 }
                 let done = event.type == YAML_STREAM_END_EVENT
-                walker.handle(&event)
+                handler.handle(&event)
                 yaml_event_delete(&event)
-                if done || walker.stopped { break }
+                if done || handler.stopped { break }
             }
-            result.entries = walker.entries
-            result.problems = walker.problems
         }
-        return result
     }
 
     /// libyaml's marks are 0-based; reader errors (bad UTF-8, control characters) only carry a
@@ -89,8 +91,16 @@ public enum YAMLFlatMap {
     }
 }
 
+/// What `YAMLFlatMap.feed` gives libyaml's events to.
+protocol YAMLEventHandler {
+    var problems: [ConfigProblem] { get set }
+    /// Set to stop reading (a mistake that makes the rest meaningless or too costly).
+    var stopped: Bool { get }
+    mutating func handle(_ event: inout yaml_event_t)
+}
+
 /// Turns the libyaml event stream into entries, tracking where in the document it is.
-private struct EventWalker {
+private struct EventWalker: YAMLEventHandler {
     let file: String
     var entries: [YAMLEntry] = []
     var problems: [ConfigProblem] = []
@@ -259,38 +269,14 @@ public enum YAMLTree {
     static let maximumDepth = 16
 
     public static func parse(_ bytes: [UInt8], file: String) -> Result {
-        var result = Result()
-        guard !bytes.isEmpty else { return result }
-        var parser = yaml_parser_t()
-        guard yaml_parser_initialize(&parser) == 1 else {
-            result.problems.append(ConfigProblem(file: file, line: 1, column: 1, message: "cannot initialise the YAML parser (out of memory)"))
-            return result
-        }
-        defer { yaml_parser_delete(&parser) }
-        bytes.withUnsafeBufferPointer { input in
-            guard let base = input.baseAddress else { return }
-            yaml_parser_set_input_string(&parser, base, input.count)
-            var builder = TreeBuilder(file: file)
-            while true {
-                var event = yaml_event_t()
-                guard yaml_parser_parse(&parser, &event) == 1 else {
-                    builder.problems.append(YAMLFlatMap.parserProblem(parser, file: file, bytes: bytes))
-                    break
-                }
-                let done = event.type == YAML_STREAM_END_EVENT
-                builder.handle(&event)
-                yaml_event_delete(&event)
-                if done || builder.stopped { break }
-            }
-            result.root = builder.problems.isEmpty ? builder.root : nil
-            result.problems = builder.problems
-        }
-        return result
+        var builder = TreeBuilder(file: file)
+        YAMLFlatMap.feed(bytes, file: file, to: &builder)
+        return Result(root: builder.problems.isEmpty ? builder.root : nil, problems: builder.problems)
     }
 }
 
 /// Builds the tree from libyaml's events with a stack of open collections.
-private struct TreeBuilder {
+private struct TreeBuilder: YAMLEventHandler {
     let file: String
     var problems: [ConfigProblem] = []
     var root: YAMLNode?

@@ -26,13 +26,7 @@ public enum WebConfigLoader {
     ]
 
     public static func load(path: String) throws(ConfigError) -> WebConfig {
-        let bytes: [UInt8]
-        do {
-            bytes = try FileReader.readAll(path: path, limit: 1 << 20, regularOnly: true)
-        } catch {
-            throw ConfigError([ConfigProblem(file: path, line: 0, column: 0, message: error.description)])
-        }
-        return try parse(bytes, file: path)
+        try parse(ConfigLoader.readFile(path), file: path)
     }
 
     /// Relative file names in the web config are relative to its own directory, as in
