@@ -178,6 +178,36 @@ inside kill -9 "$old"
 check "kill -9 of the main process: systemd restarts it (Restart=on-failure)" \
   bash -c "for _ in \$(seq 150); do pid=\$(nsenter -t $leader -a systemctl show -p MainPID --value $unit); [ \"\$pid\" != 0 ] && [ \"\$pid\" != $old ] && curl -fsS -o /dev/null --max-time 1 '$url' && exit 0; sleep 0.1; done; exit 1"
 
+# ---------------------------------------------------------------- TLS and basic auth under the hardening
+# GnuTLS (through libmicrohttpd) and libcrypt's bcrypt run inside the unit's sandbox
+# (SystemCallFilter, MemoryDenyWriteExecute...): set up as docs/operations.md says, reloaded on.
+tls_dir="$work/tls"
+mkdir -p "$tls_dir"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tls_dir/exporter.key" -out "$tls_dir/exporter.crt" \
+  -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null
+tls_password="systemd-$(date +%s%N)"
+tls_hash=$(htpasswd -nbB -C 10 prometheus "$tls_password" | cut -d: -f2-)
+mkdir -p "$rootfs/etc/prometheus-barman-exporter/tls"
+cp "$tls_dir/exporter.crt" "$tls_dir/exporter.key" "$rootfs/etc/prometheus-barman-exporter/tls/"
+printf 'tls_server_config:\n  cert_file: tls/exporter.crt\n  key_file: tls/exporter.key\nbasic_auth_users:\n  prometheus: %s\n' "$tls_hash" \
+  > "$rootfs/etc/prometheus-barman-exporter/web-config.yml"
+inside bash -euc "
+  chown -R root:barman /etc/prometheus-barman-exporter/tls
+  chmod 0750 /etc/prometheus-barman-exporter/tls
+  chmod 0640 /etc/prometheus-barman-exporter/tls/exporter.key
+  chmod 0644 /etc/prometheus-barman-exporter/web-config.yml
+  echo 'web_config_file: web-config.yml' >> $conffile
+  systemctl reload $unit
+" >> "$work/setup.log" 2>&1
+https_url="https://127.0.0.1:$port/metrics"
+check "TLS + basic auth under the unit's hardening: served after systemctl reload, key readable by barman only" \
+  bash -c "for _ in \$(seq 100); do curl -fsS --max-time 2 --cacert '$tls_dir/exporter.crt' -u 'prometheus:$tls_password' '$https_url' | grep -q '^barman_up{' && exit 0; sleep 0.1; done; exit 1"
+check "... a wrong password gets 401" \
+  bash -c "[ \"\$(curl -sS -o /dev/null -w '%{http_code}' --cacert '$tls_dir/exporter.crt' -u prometheus:wrong '$https_url')\" = 401 ]"
+check "... and nothing was logged at error priority" bash -c "[ \"\$(nsenter -t $leader -a journalctl -u $unit --since '$since' -p err --no-pager -o cat | grep -vc 'config reload failed')\" = 0 ]"
+inside bash -euc "sed -i '/^web_config_file:/d' $conffile; systemctl reload $unit"
+for _ in $(seq 100); do curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && break; sleep 0.1; done
+
 # ---------------------------------------------------------------- barman home elsewhere
 inside bash -euc "
   systemctl stop $unit

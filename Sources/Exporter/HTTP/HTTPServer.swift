@@ -221,7 +221,7 @@ private final class ServerContext: Sendable {
 /// NUL-terminated copies of the TLS material for libmicrohttpd, freed (the key wiped first)
 /// with the server.
 private final class TLSStrings: Sendable {
-    // @unchecked-free: the pointers are written once here and only read by libmicrohttpd.
+    // nonisolated(unsafe): written once in init, then only read (by libmicrohttpd at start).
     nonisolated(unsafe) let certificate: UnsafeMutablePointer<CChar>
     nonisolated(unsafe) let key: UnsafeMutablePointer<CChar>
     nonisolated(unsafe) let priorities: UnsafeMutablePointer<CChar>
