@@ -22,9 +22,8 @@ public final class BasicAuthenticator: Sendable {
     public init(users: [String: String]) {
         hashes = users
         // Same cost as a typical user's hash, so the time does not give unknown users away.
-        // ("$2y$10$..." splits into "2y", "10", salt and hash.)
         let sample = users.values.sorted().first ?? ""
-        let cost = sample.split(separator: "$").dropFirst().first.flatMap { Int($0) } ?? 10
+        let cost = Bcrypt.cost(of: sample) ?? 10
         // Failing that (libcrypt out of memory), a real user's hash: its result is ignored.
         dummyHash = Bcrypt.hash(Array("dummy password for unknown users".utf8), cost: cost) ?? sample
     }

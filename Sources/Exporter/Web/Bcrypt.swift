@@ -32,11 +32,26 @@ public enum Bcrypt {
         return constantTimeEqual(computed, Array(hash.utf8))
     }
 
-    /// Whether libcrypt accepts `hash` as a bcrypt hash (`$2y$`, `$2b$`, `$2a$`, cost 4-31).
+    /// Costs accepted in a web config: `htpasswd -B`'s range. Each step doubles the time; cost
+    /// 17 is already about 10 s a check, and cost 31 (bcrypt's limit) would keep the HTTP
+    /// thread busy for days at every load and login (found by the fuzzer).
+    public static let costs = 4...17
+
+    /// Whether `hash` is a well-formed bcrypt hash (`$2y$`, `$2b$` or `$2a$`, a cost in `costs`,
+    /// 53 characters of bcrypt's base64), checked without hashing anything.
     public static func isValidHash(_ hash: String) -> Bool {
-        let prefixes = ["$2y$", "$2b$", "$2a$"]
-        guard prefixes.contains(where: { hash.hasPrefix($0) }), hash.utf8.count == 60 else { return false }
-        return rehash([], like: hash) != nil
+        let bytes = Array(hash.utf8)
+        guard bytes.count == 60, bytes[0] == UInt8(ascii: "$"), bytes[1] == UInt8(ascii: "2"),
+              [UInt8(ascii: "a"), UInt8(ascii: "b"), UInt8(ascii: "y")].contains(bytes[2]),
+              bytes[3] == UInt8(ascii: "$"), bytes[6] == UInt8(ascii: "$"),
+              let cost = Int(String(decoding: bytes[4..<6], as: UTF8.self)), costs.contains(cost) else { return false }
+        let alphabet = Array("./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789".utf8)
+        return bytes[7...].allSatisfy { alphabet.contains($0) }
+    }
+
+    /// The cost of a valid hash (`$2y$10$...` -> 10).
+    static func cost(of hash: String) -> Int? {
+        isValidHash(hash) ? Int(String(decoding: Array(hash.utf8)[4..<6], as: UTF8.self)) : nil
     }
 
     /// A new bcrypt hash of `password` at `cost` with a random salt (`$2b$`), for the dummy

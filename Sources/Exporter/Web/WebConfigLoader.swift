@@ -230,7 +230,7 @@ public enum WebConfigLoader {
                     continue
                 }
                 guard Bcrypt.isValidHash(hash) else {
-                    problem(value, "basic_auth_users.\(user.value) is not a bcrypt hash ($2y$, $2b$ or $2a$, 60 characters); make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'")
+                    problem(value, "basic_auth_users.\(user.value) is not a bcrypt hash ($2y$, $2b$ or $2a$, cost \(Bcrypt.costs.lowerBound)-\(Bcrypt.costs.upperBound), 60 characters); make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'")
                     continue
                 }
                 users[user.value] = hash
