@@ -1,5 +1,6 @@
-"""What the Python test scripts share: one line per check, a summary, free ports."""
+"""What the Python test scripts share: one line per check, a summary, free ports, stopping."""
 import socket
+import subprocess
 
 results = {"passed": 0, "failed": 0}
 
@@ -23,3 +24,15 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop(process, timeout=10):
+    """SIGTERM, then SIGKILL after `timeout` seconds; the exit status."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode

@@ -205,7 +205,9 @@ check "TLS + basic auth under the unit's hardening: served after systemctl reloa
 check "... a wrong password gets 401" \
   bash -c "[ \"\$(curl -sS -o /dev/null -w '%{http_code}' --cacert '$tls_dir/exporter.crt' -u prometheus:wrong '$https_url')\" = 401 ]"
 check "... and nothing was logged at error priority" bash -c "[ \"\$(nsenter -t $leader -a journalctl -u $unit --since '$since' -p err --no-pager -o cat | grep -vc 'config reload failed')\" = 0 ]"
-inside bash -euc "sed -i '/^web_config_file:/d' $conffile; systemctl reload $unit"
+# Back to plain HTTP; the files the operator added go too (purge removes only the package's own).
+inside bash -euc "sed -i '/^web_config_file:/d' $conffile; systemctl reload $unit
+  rm -rf /etc/prometheus-barman-exporter/tls /etc/prometheus-barman-exporter/web-config.yml"
 for _ in $(seq 100); do curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && break; sleep 0.1; done
 
 # ---------------------------------------------------------------- barman home elsewhere

@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 
-from checks import check, free_port, summary
+from checks import check, free_port, stop, summary
 
 BINARY = os.path.abspath(os.environ.get("BINARY", ".build/debug/prometheus-barman-exporter"))
 
@@ -67,14 +67,9 @@ class Exporter:
         self.process.send_signal(number)
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        status = stop(self.process)
         self.stderr.close()
-        return self.process.returncode
+        return status
 
 
 def hanging_barman(work, body):

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 
-from checks import check, free_port, summary
+from checks import check, free_port, stop, summary
 
 BINARY = os.path.abspath(os.environ.get("BINARY", ".build/debug/prometheus-barman-exporter"))
 
@@ -116,11 +116,7 @@ class Exporter:
         time.sleep(0.3)
 
     def stop(self):
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop(self.process)
         self.stderr.close()
 
 
