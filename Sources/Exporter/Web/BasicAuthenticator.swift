@@ -12,8 +12,7 @@ public final class BasicAuthenticator: Sendable {
     private let dummyHash: String
     /// Per user, the passwords verified since this web config was loaded (a reload starts
     /// empty). Bounded: cleared when it reaches `cacheLimit` entries.
-    private let verified = Mutex<[String: [[UInt8]]]>([:])
-    private let cachedCount = Atomic<Int>(0)
+    private let verified = Mutex<(passwords: [String: [[UInt8]]], count: Int)>(([:], 0))
     static let cacheLimit = 100
     /// How many bcrypt computations ran (for tests: a remembered password costs none).
     private let hashesComputed = Atomic<Int>(0)
@@ -34,7 +33,7 @@ public final class BasicAuthenticator: Sendable {
     public func accepts(user: String, password: [UInt8]) -> Bool {
         let known = verified.withLock { cache in
             // Every remembered password of the user is compared in full, whichever matches.
-            (cache[user] ?? []).map { constantTimeEqual($0, password) }.contains(true)
+            (cache.passwords[user] ?? []).map { constantTimeEqual($0, password) }.contains(true)
         }
         if known { return true }
         hashesComputed.add(1, ordering: .relaxed)
@@ -44,12 +43,9 @@ public final class BasicAuthenticator: Sendable {
         }
         guard Bcrypt.verify(password, hash: hash) else { return false }
         verified.withLock { cache in
-            if cachedCount.load(ordering: .relaxed) >= Self.cacheLimit {
-                cache.removeAll()
-                cachedCount.store(0, ordering: .relaxed)
-            }
-            cache[user, default: []].append(password)
-            cachedCount.add(1, ordering: .relaxed)
+            if cache.count >= Self.cacheLimit { cache = ([:], 0) }
+            cache.passwords[user, default: []].append(password)
+            cache.count += 1
         }
         return true
     }
