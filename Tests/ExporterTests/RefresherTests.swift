@@ -266,6 +266,31 @@ struct RefresherTests {
         #expect(!text.contains("barman_last_backup_copy_time{server=\"pg\"}"))
     }
 
+    /// The copy time, throughput, WAL figures and duration describe one backup: while the
+    /// newest DONE backup's `show-backup` fails, none are served, never the previous backup's
+    /// next to the new backup's time.
+    @Test func detailsOfAnotherBackupAreNeverServed() async throws {
+        let harness = Harness()
+        answerSynthetic(harness, servers: 1)
+        await harness.refresher.refreshCycle()
+        var text = TestSupport.exposition(harness.store.snapshot, now: 0)
+        #expect(text.contains("barman_last_backup_copy_time{server=\"srv0\"} 1.5"))
+        // A new DONE backup B3 whose show-backup fails (no answer prepared).
+        harness.answer("list-backups", syntheticListing(servers: 1).replacing("\"B2\"", with: "\"B3\""))
+        await harness.refresher.refreshCycle()
+        text = TestSupport.exposition(harness.store.snapshot, now: 0)
+        #expect(text.contains("barman_last_backup_timestamp_seconds{server=\"srv0\"}"))
+        for name in ["copy_time", "throughput", "wal_files", "wal_rate_per_second", "duration_seconds"] {
+            #expect(!text.contains("barman_last_backup_\(name){"), "\(name) of backup B2 served for B3")
+        }
+        #expect(text.contains("barman_exporter_command_success{command=\"show-backup\"} 0"))
+        // Once B3's show-backup answers, its figures are served.
+        harness.answer("show-backup-srv0-B3", Self.showBackup.replacingPercent("srv0").replacing("\"B2\"", with: "\"B3\""))
+        await harness.refresher.refreshCycle()
+        text = TestSupport.exposition(harness.store.snapshot, now: 0)
+        #expect(text.contains("barman_last_backup_copy_time{server=\"srv0\"} 1.5"))
+    }
+
     /// Refresh ticks that come faster than barman answers must not stack: one run of each
     /// source at a time, one `show-backup` per server, never more processes than the limit.
     @Test func refreshesDoNotStackAndRespectTheProcessLimit() async throws {

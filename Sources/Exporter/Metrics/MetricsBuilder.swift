@@ -32,9 +32,10 @@ public enum MetricsBuilder {
             if let minimum = snapshot.servers?[name]?.minimumRedundancy {
                 add(Metric.minimumRedundancySatisfied, [server], done.count(where: \.isFull) >= minimum ? 1 : 0)
             }
-            // Details only for servers that still list a DONE backup: a server that vanished, or
-            // whose backups were all deleted, must not keep reporting its old "last backup".
-            if !done.isEmpty, let details = snapshot.details[name] {
+            // Details only of the newest DONE backup listed now: until its show-backup answers,
+            // none, never the previous backup's next to the new backup's time (nor a vanished
+            // server's old "last backup").
+            if let newest = done.first, let details = snapshot.details[name], details.backupID == newest.id {
                 add(Metric.lastBackupCopyTime, [server], details.copyTimeSeconds)
                 add(Metric.lastBackupThroughput, [server], details.throughputBytesPerSecond)
                 add(Metric.lastBackupWALFiles, [server], details.walFiles)
