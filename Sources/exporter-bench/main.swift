@@ -18,7 +18,7 @@ func snapshot(servers: Int, backups: Int) -> MetricsSnapshot {
                           endTime: 1_795_544_728 - Int64(number) * 86_400, sizeBytes: 53_674_590, walSizeBytes: 33_554_432)
         }
         checks[server] = checkNames.map { CheckResult(name: $0, ok: true) }
-        snapshot.details[server] = BackupDetails(backupID: "x", copyTimeSeconds: 4.099697, throughputBytesPerSecond: 9_000_024.6, walFiles: 12, walRatePerSecond: 0.0132)
+        snapshot.details[server] = BackupDetails(backupID: "20261124T100000", copyTimeSeconds: 4.099697, throughputBytesPerSecond: 9_000_024.6, walFiles: 12, walRatePerSecond: 0.0132)
     }
     snapshot.backups = listing
     snapshot.checks = checks

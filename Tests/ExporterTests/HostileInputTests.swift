@@ -68,14 +68,14 @@ struct HostileInputTests {
             close(fd)
         }
         #expect(after.backups == good.backups, "\(name)")
-        #expect(after.health[.listBackups]?.lastRunSucceeded == false, "\(name)")
-        #expect(after.health[.listBackups]?.failures == 1, "\(name)")
+        #expect(after.health["list-backups"]?.lastRunSucceeded == false, "\(name)")
+        #expect(after.health["list-backups"]?.failures == 1, "\(name)")
     }
 
     @Test func nonZeroExitKeepsLastGoodData() async throws {
         let (good, after) = try await afterGoodData { try $0.exitStatus("list-backups", 1) }
         #expect(after.backups == good.backups)
-        #expect(after.health[.listBackups]?.failures == 1)
+        #expect(after.health["list-backups"]?.failures == 1)
     }
 
     @Test func missingOrNotExecutableBarman() async throws {
@@ -87,8 +87,8 @@ struct HostileInputTests {
             }
             #expect(after.backups == good.backups)
             #expect(after.checks == good.checks)
-            #expect(after.health[.listBackups]?.failures == 1)
-            #expect(after.health[.check]?.failures == 1)
+            #expect(after.health["list-backups"]?.failures == 1)
+            #expect(after.health["check"]?.failures == 1)
         }
     }
 
@@ -102,7 +102,7 @@ struct HostileInputTests {
                                                 sourceChanged: false)
         }
         #expect(after.backups == good.backups)
-        #expect(after.health[.listBackups]?.failures == 1)
+        #expect(after.health["list-backups"]?.failures == 1)
     }
 
     @Test func hangingBarmanIsKilledAtTheTimeoutWhileScrapesStayFast() async throws {
@@ -123,8 +123,8 @@ struct HostileInputTests {
         #expect(String(decoding: response.body, as: UTF8.self).contains("barman_backups_total{server=\"pg\"} 2\n"))
         await cycle.value
         let after = harness.store.snapshot
-        #expect(after.health[.listBackups]?.lastRunSucceeded == false)
-        #expect(after.health[.check]?.lastRunSucceeded == false)
+        #expect(after.health["list-backups"]?.lastRunSucceeded == false)
+        #expect(after.health["check"]?.lastRunSucceeded == false)
         #expect(after.backups?.count == 3)
     }
 

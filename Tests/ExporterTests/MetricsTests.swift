@@ -229,6 +229,27 @@ struct DocumentationTests {
         }
     }
 
+    /// `Metric.all` (what the docs are checked against) is derived from the collectors'
+    /// `metrics`: a family a collector emits without declaring it would escape the check.
+    @Test func everyServedFamilyIsDeclaredByTheCollectorThatEmitsIt() async throws {
+        let store = SnapshotStore(MetricsSnapshot(version: "test"))
+        let refresher = Refresher(runner: MockBarman(), settings: RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, refreshInterval: .seconds(60)),
+                                  store: store, logger: Logger(level: .error))
+        await refresher.refreshCycle()
+        let process = try #require(ProcessStatistics.current())
+        let built = MetricsBuilder.build(store.snapshot, Scrape(now: 1795580000, process: process))
+        #expect(built.undeclared.isEmpty, "emitted but not declared: \(built.undeclared)")
+        // The mock exercises every family: nothing declared goes unserved.
+        #expect(Set(built.build().map(\.definition.name)) == Set(Metric.all.map(\.name)))
+        #expect(Set(Metric.all.map(\.name)).count == Metric.all.count, "a family declared twice")
+
+        // And the check does catch one: a collector that emits a family it did not declare.
+        var families = FamilyBuilder()
+        families.declared = [Metric.up.name]
+        families.add(Metric.lastBackup, ["pg"], 1)
+        #expect(families.undeclared == [Metric.lastBackup.name])
+    }
+
     @Test func debianChangelogHasTheBuildVersion() throws {
         let firstLine = try TestSupport.text("debian/changelog").split(separator: "\n").first ?? ""
         #expect(firstLine.hasPrefix("prometheus-barman-exporter (\(BuildInfo.version)-"))

@@ -29,7 +29,7 @@ struct NegotiationTests {
     @Test func openMetricsExposition() {
         var snapshot = MetricsSnapshot(version: "1")
         snapshot.backups = ["s\"x": []]
-        snapshot.health[.check] = CommandHealth()
+        snapshot.health["check"] = CommandHealth()
         let families = MetricsBuilder.families(snapshot, now: 0)
         let text = String(decoding: TextRenderer.render(families, format: .openMetrics), as: UTF8.self)
         #expect(text.hasSuffix("\n# EOF\n"))

@@ -33,7 +33,7 @@ struct ProcessRunnerTests {
     @Test func capturesStdoutStderrAndExitStatus() async throws {
         let (runner, directory) = try runner(#"echo '{"pg": []}'; echo 'a warning' >&2; exit 3"#)
         defer { TestSupport.removeTree(directory) }
-        let output = try await runner.run(.listBackups)
+        let output = try await runner.run(ListBackupsCollector.command)
         #expect(output == CommandOutput(stdout: Array("{\"pg\": []}\n".utf8), stderr: Array("a warning\n".utf8), exitStatus: 3))
     }
 
@@ -41,18 +41,18 @@ struct ProcessRunnerTests {
         let (runner, directory) = try runner(#"for a in "$@"; do printf '%s\n' "$a"; done"#)
         defer { TestSupport.removeTree(directory) }
         let server = "a b;$(touch /tmp/pwned)'\"\n`x`"
-        let output = try await runner.run(.showBackup(server: server, backupID: "20261124T182524"))
+        let output = try await runner.run(BackupDetailsCollector.command(server: server, backupID: "20261124T182524"))
         #expect(String(decoding: output.stdout, as: UTF8.self) == "-f\njson\nshow-backup\n\(server)\n20261124T182524\n")
         var withConfig = runner
         withConfig.configFile = "/etc/barman conf"
-        #expect(withConfig.argv(for: .check) == [runner.executable, "-c", "/etc/barman conf", "-f", "json", "check", "all"])
+        #expect(withConfig.argv(for: ChecksCollector.command) == [runner.executable, "-c", "/etc/barman conf", "-f", "json", "check", "all"])
     }
 
     @Test func environmentIsPassedThrough() async throws {
         setenv("BARMAN_EXPORTER_TEST_MARKER", "passed through", 1)
         let (runner, directory) = try runner(#"printf '%s' "$BARMAN_EXPORTER_TEST_MARKER""#)
         defer { TestSupport.removeTree(directory) }
-        let output = try await runner.run(.check)
+        let output = try await runner.run(ChecksCollector.command)
         #expect(String(decoding: output.stdout, as: UTF8.self) == "passed through")
     }
 
@@ -62,7 +62,7 @@ struct ProcessRunnerTests {
         defer { listener.close() }
         let (runner, directory) = try runner("exec ls /proc/self/fd")
         defer { TestSupport.removeTree(directory) }
-        let output = try await runner.run(.check)
+        let output = try await runner.run(ChecksCollector.command)
         // 0-2 are stdin/out/err, 3 is the directory ls itself is reading.
         #expect(String(decoding: output.stdout, as: UTF8.self).split(separator: "\n") == ["0", "1", "2", "3"])
     }
@@ -70,13 +70,13 @@ struct ProcessRunnerTests {
     @Test func stdinIsEmpty() async throws {
         let (runner, directory) = try runner("cat; echo done")
         defer { TestSupport.removeTree(directory) }
-        let output = try await runner.run(.check)
+        let output = try await runner.run(ChecksCollector.command)
         #expect(String(decoding: output.stdout, as: UTF8.self) == "done\n")
     }
 
     /// Runs `check` and expects it to be stopped at the runner's 2 s timeout.
     func expectTimeout(_ runner: ProcessBarmanRunner) async {
-        let result = await outcome(runner, .check)
+        let result = await outcome(runner, ChecksCollector.command)
         guard case .failure(let failure) = result else {
             Issue.record("expected a timeout, got \(result)")
             return
@@ -106,7 +106,7 @@ struct ProcessRunnerTests {
         var (runner, directory) = try runner("yes '{\"pg\": []}'")
         defer { TestSupport.removeTree(directory) }
         runner.stdoutLimit = 1 << 20
-        let result = await outcome(runner, .listBackups)
+        let result = await outcome(runner, ListBackupsCollector.command)
         guard case .failure(let failure) = result else {
             Issue.record("expected an error, got a result")
             return
@@ -117,18 +117,18 @@ struct ProcessRunnerTests {
     @Test func largeStderrDoesNotBlockAndIsCapped() async throws {
         let (runner, directory) = try runner("head -c 5000000 /dev/zero | tr '\\0' x >&2; echo '{}'")
         defer { TestSupport.removeTree(directory) }
-        let output = try await runner.run(.listBackups)
+        let output = try await runner.run(ListBackupsCollector.command)
         #expect(output.stdout == Array("{}\n".utf8))
         #expect(output.stderr.count == runner.stderrLimit)
     }
 
     @Test func missingExecutable() async {
         let runner = ProcessBarmanRunner(executable: "/nonexistent/barman", configFile: nil, timeout: .seconds(5))
-        let result = await outcome(runner, .check)
+        let result = await outcome(runner, ChecksCollector.command)
         #expect(result == .failure(CommandFailure("cannot run '/nonexistent/barman': No such file or directory; install barman or set barman_command to its full path")))
         let inPath = ProcessBarmanRunner(executable: "barman-does-not-exist", configFile: nil, timeout: .seconds(5))
         let searchPath = ExecutableLookup.currentSearchPath() ?? ExecutableLookup.defaultSearchPath
-        #expect(await outcome(inPath, .check) == .failure(CommandFailure("cannot run 'barman-does-not-exist': not found in PATH (\(searchPath)); install barman or set barman_command to its full path")))
+        #expect(await outcome(inPath, ChecksCollector.command) == .failure(CommandFailure("cannot run 'barman-does-not-exist': not found in PATH (\(searchPath)); install barman or set barman_command to its full path")))
     }
 
     /// The search is the shell's: first executable regular file wins; directories, missing
@@ -156,13 +156,13 @@ struct ProcessRunnerTests {
         defer { TestSupport.removeTree(directory) }
         try TestSupport.write("#!/bin/sh\necho hi\n", to: directory + "/barman", mode: 0o644)
         let runner = ProcessBarmanRunner(executable: directory + "/barman", configFile: nil, timeout: .seconds(5))
-        #expect(await outcome(runner, .check) == .failure(CommandFailure("cannot run '\(directory)/barman': Permission denied; check that it is executable by this user")))
+        #expect(await outcome(runner, ChecksCollector.command) == .failure(CommandFailure("cannot run '\(directory)/barman': Permission denied; check that it is executable by this user")))
     }
 
     @Test func killedBySignalIsAFailure() async throws {
         let (runner, directory) = try runner("echo '{}'; kill -KILL $$")
         defer { TestSupport.removeTree(directory) }
-        #expect(await outcome(runner, .check) == .failure(CommandFailure("barman was killed by signal 9")))
+        #expect(await outcome(runner, ChecksCollector.command) == .failure(CommandFailure("barman was killed by signal 9")))
     }
 
     /// Once shutdown has begun, no barman is started any more: the decision and the record of a
@@ -171,11 +171,11 @@ struct ProcessRunnerTests {
         let (runner, directory) = try runner("touch \"$(dirname \"$0\")/started\"; echo '{}'")
         defer { TestSupport.removeTree(directory) }
         runner.processGroups.terminateAll()
-        guard case .failure(let failure) = await outcome(runner, .check) else {
+        guard case .failure(let failure) = await outcome(runner, ChecksCollector.command) else {
             Issue.record("expected a cancellation")
             return
         }
-        #expect(failure.isCancellation)
+        #expect(failure.reason == .cancelled)
         #expect(failure.message == "not started: the exporter is stopping")
         #expect(access(directory + "/started", F_OK) != 0)
     }
@@ -213,7 +213,7 @@ struct ProcessRunnerTests {
         }
         var runner = configured
         runner.pipeGracePeriod = .milliseconds(300)
-        let output = try await runner.run(.listBackups)
+        let output = try await runner.run(ListBackupsCollector.command)
         #expect(String(decoding: output.stdout, as: UTF8.self) == "{\"pg\": []}\n")
         #expect(output.exitStatus == 0)
     }
@@ -227,10 +227,10 @@ struct ProcessRunnerTests {
         runner.outputBudget = OutputBudget(limit: 1 << 20)
         try TestSupport.write("300000", to: directory + "/size")
         for _ in 0..<3 {  // each run gives its memory back
-            #expect(try await runner.run(.check).stdout.count == 300_003)
+            #expect(try await runner.run(ChecksCollector.command).stdout.count == 300_003)
         }
         try TestSupport.write("2000000", to: directory + "/size")
-        guard case .failure(let failure) = await outcome(runner, .check) else {
+        guard case .failure(let failure) = await outcome(runner, ChecksCollector.command) else {
             Issue.record("expected a failure")
             return
         }
@@ -242,11 +242,11 @@ struct ProcessRunnerTests {
     @Test func hostileNamesReachBarmanAsNamesOrNotAtAll() async throws {
         let (runner, directory) = try runner(#"for a in "$@"; do printf '%s\n' "$a"; done"#)
         defer { TestSupport.removeTree(directory) }
-        let dashed = try await runner.run(.showBackup(server: "-h", backupID: "--config=/tmp/x"))
+        let dashed = try await runner.run(BackupDetailsCollector.command(server: "-h", backupID: "--config=/tmp/x"))
         #expect(String(decoding: dashed.stdout, as: UTF8.self) == "-f\njson\nshow-backup\n--\n-h\n--config=/tmp/x\n")
-        let plain = try await runner.run(.showBackup(server: "pg", backupID: "20261124T182524"))
+        let plain = try await runner.run(BackupDetailsCollector.command(server: "pg", backupID: "20261124T182524"))
         #expect(String(decoding: plain.stdout, as: UTF8.self) == "-f\njson\nshow-backup\npg\n20261124T182524\n")
-        guard case .failure(let failure) = await outcome(runner, .showBackup(server: "pg\u{0}x", backupID: "1")) else {
+        guard case .failure(let failure) = await outcome(runner, BackupDetailsCollector.command(server: "pg\u{0}x", backupID: "1")) else {
             Issue.record("expected a refusal")
             return
         }

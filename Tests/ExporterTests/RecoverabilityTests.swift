@@ -74,14 +74,14 @@ struct RecoverabilityTests {
         defer { TestSupport.removeTree(directory) }
         let filler = String(repeating: "00000002.history\t41\t1795549999.0\tNone\n", count: 3000)  // ~110 KiB
         try TestSupport.write("000000010000000000000001\t16777216\t1795544001.0\tNone\n" + filler, to: directory + "/xlog.db")
-        let files = FileBackedReader()
-        #expect(try WALCatalog.newestArchiveTime(WALCatalogLocation(path: directory + "/xlog.db"), reader: files) == 1795544001)
+        let files = LocalBarmanFiles()
+        #expect(try WALCatalog.newestArchiveTime(WALCatalogLocation(path: directory + "/xlog.db"), files: files) == 1795544001)
         // barman >= 3.13 before its migration: the new name is missing, the old one is read.
         let migrating = WALCatalogLocation(path: directory + "/srv-xlog.db", legacyPath: directory + "/xlog.db")
-        #expect(try WALCatalog.newestArchiveTime(migrating, reader: files) == 1795544001)
-        #expect(try WALCatalog.newestArchiveTime(WALCatalogLocation(path: directory + "/none.db"), reader: files) == nil)
+        #expect(try WALCatalog.newestArchiveTime(migrating, files: files) == 1795544001)
+        #expect(try WALCatalog.newestArchiveTime(WALCatalogLocation(path: directory + "/none.db"), files: files) == nil)
         // Anything else is an error the caller reports.
-        #expect(throws: SystemError.self) { try WALCatalog.newestArchiveTime(WALCatalogLocation(path: directory), reader: files) }
+        #expect(throws: SystemError.self) { try WALCatalog.newestArchiveTime(WALCatalogLocation(path: directory), files: files) }
     }
 
     // MARK: - Metrics from the snapshot
@@ -167,11 +167,6 @@ struct RecoverabilityTests {
 }
 
 /// Reads real files, like the shell integration.
-struct FileBackedReader: BarmanRunner {
-    func run(_ command: BarmanCommand) async throws(CommandFailure) -> CommandOutput { throw CommandFailure("not used") }
-    func argv(for command: BarmanCommand) -> [String] { [] }
-}
-
 /// The end-to-end test's captures of real barman (`make fixtures`): Debian's 3.4.0 and pip's 3.19.1.
 @Suite("Recoverability: real barman output")
 struct RecoverabilityFixtureTests {
@@ -245,7 +240,7 @@ struct RecoverabilityFixtureTests {
     @Test(arguments: versions)
     func backupDurationFromShowBackup(version: String) throws {
         let output = try fixture(version, "show-backup-pg-a-latest")
-        let id = try #require(try BarmanDecoding.servers(of: .showBackup(server: "pg-a", backupID: "latest"), output)["pg-a"]?["backup_id"])
+        let id = try #require(try BarmanDecoding.servers(of: BackupDetailsCollector.command(server: "pg-a", backupID: "latest"), output)["pg-a"]?["backup_id"])
         guard case .string(let backupID) = id else { Issue.record("no backup id"); return }
         let details = try BarmanDecoding.backupDetails(output, server: "pg-a", backupID: backupID)
         let begin = try #require(details.beginTime), end = try #require(details.endTime)

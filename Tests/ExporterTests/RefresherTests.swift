@@ -97,7 +97,7 @@ struct RefresherTests {
         #expect(snapshot.replication?["pg"]?.count == 2)
         #expect(snapshot.checks?["pg3"]?.contains(CheckResult(name: "failed_backups", ok: false)) == true)
         #expect(snapshot.details["pg"]?.walFiles != nil)
-        #expect(snapshot.health[.check]?.lastRunSucceeded == true)  // exit status 1 with JSON is data
+        #expect(snapshot.health["check"]?.lastRunSucceeded == true)  // exit status 1 with JSON is data
         #expect(snapshot.health.values.allSatisfy { $0.failures == 0 })
         #expect(snapshot.lastRefreshMilliseconds != nil)
     }
@@ -190,12 +190,12 @@ struct RefresherTests {
         #expect(stale.backups == good.backups)
         #expect(stale.checks == good.checks)
         #expect(stale.details == good.details)
-        let listHealth = try #require(stale.health[.listBackups])
+        let listHealth = try #require(stale.health["list-backups"])
         #expect(listHealth.lastRunSucceeded == false)
         #expect(listHealth.failures == 1)
         #expect(listHealth.runs == 2)
-        #expect(listHealth.lastSuccessUnixTime == good.health[.listBackups]?.lastSuccessUnixTime)
-        #expect(stale.health[.check]?.lastRunSucceeded == false)
+        #expect(listHealth.lastSuccessUnixTime == good.health["list-backups"]?.lastSuccessUnixTime)
+        #expect(stale.health["check"]?.lastRunSucceeded == false)
 
         let text = TestSupport.exposition(stale, now: 1795544800)
         #expect(text.contains("barman_exporter_command_success{command=\"list-backups\"} 0\n"))
@@ -211,7 +211,7 @@ struct RefresherTests {
 
         // list-backups and show-backup complete and publish while check is still running.
         try await TestSupport.waitUntil("list-backups and show-backup are done") {
-            await !harness.refresher.isRunning(.backups) && harness.store.snapshot.details["pg"] != nil
+            await !harness.refresher.isRunning("list-backups") && harness.store.snapshot.details["pg"] != nil
         }
         #expect(harness.store.snapshot.backups != nil)
         #expect(harness.store.snapshot.checks == nil)
@@ -232,9 +232,9 @@ struct RefresherTests {
         let log = try LogCapture()
         let barman = ScriptedBarman(configFile: "/etc/barman conf")
         barman.stderr("usage: barman [-h]\n")
-        for command in CommandKind.allCases {
-            barman.answer(command.rawValue, "")  // like barman's usage error: nothing on stdout
-            barman.exitStatus(command.rawValue, 2)
+        for command in ["list-backups", "check", "replication-status", "show-servers", "version"] {
+            barman.answer(command, "")  // like barman's usage error: nothing on stdout
+            barman.exitStatus(command, 2)
         }
         let store = SnapshotStore(MetricsSnapshot(version: "test"))
         let refresher = Refresher(runner: barman,
@@ -351,12 +351,12 @@ struct RefresherTests {
     @Test func checkAndShowServersWaitForARunningReplicationStatus() async throws {
         let harness = Harness()
         try harness.answerFromFixtures("3.4.0")
-        harness.barman.hold(.replicationStatus)
+        harness.barman.hold("replication-status")
         let first = Task { await harness.refresher.refreshCycle() }
         try await TestSupport.waitUntil("replication-status runs") { harness.invocations().contains("replication-status all") }
         await harness.refresher.refreshCycle()
         #expect(!harness.invocations().contains("check all") && !harness.invocations().contains("show-servers all"))
-        harness.barman.release(.replicationStatus)
+        harness.barman.release("replication-status")
         await first.value
         #expect(harness.invocations().filter { $0 == "check all" }.count == 1)
         #expect(!harness.barman.overlaps.contains("check+replication-status"), "\(harness.barman.overlaps)")
@@ -429,11 +429,11 @@ struct RefresherTests {
     @Test func showBackupOrderIsFair() {
         let clock = ContinuousClock()
         let now = clock.now
-        let order = Refresher.fairOrder([
-            (.showBackup(server: "b", backupID: "1"), now),
-            (.showBackup(server: "c", backupID: "1"), nil),
-            (.showBackup(server: "a", backupID: "1"), now + .seconds(5)),
-            (.showBackup(server: "d", backupID: "1"), now - .seconds(5)),
+        let order = BackupDetailsCollector.fairOrder([
+            (BackupDetailsCollector.command(server: "b", backupID: "1"), now),
+            (BackupDetailsCollector.command(server: "c", backupID: "1"), nil),
+            (BackupDetailsCollector.command(server: "a", backupID: "1"), now + .seconds(5)),
+            (BackupDetailsCollector.command(server: "d", backupID: "1"), now - .seconds(5)),
         ])
         #expect(order.map(\.command.description) == ["show-backup c 1", "show-backup d 1", "show-backup b 1", "show-backup a 1"])
     }
@@ -445,8 +445,9 @@ struct RefresherTests {
         try harness.answerFromFixtures("3.4.0")
         harness.barman.holdEverything()
         let hung = Task { await harness.refresher.refreshCycle() }
-        // list-backups and replication-status hang (check would start after replication-status).
-        try await TestSupport.waitUntil("the old barman hangs") { harness.invocations().count == 2 }
+        // list-backups, replication-status and --version hang (check and show-servers would
+        // start after replication-status).
+        try await TestSupport.waitUntil("the old barman hangs") { harness.invocations().count == 3 }
 
         let replacement = ScriptedBarman()
         replacement.answer("list-backups", #"{"new": []}"#)

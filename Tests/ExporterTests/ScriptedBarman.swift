@@ -35,14 +35,14 @@ final class ScriptedBarman: BarmanRunner, BarmanAnswers {
         var stderr = ""
         var invocations: [String] = []
         /// Commands of these kinds wait until released (or cancelled).
-        var held: Set<CommandKind> = []
+        var held: Set<String> = []
         /// Every command waits until released (or cancelled), like a hung barman.
         var allHeld = false
         var cancelled = false
         var delay: Duration = .zero
         var runningNow = 0
         var mostAtOnce = 0
-        var runningKinds: [CommandKind] = []
+        var runningKinds: [String] = []
         /// Kinds of command that were running at the same moment, as "a+b" (sorted).
         var overlaps: Set<String> = []
     }
@@ -69,10 +69,10 @@ final class ScriptedBarman: BarmanRunner, BarmanAnswers {
         state.withLock { $0.stderr = text }
     }
 
-    func hold(_ kind: CommandKind) { _ = state.withLock { $0.held.insert(kind) } }
-    func release(_ kind: CommandKind) { _ = state.withLock { $0.held.remove(kind) } }
-    func holdCheck() { hold(.check) }
-    func releaseCheck() { release(.check) }
+    func hold(_ kind: String) { _ = state.withLock { $0.held.insert(kind) } }
+    func release(_ kind: String) { _ = state.withLock { $0.held.remove(kind) } }
+    func holdCheck() { hold("check") }
+    func releaseCheck() { release("check") }
     func holdEverything() { state.withLock { $0.allHeld = true } }
 
     /// How long each run takes.
@@ -98,7 +98,7 @@ final class ScriptedBarman: BarmanRunner, BarmanAnswers {
             state.invocations.append(command.arguments.joined(separator: " "))
             state.runningNow += 1
             state.mostAtOnce = max(state.mostAtOnce, state.runningNow)
-            for other in state.runningKinds { state.overlaps.insert([other.rawValue, command.kind.rawValue].sorted().joined(separator: "+")) }
+            for other in state.runningKinds { state.overlaps.insert([other, command.kind].sorted().joined(separator: "+")) }
             state.runningKinds.append(command.kind)
             return state.delay
         }
@@ -113,17 +113,15 @@ final class ScriptedBarman: BarmanRunner, BarmanAnswers {
             try? await Task.sleep(for: .milliseconds(5))
         }
         if state.withLock({ $0.cancelled }) {
-            var failure = CommandFailure("cancelled")
-            failure.isCancellation = true
-            throw failure
+            throw CommandFailure("cancelled", reason: .cancelled)
         }
         let key: String
-        if case .showBackup(let server, let backupID) = command { key = "show-backup-\(server)-\(backupID)" } else { key = command.kind.rawValue }
+        if command.kind == "show-backup" { key = "show-backup-" + command.arguments.dropFirst().filter { $0 != "--" }.joined(separator: "-") } else { key = command.kind }
         return state.withLock { state in
             guard let json = state.answers[key] else {
                 return CommandOutput(stdout: Array(#"{"_ERROR": ["no answer prepared"]}"#.utf8), exitStatus: 1)
             }
-            return CommandOutput(stdout: Array(json.utf8), stderr: Array(state.stderr.utf8), exitStatus: state.exitStatuses[command.kind.rawValue] ?? 0)
+            return CommandOutput(stdout: Array(json.utf8), stderr: Array(state.stderr.utf8), exitStatus: state.exitStatuses[command.kind] ?? 0)
         }
     }
 }

@@ -1,53 +1,23 @@
-/// The kinds of barman command the exporter runs; the raw value is barman's sub-command and the
-/// `command` label of the exporter-health metrics.
-public enum CommandKind: String, Sendable, CaseIterable, Comparable {
-    case check = "check"
-    case listBackups = "list-backups"
-    case replicationStatus = "replication-status"
-    case showBackup = "show-backup"
-    case showServers = "show-servers"
-    case version = "version"
+/// One barman invocation: the arguments after `barman [-c FILE] -f json`. Each collector
+/// declares the commands it runs in its own file. Names from barman's output go in as separate
+/// arguments, never through a shell.
+public struct BarmanCommand: Hashable, Sendable, CustomStringConvertible {
+    /// barman's sub-command (`list-backups`, `version` for `--version`): the `command` label of
+    /// the exporter-health metrics, shared by every run of it (every server's `show-backup`).
+    public let kind: String
+    public let arguments: [String]
 
-    public static func < (lhs: CommandKind, rhs: CommandKind) -> Bool { lhs.rawValue < rhs.rawValue }
-}
-
-/// One barman invocation. Every refresh needs at most `list-backups all`, `check all`,
-/// `replication-status all`, `show-servers all`, and one `show-backup` per server that has a
-/// DONE backup; `--version` runs once at start and at each reload.
-public enum BarmanCommand: Hashable, Sendable, CustomStringConvertible {
-    case listBackups
-    case check
-    case replicationStatus
-    case showBackup(server: String, backupID: String)
-    case showServers
-    case version
-
-    public var kind: CommandKind {
-        switch self {
-        case .listBackups: return .listBackups
-        case .check: return .check
-        case .replicationStatus: return .replicationStatus
-        case .showBackup: return .showBackup
-        case .showServers: return .showServers
-        case .version: return .version
-        }
+    /// `barman -f json KIND ARGUMENTS...`; positional arguments that start with "-" are put
+    /// after "--" so that barman (argparse) never reads one as an option.
+    public init(_ kind: String, _ positional: [String] = []) {
+        self.kind = kind
+        arguments = [kind] + (positional.contains { $0.hasPrefix("-") } ? ["--"] : []) + positional
     }
 
-    /// Arguments after `barman [-c FILE] -f json`. Names from barman's own output go in as
-    /// separate arguments, never through a shell.
-    public var arguments: [String] {
-        switch self {
-        case .listBackups: return ["list-backups", "all"]
-        case .check: return ["check", "all"]
-        case .replicationStatus: return ["replication-status", "all"]
-        case .showServers: return ["show-servers", "all"]
-        case .version: return ["--version"]
-        case .showBackup(let server, let backupID):
-            // A name from barman's output that starts with "-" must not be read as an option:
-            // "--" ends barman's options (argparse), and is left out when not needed.
-            let positional = [server, backupID]
-            return ["show-backup"] + (positional.contains { $0.hasPrefix("-") } ? ["--"] : []) + positional
-        }
+    /// A command spelled as an option (`--version`), labelled `kind`.
+    public init(kind: String, option: String) {
+        self.kind = kind
+        arguments = [option]
     }
 
     public var description: String { arguments.joined(separator: " ") }
@@ -72,20 +42,25 @@ public struct CommandFailure: Error, Sendable, Equatable, CustomStringConvertibl
     public var exitStatus: Int32?
     /// The start of barman's stderr, for the log line.
     public var stderrExcerpt: String
-    /// Stopped on purpose (shutdown, or its source replaced by a reload): not barman's failure,
-    /// so neither logged as an error nor counted.
-    public var isCancellation = false
+    public var reason: Reason
 
-    public init(_ message: String, exitStatus: Int32? = nil, stderr: [UInt8] = []) {
+    public enum Reason: Sendable, Equatable {
+        /// barman could not be run, timed out, or gave no usable output: logged and counted.
+        case failed
+        /// Stopped on purpose (shutdown, or its source replaced by a reload): not barman's
+        /// failure, so neither logged as an error nor counted.
+        case cancelled
+    }
+
+    public init(_ message: String, exitStatus: Int32? = nil, stderr: [UInt8] = [], reason: Reason = .failed) {
         self.message = message
         self.exitStatus = exitStatus
         self.stderrExcerpt = CommandFailure.excerpt(stderr)
+        self.reason = reason
     }
 
     static func cancelled(_ message: String) -> CommandFailure {
-        var failure = CommandFailure(message)
-        failure.isCancellation = true
-        return failure
+        CommandFailure(message, reason: .cancelled)
     }
 
     public var description: String { message }
@@ -113,19 +88,11 @@ public protocol BarmanRunner: Sendable {
     func argv(for command: BarmanCommand) -> [String]
     /// Stops this runner's commands still running; it runs none after this (a reload replaced it).
     func cancelRunning()
-    /// The end of a file barman writes (its WAL catalog), read without taking barman's lock.
-    func readTail(path: String, maxBytes: Int) throws(SystemError) -> (bytes: [UInt8], wholeFile: Bool)
 }
 
 extension BarmanRunner {
     public func cancelRunning() {}
 
-    public func readTail(path: String, maxBytes: Int) throws(SystemError) -> (bytes: [UInt8], wholeFile: Bool) {
-        try FileReader.readTail(path: path, maxBytes: maxBytes)
-    }
-}
-
-extension BarmanRunner {
     /// argv as one log field: arguments separated by spaces, each quoted when it needs it.
     func loggedArgv(for command: BarmanCommand) -> String {
         argv(for: command).map { argument in

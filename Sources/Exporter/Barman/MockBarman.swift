@@ -15,7 +15,7 @@ import Glibc
 ///   streaming client (its receive-wal is gone), so its newest WAL is a day old;
 /// `pg-main` and `pg-new` each have one streaming client, `pg-new`'s 16 MiB behind in flushing.
 /// It goes through the same decoding as the shell integration's output.
-public struct MockBarman: BarmanRunner {
+public struct MockBarman: BarmanRunner, BarmanFiles {
     public init() {}
 
     /// What barman would be asked; the mock answers without running anything.
@@ -24,25 +24,11 @@ public struct MockBarman: BarmanRunner {
     }
 
     public func run(_ command: BarmanCommand) async throws(CommandFailure) -> CommandOutput {
-        switch command {
-        case .listBackups:
-            return CommandOutput(stdout: Array(Self.listBackups.utf8))
-        case .check:
-            // Like barman: exit status 1 because a check failed; the JSON is still the answer.
-            return CommandOutput(stdout: Array(Self.check.utf8), exitStatus: 1)
-        case .replicationStatus:
-            return CommandOutput(stdout: Array(Self.replicationStatus.utf8))
-        case .showBackup(let server, let backupID):
-            if let json = Self.showBackup[server + " " + backupID] {
-                return CommandOutput(stdout: Array(json.utf8))
-            }
-            let error = #"{"_ERROR": ["Unknown backup '\#(backupID)' for server '\#(server)'"]}"#
-            return CommandOutput(stdout: Array(error.utf8), exitStatus: 1)
-        case .showServers:
-            return CommandOutput(stdout: Array(Self.showServers.utf8))
-        case .version:
-            return CommandOutput(stdout: Array("3.20.1 Barman by EnterpriseDB (www.enterprisedb.com)\n".utf8))
+        if let answer = Self.answers[command.description] {
+            return CommandOutput(stdout: Array(answer.json.utf8), exitStatus: answer.exitStatus)
         }
+        let error = #"{"_ERROR": ["Unknown command '\#(command)' (the mock answers only what barman would be asked for its sample servers)"]}"#
+        return CommandOutput(stdout: Array(error.utf8), exitStatus: 1)
     }
 
     /// The WAL catalogs of the three servers, by the paths `showServers` names.
@@ -50,6 +36,18 @@ public struct MockBarman: BarmanRunner {
         guard let catalog = Self.walCatalogs[path] else { throw SystemError("open", path, code: ENOENT) }
         return (Array(catalog.utf8.suffix(maxBytes)), catalog.utf8.count <= maxBytes)
     }
+
+    /// barman's answer to each command line (after `-f json`) and its exit status.
+    static let answers: [String: (json: String, exitStatus: Int32)] = [
+        "list-backups all": (listBackups, 0),
+        // Like barman: exit status 1 because a check failed; the JSON is still the answer.
+        "check all": (check, 1),
+        "replication-status all": (replicationStatus, 0),
+        "show-servers all": (showServers, 0),
+        "--version": ("3.20.1 Barman by EnterpriseDB (www.enterprisedb.com)\n", 0),
+        "show-backup pg-main 20261124T020004": (showBackupMain, 0),
+        "show-backup pg-reports 20261121T230001": (showBackupReports, 0),
+    ]
 
     static let walCatalogs: [String: String] = [
         "/var/lib/barman/pg-main/wals/xlog.db": """
@@ -87,12 +85,11 @@ public struct MockBarman: BarmanRunner {
 {"pg-main": {"server_lsn": "0/13000060", "streaming_clients": [{"application_name": "barman_receive_wal", "communication": "TCP/IP", "current_state": "streaming", "current_sync_state": "async", "flush_lsn": "0/13000000", "flush_lsn_diff": "-96 B", "flush_lsn_diff_bytes": -96, "host": null, "ip_address": "127.0.0.1", "name": "Async WAL streamer", "port": 39576, "replication_slot": "barman", "sent_lsn": "0/13000060", "sent_lsn_diff": "0 B", "sent_lsn_diff_bytes": 0, "started_at": "2026-11-24 18:41:14.557508+00:00", "sync_stage": "3/3 Remote write", "user_name": "streaming_barman", "wal_sender_pid": 526, "write_lsn": "0/13000060", "write_lsn_diff": "0 B", "write_lsn_diff_bytes": 0}]}, "pg-new": {"server_lsn": "0/B000060", "streaming_clients": [{"application_name": "barman_receive_wal", "communication": "TCP/IP", "current_state": "streaming", "current_sync_state": "async", "flush_lsn": "0/13000000", "flush_lsn_diff": "-16777216 B", "flush_lsn_diff_bytes": -16777216, "host": null, "ip_address": "127.0.0.1", "name": "Async WAL streamer", "port": 34306, "replication_slot": "barman", "sent_lsn": "0/13000060", "sent_lsn_diff": "0 B", "sent_lsn_diff_bytes": 0, "started_at": "2026-11-24 18:41:14.557508+00:00", "sync_stage": "3/3 Remote write", "user_name": "streaming_barman", "wal_sender_pid": 528, "write_lsn": "0/13000060", "write_lsn_diff": "0 B", "write_lsn_diff_bytes": 0}]}, "pg-reports": {"server_lsn": "0/277DD98", "standby_info": "No streaming clients attached", "streaming_clients": []}}
 """#
 
-    static let showBackup: [String: String] = [
-        "pg-main 20261124T020004": #"""
+    static let showBackupMain = #"""
 {"pg-main": {"backup_id": "20261124T020004", "base_backup_information": {"analysis_time": "less than one second", "analysis_time_seconds": 0, "begin_lsn": "0/6000028", "begin_offset": 40, "begin_time": "2026-11-24 01:00:04.681458+00:00", "begin_time_timestamp": "1795485604", "begin_wal": "000000010000000000000006", "copy_time": "4 seconds", "copy_time_seconds": 8.239298, "disk_usage": "35.2 MiB", "disk_usage_bytes": 36897374, "disk_usage_with_wals": "51.2 MiB", "disk_usage_with_wals_bytes": 53674590, "end_lsn": "0/7000000", "end_offset": 0, "end_time": "2026-11-24 01:02:15.804955+00:00", "end_time_timestamp": "1795485735", "end_wal": "000000010000000000000006", "incremental_size": "35.2 MiB", "incremental_size_bytes": 36897374, "incremental_size_ratio": "-0.00%", "number_of_workers": 1, "throughput": "8.6 MiB/s", "throughput_bytes": 4664618.514829783, "timeline": 1}, "catalog_information": {"next_backup": "- (this is the latest base backup)", "previous_backup": "20261123T020003", "retention_policy": "not enforced"}, "pgdata_directory": "/var/lib/postgresql/15/main", "postgresql_version": 150018, "status": "DONE", "tablespaces": [], "wal_information": {"compression_ratio": 0, "disk_usage": "192.0 MiB", "disk_usage_bytes": 201326592, "last_available": "000000010000000000000012", "no_of_files": 12, "timelines": [], "wal_rate": "47.75/hour", "wal_rate_per_second": 0.05102330047234898}}}
-"""#,
-        "pg-reports 20261121T230001": #"""
+"""#
+
+    static let showBackupReports = #"""
 {"pg-reports": {"backup_id": "20261121T230001", "base_backup_information": {"analysis_time": "less than one second", "analysis_time_seconds": 0, "begin_lsn": "0/6000028", "begin_offset": 40, "begin_time": "2026-11-20 22:00:01.681458+00:00", "begin_time_timestamp": "1795215601", "begin_wal": "000000010000000000000006", "copy_time": "4 seconds", "copy_time_seconds": 74.52, "disk_usage": "35.2 MiB", "disk_usage_bytes": 36897374, "disk_usage_with_wals": "51.2 MiB", "disk_usage_with_wals_bytes": 53674590, "end_lsn": "0/7000000", "end_offset": 0, "end_time": "2026-11-20 23:04:00.804955+00:00", "end_time_timestamp": "1795215840", "end_wal": "000000010000000000000006", "incremental_size": "35.2 MiB", "incremental_size_bytes": 36897374, "incremental_size_ratio": "-0.00%", "number_of_workers": 1, "throughput": "8.6 MiB/s", "throughput_bytes": 17290214.0, "timeline": 1}, "catalog_information": {"next_backup": "- (this is the latest base backup)", "previous_backup": "- (this is the oldest base backup)", "retention_policy": "not enforced"}, "pgdata_directory": "/var/lib/postgresql/15/main", "postgresql_version": 150018, "status": "DONE", "tablespaces": [], "wal_information": {"compression_ratio": 0, "disk_usage": "192.0 MiB", "disk_usage_bytes": 201326592, "last_available": "000000010000000000000012", "no_of_files": 1, "timelines": [], "wal_rate": "47.75/hour", "wal_rate_per_second": 0.0004}}}
-"""#,
-    ]
+"""#
 }

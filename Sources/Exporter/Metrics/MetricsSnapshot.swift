@@ -9,31 +9,55 @@ public struct CommandHealth: Sendable, Equatable {
     public init() {}
 }
 
-/// Everything known at one moment, as immutable values: the latest good answer of each barman
-/// source plus the exporter's own health. Scrapes render from one snapshot, so a response never
-/// mixes two refreshes.
+/// Names the answer of one collector in a snapshot; the collector's file declares it, with a
+/// typed property on `MetricsSnapshot` that reads it.
+public struct AnswerKey<Value: Sendable & Equatable>: Sendable {
+    let name: String
+
+    public init(_ name: String) {
+        self.name = name
+    }
+}
+
+/// Everything known at one moment, as an immutable value: the latest usable answer of each
+/// collector, and the health of each barman command. Each answer is published together with the
+/// health of the run that gave it, in one store update, and a scrape renders one snapshot: a
+/// response shows each collector's newest published answer with its own health, never an answer
+/// without the health of the run that gave it. (Collectors publish independently, so one response
+/// can show `list-backups` of this refresh next to a `check` of the one before.)
 public struct MetricsSnapshot: Sendable, Equatable {
-    /// Server -> backups, newest first (`list-backups all`); nil until the first success.
-    public var backups: [ServerName: [BackupSummary]]?
-    /// Server -> checks (`check all`); nil until the first success.
-    public var checks: [ServerName: [CheckResult]]?
-    /// Server -> its WAL streaming clients (`replication-status all`); nil until the first success.
-    /// A server barman could not reach has no entry.
-    public var replication: [ServerName: [StreamingClient]]?
-    /// Server -> `show-backup` of its newest DONE backup.
-    public var details: [ServerName: BackupDetails] = [:]
-    /// Server -> what `show-servers all` says of it; nil until the first success.
-    public var servers: [ServerName: ServerInfo]?
-    /// Server -> Unix time its newest WAL segment was archived (its WAL catalog).
-    public var lastArchivedWAL: [ServerName: Double] = [:]
-    /// What `barman --version` printed (first word).
-    public var barmanVersion: String?
-    public var health: [CommandKind: CommandHealth] = [:]
+    /// Collector answers by key name; nil (absent) until the collector's first usable answer.
+    private var answers: [String: any Sendable & Equatable] = [:]
+    /// By barman command (`list-backups`, `show-backup`...).
+    public var health: [String: CommandHealth] = [:]
     /// Duration of the last complete refresh cycle; nil before the first one ends.
     public var lastRefreshMilliseconds: Double?
+    /// The exporter's own version.
     public var version: String
 
     public init(version: String) {
         self.version = version
+    }
+
+    public subscript<Value>(key: AnswerKey<Value>) -> Value? {
+        get { answers[key.name] as? Value }
+        set { answers[key.name] = newValue }
+    }
+
+    /// Forgets every collector's answer and marks every command failed (a reload changed where
+    /// barman's answers come from).
+    mutating func forgetAnswers() {
+        answers = [:]
+        for command in health.keys { health[command]?.lastRunSucceeded = false }
+    }
+
+    public static func == (lhs: MetricsSnapshot, rhs: MetricsSnapshot) -> Bool {
+        guard lhs.health == rhs.health, lhs.lastRefreshMilliseconds == rhs.lastRefreshMilliseconds, lhs.version == rhs.version,
+              lhs.answers.keys == rhs.answers.keys else { return false }
+        return lhs.answers.allSatisfy { name, value in rhs.answers[name].map { equal(value, $0) } ?? false }
+    }
+
+    private static func equal<Value: Equatable>(_ value: Value, _ other: any Sendable & Equatable) -> Bool {
+        (other as? Value) == value
     }
 }

@@ -1,3 +1,79 @@
+/// `barman show-servers all`: each server's state in barman's configuration, where its WAL
+/// catalog is, its `minimum_redundancy`, and with `archiver = on` PostgreSQL's archiver statistics.
+///
+/// It changes rarely and costs a PostgreSQL connection per server, so it has its own TTL
+/// (`servers_cache_ttl`); it opens replication connections (see `ReplicationStatusCollector`).
+public struct ShowServersCollector: Collector {
+    public static let answer = AnswerKey<[ServerName: ServerInfo]>("show-servers")
+    static let command = BarmanCommand("show-servers", ["all"])
+
+    public init() {}
+
+    public var name: String { "show-servers" }
+    public var schedule: Schedule { Schedule(.afterTTL { $0.serversCacheTTL }) }
+
+    public var metrics: [MetricDefinition] {
+        [Metric.serverActive, Metric.serverDisabled, Metric.serverPassiveNode,
+         Metric.archiverFailures, Metric.archiverLastFailureTimestamp, Metric.archiverLastArchivedTimestamp]
+    }
+
+    public func collect(_ context: CollectContext) async {
+        await context.run(Self.command, decode: BarmanDecoding.serverInfo) { servers, snapshot in
+            snapshot.servers = servers
+            // A server barman no longer knows has no WAL catalog to report.
+            snapshot.lastArchivedWAL = snapshot.lastArchivedWAL.filter { servers[$0.key] != nil }
+        }
+    }
+
+    public func emit(_ snapshot: MetricsSnapshot, _ scrape: Scrape, into families: inout FamilyBuilder) {
+        for (name, info) in snapshot.servers ?? [:] {
+            let server = [name.text]
+            families.add(Metric.serverActive, server, info.active.map { $0 ? 1 : 0 })
+            families.add(Metric.serverDisabled, server, info.disabled.map { $0 ? 1 : 0 })
+            families.add(Metric.serverPassiveNode, server, info.passiveNode.map { $0 ? 1 : 0 })
+            if let archiver = info.archiver {
+                families.add(Metric.archiverFailures, server, archiver.failedCount)
+                families.add(Metric.archiverLastFailureTimestamp, server, archiver.lastFailedTime)
+                families.add(Metric.archiverLastArchivedTimestamp, server, archiver.lastArchivedTime)
+            }
+        }
+    }
+}
+
+extension MetricsSnapshot {
+    /// Server -> what `show-servers all` says of it; nil until the first usable answer.
+    public var servers: [ServerName: ServerInfo]? {
+        get { self[ShowServersCollector.answer] }
+        set { self[ShowServersCollector.answer] = newValue }
+    }
+}
+
+extension Metric {
+    public static let serverActive = MetricDefinition(
+        "barman_server_active", .gauge,
+        "1 when the server is active in barman's configuration (active = true), else 0 (barman show-servers).", labels: ["server"])
+    public static let serverDisabled = MetricDefinition(
+        "barman_server_disabled", .gauge,
+        "1 when barman has disabled the server because of a configuration error, else 0 (barman show-servers).", labels: ["server"])
+    public static let serverPassiveNode = MetricDefinition(
+        "barman_server_passive_node", .gauge,
+        "1 when the server is a passive node that copies backups from another barman (primary_ssh_command), else 0 (barman show-servers).",
+        labels: ["server"])
+    public static let archiverFailures = MetricDefinition(
+        "barman_archiver_failures_total", .counter,
+        "Failed WAL archive attempts of PostgreSQL's archiver since its statistics were reset (pg_stat_archiver.failed_count via barman show-servers; servers with archiver = on).",
+        labels: ["server"])
+    public static let archiverLastFailureTimestamp = MetricDefinition(
+        "barman_archiver_last_failure_timestamp_seconds", .gauge,
+        "Unix time of the last failed WAL archive attempt of PostgreSQL's archiver (pg_stat_archiver.last_failed_time via barman show-servers).",
+        labels: ["server"])
+    public static let archiverLastArchivedTimestamp = MetricDefinition(
+        "barman_archiver_last_archived_timestamp_seconds", .gauge,
+        "Unix time PostgreSQL's archiver last archived a WAL file successfully (pg_stat_archiver.last_archived_time via barman show-servers).",
+        labels: ["server"])
+
+}
+
 /// Where barman keeps a server's WAL catalog (`xlog.db`: one line per archived WAL file).
 public struct WALCatalogLocation: Sendable, Equatable {
     /// The catalog barman uses.
@@ -55,10 +131,10 @@ extension BarmanDecoding {
     /// `show-servers all`: about 130 (3.4) to 170 (3.20) keys per server, of which a few are
     /// kept. Read as a stream, like `list-backups`, so 200 servers never become a tree.
     public static func serverInfo(_ output: CommandOutput) throws(DecodeFailure) -> [ServerName: ServerInfo] {
-        try streamServers(of: .showServers, output) { server, reader in
+        try streamServers(of: ShowServersCollector.command, output) { server, reader in
             guard reader.peek() == UInt8(ascii: "{") else {
                 try reader.skipValue()
-                throw DecodeFailure("barman \(BarmanCommand.showServers): server '\(server)': expected an object")
+                throw DecodeFailure("barman \(ShowServersCollector.command): server '\(server)': expected an object")
             }
             var fields: [String: JSONValue] = [:]
             try reader.beginObject()
@@ -111,21 +187,5 @@ extension BarmanDecoding {
     private static func nonEmptyString(_ value: JSONValue?) -> String? {
         guard case .string(let text)? = value, !text.isEmpty, text != "None" else { return nil }
         return text
-    }
-
-    /// `barman --version` prints `3.4.0 Barman by EnterpriseDB (www.enterprisedb.com)`; older
-    /// releases put the version alone on the first line. The version is the first word.
-    public static func version(_ output: CommandOutput) throws(DecodeFailure) -> String {
-        let command = BarmanCommand.version
-        try checkStatus(of: command, output, tolerated: [0])
-        let word = output.stdout.prefix { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\n") && $0 != UInt8(ascii: "\t") }
-        let allowed = { (byte: UInt8) in
-            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-                || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "+")
-        }
-        guard let first = word.first, first >= 0x30, first <= 0x39, word.count <= 64, word.allSatisfy(allowed) else {
-            throw DecodeFailure("barman \(command) printed no version number: '\(CommandFailure.excerpt(Array(output.stdout), limit: 80))'")
-        }
-        return String(decoding: word, as: UTF8.self)
     }
 }
