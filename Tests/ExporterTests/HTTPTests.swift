@@ -40,13 +40,43 @@ struct HTTPTests {
     /// they render nothing), a refresh's data is served within a moment.
     @Test func theRendererServesNewSnapshots() async throws {
         try await withExporter { exporter in
-            try exporter.startRenderer()
-            let connection = try RawHTTPConnection(port: exporter.port)
-            #expect(try !connection.request("GET", "/metrics").bodyText.contains("barman_up"))
-            await exporter.refresher.refreshCycle()
-            try await TestSupport.waitUntil("the new snapshot is served") {
-                (try? connection.request("GET", "/metrics").bodyText.contains("barman_up{check=\"failed_backups\",server=\"pg-main\"} 0\n")) == true
+            let renderer = try Renderer(store: exporter.pipeline.store, cache: exporter.expositionCache, logger: Logger(level: .error))
+            try await withRenderer(renderer) {
+                let connection = try RawHTTPConnection(port: exporter.port)
+                #expect(try !connection.request("GET", "/metrics").bodyText.contains("barman_up"))
+                await exporter.refresher.refreshCycle()
+                try await TestSupport.waitUntil("the new snapshot is served") {
+                    (try? connection.request("GET", "/metrics").bodyText.contains("barman_up{check=\"failed_backups\",server=\"pg-main\"} 0\n")) == true
+                }
             }
+        }
+    }
+
+    /// The renderer sleeps until the next second or a new snapshot: while scraped, it wakes twice
+    /// a second (to render the next second ahead, then as it starts; it polled every 50 ms
+    /// before); a new snapshot wakes it at once.
+    @Test func theRendererSleepsUntilASecondOrASnapshot() async throws {
+        let store = SnapshotStore(MetricsSnapshot(version: "test"))
+        let cache = ExpositionCache()
+        let renderer = try Renderer(store: store, cache: cache, logger: Logger(level: .error))
+        try await withRenderer(renderer) {
+            // Scraped once, so the renderer prepares bodies for this format.
+            _ = cache.body(for: .text, gzip: false, store: store, second: WallClock.nowSeconds().rounded(.down))
+            let before = renderer.wakeups
+            try await Task.sleep(for: .milliseconds(1500))
+            #expect(renderer.wakeups - before <= 5, "woke \(renderer.wakeups - before) times in 1.5 s")
+            let renders = cache.renders
+            store.update { $0.lastRefreshMilliseconds = 1 }
+            try await TestSupport.waitUntil("the new snapshot is rendered") { cache.renders > renders }
+        }
+    }
+
+    /// Runs `renderer` as the daemon does (a service), for the duration of `body`.
+    func withRenderer(_ renderer: Renderer, _ body: () async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await renderer.run() }
+            defer { group.cancelAll() }
+            try await body()
         }
     }
 

@@ -70,17 +70,17 @@ public struct ProcessBarmanRunner: BarmanRunner {
         do {
             stderrPipe = try Self.pipe()
         } catch {
-            close(stdoutPipe.read); close(stdoutPipe.write)
+            System.close(stdoutPipe.read); System.close(stdoutPipe.write)
             throw error
         }
         let spawned = Result { () throws(CommandFailure) in
             try processGroups.start(for: runnerID) { () throws(CommandFailure) in try spawn(argv, stdout: stdoutPipe.write, stderr: stderrPipe.write) }
         }
-        close(stdoutPipe.write)
-        close(stderrPipe.write)
+        System.close(stdoutPipe.write)
+        System.close(stderrPipe.write)
         defer {
-            close(stdoutPipe.read)
-            close(stderrPipe.read)
+            System.close(stdoutPipe.read)
+            System.close(stderrPipe.read)
         }
         let pid = try spawned.get()
         defer { processGroups.remove(pid) }

@@ -4,6 +4,7 @@ import Synchronization
 /// Both take the lock only to copy a reference-counted value, so a scrape never waits on barman.
 public final class SnapshotStore: Sendable {
     private let current: Mutex<(snapshot: MetricsSnapshot, generation: UInt64)>
+    private let observers = Mutex<[@Sendable () -> Void]>([])
 
     public init(_ initial: MetricsSnapshot) {
         current = Mutex((initial, 0))
@@ -19,10 +20,17 @@ public final class SnapshotStore: Sendable {
         current.withLock { $0 }
     }
 
+    /// Applies `change` as one new snapshot, then tells the observers.
     public func update(_ change: (inout MetricsSnapshot) -> Void) {
         current.withLock { state in
             change(&state.snapshot)
             state.generation &+= 1
         }
+        for observer in observers.withLock({ $0 }) { observer() }
+    }
+
+    /// Calls `observer` after every update (the renderer's wakeup); it must return at once.
+    public func onUpdate(_ observer: @escaping @Sendable () -> Void) {
+        observers.withLock { $0.append(observer) }
     }
 }

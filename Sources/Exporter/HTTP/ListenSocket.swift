@@ -91,7 +91,7 @@ public final class ListenSocket: Sendable {
 
     public func close() {
         let fd = descriptor.exchange(-1, ordering: .acquiringAndReleasing)
-        if fd >= 0 { Glibc.close(fd) }
+        if fd >= 0 { System.close(fd) }
     }
 
     /// For when someone else (libmicrohttpd) has closed the descriptor.

@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CGlibcShims
 import Synchronization
 
 /// The running daemon: the pipeline, the HTTP server in front of it, and the switch from one
@@ -16,7 +15,6 @@ public final class ExporterService: Sendable {
     private let webConfigFlag: String?
     /// Replaced together on reload; the lifecycle reloads from one task at a time.
     private let state: Mutex<(config: Config, server: HTTPServer, web: WebAccess)>
-    private let stopRendering = Atomic<Bool>(false)
 
     public init(config: Config, configPath: String, webConfigFlag: String? = nil, web: WebConfig = WebConfig(), logger: Logger) throws(SystemError) {
         self.configPath = configPath
@@ -144,65 +142,9 @@ public final class ExporterService: Sendable {
         }
     }
 
-    /// Every second: frees rendered bodies of seconds before the previous one (a large body is
-    /// ~2 MB that would otherwise wait for the next scrape, typically a minute, to be replaced), and hands
-    /// freed memory back to the kernel after a refresh or a render. The only caller of
-    /// `Memory.releaseFreeMemory`, so no scrape or refresh pays for it.
-    func reclaimMemoryForever() async {
-        var lastSeen: (generation: UInt64, renders: Int)?
-        while !Task.isCancelled {
-            do { try await Task.sleep(for: .seconds(1)) } catch { return }
-            // The previous second's body stays: it is served while a late renderer catches up.
-            let dropped = expositionCache.dropExpired(before: WallClock.nowSeconds().rounded(.down) - 1)
-            let seen = (pipeline.store.versioned.generation, expositionCache.renders)
-            if dropped || lastSeen.map({ $0 != seen }) ?? true {
-                Memory.releaseFreeMemory()
-            }
-            lastSeen = seen
-        }
-    }
-
-    /// Renders each second's bodies before the second starts, and a new snapshot's as soon as it
-    /// is published (checked every 50 ms), for the formats scraped lately: no scrape waits for a
-    /// render. Costs one render a second while scraped (about 25 ms at 30,000 series, well under
-    /// a millisecond at a few hundred), nothing when nobody scrapes. Runs on its own thread at a
-    /// lower priority (nice +10), so the HTTP thread serving scrapes goes first on a busy host.
-    public func startRenderer() throws(SystemError) {
-        try DetachedThread.start { [self] in
-            _ = cgs_set_thread_nice(10)  // best effort: at worst it renders at normal priority
-            expositionCache.withRenderer { renderAhead() }
-        }
-    }
-
-    /// Asks the renderer to stop; it does within 50 ms.
-    public func stopRenderer() {
-        stopRendering.store(true, ordering: .releasing)
-    }
-
-    private func renderAhead() {
-        let clock = ContinuousClock()
-        var renderTime = Duration.zero
-        while !stopRendering.load(ordering: .acquiring) {
-            let now = WallClock.nowSeconds()
-            let second = now.rounded(.down)
-            // Ahead of the next second by twice the last render, so it is ready in time.
-            let lead = min(0.5, 2 * Refresher.seconds(renderTime) + 0.005)
-            let started = clock.now
-            var rendered = expositionCache.prepare(store: pipeline.store, second: second, now: now)
-            if second + 1 - now <= lead {
-                rendered = expositionCache.prepare(store: pipeline.store, second: second + 1, now: now) || rendered
-            }
-            if rendered { renderTime = clock.now - started }
-            let untilNextRender = second + 1 - lead - WallClock.nowSeconds()
-            let pause = untilNextRender > 0 ? min(0.05, untilNextRender) : max(0.001, second + 1 - WallClock.nowSeconds())
-            Deadline.sleep(.seconds(pause))
-        }
-    }
-
     /// Stops accepting scrapes (MHD finishes responses in flight) and terminates running barman
     /// process groups.
     public func stop() {
-        stopRenderer()
         state.withLock { $0.server }.stop()
         pipeline.processGroups.terminateAll()
     }

@@ -62,7 +62,7 @@ public enum Lifecycle {
                 return nil
             }
             group.addTask {
-                for await signal in signals where signal == SIGTERM || signal == SIGINT {
+                for await signal in signals where Signals.stops.contains(signal) {
                     // Ends the refresh: its barman commands return as cancelled.
                     pipeline.processGroups.terminateAll()
                     return signal
@@ -132,33 +132,23 @@ public enum Lifecycle {
             for warning in WebAccess.warnings(web, file: webPath, now: WallClock.nowSeconds()) { logger.warn(warning, ["file": webPath]) }
         }
         let signals: AsyncStream<Int32>
-        let service: ExporterService
+        let exporter: ExporterService
+        let renderer: Renderer
         do {
             signals = try Signals.stream()
-            service = try ExporterService(config: config, configPath: configPath, webConfigFlag: webConfigFlag, web: web, logger: logger)
-            try service.startRenderer()
+            exporter = try ExporterService(config: config, configPath: configPath, webConfigFlag: webConfigFlag, web: web, logger: logger)
+            renderer = try Renderer(store: exporter.pipeline.store, cache: exporter.expositionCache, logger: logger)
         } catch {
             logger.error("cannot start", ["error": error.description])
             return 1
         }
-        let refreshing = Task { await service.refresher.runForever() }
-        let reclaiming = Task { await service.reclaimMemoryForever() }
         SystemdNotifier.notify("READY=1")
-        for await signal in signals {
-            switch signal {
-            case SIGHUP, SIGUSR1:
-                SystemdNotifier.notify("RELOADING=1")
-                await service.reload(reason: Signals.name(signal))
-                SystemdNotifier.notify("READY=1")
-            default:
-                logger.info("stopping", ["signal": Signals.name(signal)])
-                SystemdNotifier.notify("STOPPING=1")
-                refreshing.cancel()
-                reclaiming.cancel()
-                service.stop()
-                return 0
-            }
-        }
+        await ServiceGroup.run([
+            RefreshService(refresher: exporter.refresher),
+            renderer,
+            MemoryReclaimer(store: exporter.pipeline.store, cache: exporter.expositionCache),
+            SignalHandler(signals: signals, exporter: exporter, logger: logger),
+        ])
         return 0
     }
 

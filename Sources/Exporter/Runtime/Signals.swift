@@ -11,6 +11,9 @@ import Synchronization
 /// libdispatch's main-queue loop runs the main thread with an empty mask.)
 public enum Signals {
     public static let handled: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGUSR1]
+    /// Signals that reload the config; the other handled ones stop the exporter.
+    public static let reloads: Set<Int32> = [SIGHUP, SIGUSR1]
+    public static let stops: Set<Int32> = [SIGTERM, SIGINT]
     static let pipeRead = Atomic<Int32>(-1)
     static let pipeWrite = Atomic<Int32>(-1)
 

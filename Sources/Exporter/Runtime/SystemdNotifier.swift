@@ -12,7 +12,7 @@ public enum SystemdNotifier {
         if path.hasPrefix("@") { path = "\0" + path.dropFirst() }  // abstract namespace
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
-        defer { close(fd) }
+        defer { System.close(fd) }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let pathBytes = Array(path.utf8)

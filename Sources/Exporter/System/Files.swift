@@ -16,7 +16,7 @@ public enum FileReader {
         // O_NONBLOCK: opening a FIFO with no writer would otherwise wait for ever.
         let flags = O_RDONLY | O_CLOEXEC | (regularOnly ? O_NONBLOCK | O_NOCTTY : 0)
         let fd = try System.call("open", on: path) { open(path, flags) }
-        defer { close(fd) }
+        defer { System.close(fd) }
         if regularOnly {
             var information = stat()
             try System.call("fstat", "examine", on: path) { fstat(fd, &information) }
@@ -42,7 +42,7 @@ extension FileReader {
     /// newest lines are needed.
     public static func readTail(path: String, maxBytes: Int) throws(SystemError) -> (bytes: [UInt8], wholeFile: Bool) {
         let fd = try System.call("open", on: path) { open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY) }
-        defer { close(fd) }
+        defer { System.close(fd) }
         var information = stat()
         try System.call("fstat", "examine", on: path) { fstat(fd, &information) }
         guard information.st_mode & S_IFMT == S_IFREG else {
@@ -102,12 +102,12 @@ public enum AtomicFile {
             try System.call("fchmod", "set the mode of", on: temporary) { fchmod(fd, mode) }
             try System.call("fsync", on: temporary) { fsync(fd) }
         } catch {
-            close(fd)
+            System.close(fd)
             unlink(temporary)
             throw error
         }
         do {
-            try System.call("close", on: temporary) { close(fd) }
+            try System.closeChecked(fd, on: temporary)
             try System.call("rename", "rename \(temporary) to", on: path) { rename(temporary, path) }
         } catch {
             unlink(temporary)
@@ -117,7 +117,7 @@ public enum AtomicFile {
         let directoryFD = try? System.call("open", on: directory) { open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         if let directoryFD {
             _ = fsync(directoryFD)
-            close(directoryFD)
+            System.close(directoryFD)
         }
     }
 

@@ -17,10 +17,10 @@ public struct ProcessStatistics: Sendable, Equatable {
 
     /// Now; nil when /proc cannot be read (then the metrics are left out, not made up).
     public static func current() -> ProcessStatistics? {
-        guard let stat = try? FileReader.readAll(path: "/proc/self/stat", limit: 4096),
-              let close = stat.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        guard let statusLine = try? FileReader.readAll(path: "/proc/self/stat", limit: 4096),
+              let commandEnd = statusLine.lastIndex(of: UInt8(ascii: ")")) else { return nil }
         // Fields after "pid (comm) ": state is field 3, so field n is at index n - 3.
-        let fields = stat[(close + 1)...].split(separator: UInt8(ascii: " ")).map { String(decoding: $0, as: UTF8.self) }
+        let fields = statusLine[(commandEnd + 1)...].split(separator: UInt8(ascii: " ")).map { String(decoding: $0, as: UTF8.self) }
         func field(_ number: Int) -> Double? { fields.count > number - 3 ? Double(fields[number - 3].trimmingTrailingWhitespace()) : nil }
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         let pageSize = Double(sysconf(Int32(_SC_PAGESIZE)))

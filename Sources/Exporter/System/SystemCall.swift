@@ -60,6 +60,18 @@ public enum System {
         }
     }
 
+    /// Closes `fd`, never retrying: on Linux the descriptor is released even when close is
+    /// interrupted (EINTR), and a retry could close a descriptor another thread was just given.
+    /// Errors are not reported: there is nothing left to do with the descriptor either way.
+    public static func close(_ fd: Int32) {
+        _ = Glibc.close(fd)
+    }
+
+    /// Closes `fd` and reports a failure (EIO: data written may be lost), never retrying.
+    public static func closeChecked(_ fd: Int32, _ operation: @autoclosure () -> String = "close", on subject: @autoclosure () -> String = "") throws(SystemError) {
+        guard Glibc.close(fd) == 0 else { throw SystemError(operation(), subject(), call: "close", code: errno) }
+    }
+
     /// For the pthread and posix_spawn families, which return the error number instead of
     /// setting errno.
     @inline(__always)

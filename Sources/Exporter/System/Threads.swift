@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CGlibcShims
 
 /// Starts a detached OS thread for work that blocks (waitpid, poll, blocking reads), so it
 /// never occupies one of the few threads of Swift's cooperative pool.
@@ -26,4 +27,14 @@ public enum DetachedThread {
 private final class ThreadBody: Sendable {
     let run: @Sendable () -> Void
     init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+}
+
+/// The calling thread's scheduling.
+public enum Threads {
+    /// Nice +10 for this thread alone (Linux schedules threads as tasks), so the HTTP thread
+    /// goes first on a busy host. Best effort: false when the kernel refused.
+    @discardableResult
+    public static func lowerPriority() -> Bool {
+        cgs_set_thread_nice(10) == 0
+    }
 }
