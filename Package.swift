@@ -1,6 +1,17 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// The layering is held by the targets: each may use only those below it.
+//
+//   Exporter        HTTP server (libmicrohttpd adapter), web config and auth, daemon lifecycle
+//   Barman          barman commands, decoding, collectors, refresher, snapshot store
+//   Configuration   the config file (libyaml adapter)      Exposition   metric model, text formats, gzip
+//   Platform        the system-call layer: the only Swift target that imports Glibc
+//
+// C modules are imported only by Platform and by one adapter file per C library
+// (LayeringTests checks every import).
+let strict: [SwiftSetting] = [.unsafeFlags(["-warnings-as-errors"])]
+
 let package = Package(
     name: "prometheus-barman-exporter",
     products: [
@@ -30,29 +41,32 @@ let package = Package(
         ),
         // glibc calls Swift's Glibc module hides (pipe2, closefrom for posix_spawn, malloc tuning) and wait macros.
         .target(name: "CGlibcShims"),
-        // All of the exporter's logic lives in this library so the tests exercise it directly.
+        .target(name: "Platform", dependencies: ["CGlibcShims"], swiftSettings: strict),
+        .target(name: "Exposition", dependencies: ["CZlib"], swiftSettings: strict),
+        .target(name: "Configuration", dependencies: ["Platform", "CYAML"], swiftSettings: strict),
+        .target(name: "Barman", dependencies: ["Platform", "Exposition", "Configuration"], swiftSettings: strict),
         .target(
             name: "Exporter",
-            dependencies: ["CMicroHTTPD", "CYAML", "CZlib", "CCrypt", "CGlibcShims"],
-            swiftSettings: [.unsafeFlags(["-warnings-as-errors"])]
+            dependencies: ["Platform", "Exposition", "Configuration", "Barman", "CMicroHTTPD", "CCrypt"],
+            swiftSettings: strict
         ),
         .executableTarget(
             name: "prometheus-barman-exporter",
-            dependencies: ["Exporter"],
-            swiftSettings: [.unsafeFlags(["-warnings-as-errors"])]
+            dependencies: ["Exporter", "Platform"],
+            swiftSettings: strict
         ),
         // `make bench`: rendering cost per series (not shipped).
         .executableTarget(
             name: "exporter-bench",
-            dependencies: ["Exporter"],
-            swiftSettings: [.unsafeFlags(["-warnings-as-errors"])]
+            dependencies: ["Barman", "Exposition", "Platform"],
+            swiftSettings: strict
         ),
         .testTarget(
             name: "ExporterTests",
-            dependencies: ["Exporter"],
+            dependencies: ["Platform", "Exposition", "Configuration", "Barman", "Exporter"],
             // Read from disk by path (TestSupport), not bundled.
             exclude: ["Fixtures", "Golden"],
-            swiftSettings: [.unsafeFlags(["-warnings-as-errors"])]
+            swiftSettings: strict
         ),
     ],
     swiftLanguageModes: [.v6]

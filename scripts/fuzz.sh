@@ -10,24 +10,36 @@ seconds=${1:-30}
 out=.build-fuzz
 mkdir -p "$out"
 
-# The fuzzers need only the config and decoding code, not the HTTP server or process runner.
-sources=(
-  Sources/Exporter/Config/*.swift
-  Sources/Exporter/Web/WebConfig.swift Sources/Exporter/Web/WebConfigLoader.swift Sources/Exporter/Web/Bcrypt.swift
-  Sources/Exporter/HTTP/TLSCredentials.swift
-  Sources/Exporter/Barman/JSON.swift Sources/Exporter/Barman/BarmanDecoding.swift Sources/Exporter/Barman/BarmanCommand.swift
-  Sources/Exporter/Barman/ServerName.swift Sources/Exporter/Barman/ServerInfo.swift
-  Sources/Exporter/Barman/BarmanTime.swift Sources/Exporter/Barman/WALCatalog.swift
-  Sources/Exporter/Metrics/*.swift
-  Sources/Exporter/Runtime/Logger.swift Sources/Exporter/System/WallClock.swift Sources/Exporter/System/Files.swift
-  Sources/Exporter/System/SystemCall.swift Sources/Exporter/System/ProcessStatistics.swift
-  Tests/ExporterTests/FuzzHarness.swift
-)
+# The exporter's targets are compiled as SwiftPM would, module by module (instrumented for
+# coverage and with testing enabled, so the harness reaches internal API), then linked with the
+# harness and one entry point per fuzzer.
+modules="$out/modules"
+mkdir -p "$modules"
+cat > "$modules/module.modulemap" <<MAP
+module CGlibcShims {
+  header "$PWD/Sources/CGlibcShims/include/CGlibcShims.h"
+  export *
+}
+MAP
+includes=(-I "$modules" -I Sources/CYAML -I Sources/CMicroHTTPD -I Sources/CCrypt -I Sources/CZlib $(pkg-config --cflags-only-I yaml-0.1))
+flags=(-swift-version 6 -sanitize=fuzzer,address -O -enable-testing -package-name prometheus_barman_exporter -parse-as-library "${includes[@]}")
+clang -c -O1 -fsanitize=fuzzer-no-link,address -I Sources/CGlibcShims/include Sources/CGlibcShims/shims.c -o "$out/CGlibcShims.o"
+objects=("$out/CGlibcShims.o")
+module() {  # NAME DIRECTORY
+  swiftc "${flags[@]}" -wmo -module-name "$1" -emit-module -emit-module-path "$modules/$1.swiftmodule" \
+    -c $(find "$2" -name '*.swift' | sort) -o "$out/$1.o" 2>&1 | grep -v "Cannot export local symbol" || true
+  test -f "$out/$1.o"
+  objects+=("$out/$1.o")
+}
+module Platform Sources/Platform
+module Exposition Sources/Exposition
+module Configuration Sources/Configuration
+module Barman Sources/Barman
+module Exporter Sources/Exporter
+
 build() {  # NAME ENTRY
-  swiftc -sanitize=fuzzer,address -parse-as-library -D FUZZING -module-name ExporterFuzz -O \
-    -I Sources/CYAML -I Sources/CMicroHTTPD -I Sources/CCrypt $(pkg-config --cflags-only-I yaml-0.1) \
-    -lyaml -lmicrohttpd -lgnutls -lcrypt \
-    "${sources[@]}" "$2" -o "$out/$1" 2>&1 | grep -v "Cannot export local symbol" || true
+  swiftc "${flags[@]}" -module-name ExporterFuzz -lyaml -lmicrohttpd -lgnutls -lcrypt -lz \
+    "${objects[@]}" Tests/ExporterTests/FuzzHarness.swift "$2" -o "$out/$1" 2>&1 | grep -v "Cannot export local symbol" || true
   test -x "$out/$1"
 }
 

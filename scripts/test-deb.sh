@@ -14,7 +14,7 @@ changes=$(ls .build-tools/deb/*.changes 2>/dev/null | head -1)
 deb=$(realpath "$deb")
 unit=/lib/systemd/system/prometheus-barman-exporter.service
 conffile=/etc/prometheus-barman-exporter/config.yaml
-version=$(grep -o '"[0-9][^"]*"' Sources/Exporter/Runtime/BuildInfo.swift | tr -d '"')
+version=$(grep -o '"[0-9][^"]*"' Sources/Platform/BuildInfo.swift | tr -d '"')
 
 case "${1:-}" in
 install)

@@ -1,10 +1,9 @@
 // Rendering benchmark for `make bench`: builds snapshots of growing size in memory (no barman)
 // and times MetricsBuilder + TextRenderer, the work a scrape does when its body is not cached.
 // Prints the time per render for each size and the least-squares slope per series.
-import Exporter
-#if canImport(Glibc)
-import Glibc
-#endif
+import Barman
+import Exposition
+import Platform
 
 func snapshot(servers: Int, backups: Int) -> MetricsSnapshot {
     var snapshot = MetricsSnapshot(version: BuildInfo.version)
@@ -40,7 +39,7 @@ if arguments.count == 3 {
         bytes += TextRenderer.render(families).count
     }
     print("rendered \(arguments[2]) bodies of \(series) series, \(bytes) bytes")
-    exit(0)
+    ProcessExit.exit(0)
 }
 var points: [(series: Double, microseconds: Double)] = []
 print("servers backups   series      bytes  render_us  ns_per_series")

@@ -1,10 +1,7 @@
 import Exporter
-
-#if canImport(Glibc)
-import Glibc
-#endif
+import Platform
 
 // First, so a signal sent during start-up is queued for the lifecycle instead of killing us.
 Signals.install()
 Memory.limitArenas()
-exit(await Lifecycle.main(arguments: Array(CommandLine.arguments.dropFirst())))
+ProcessExit.exit(await Lifecycle.main(arguments: Array(CommandLine.arguments.dropFirst())))

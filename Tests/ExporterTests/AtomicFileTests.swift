@@ -1,4 +1,8 @@
+@testable import Barman
+@testable import Configuration
 @testable import Exporter
+@testable import Exposition
+@testable import Platform
 import Testing
 
 #if canImport(Glibc)

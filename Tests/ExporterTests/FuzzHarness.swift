@@ -1,8 +1,10 @@
-// Shared by the unit tests and the libFuzzer targets (scripts/fuzz.sh compiles this file into the
-// fuzzers together with the exporter's sources, with -D FUZZING).
-#if !FUZZING
+// Shared by the unit tests and the libFuzzer targets (scripts/fuzz.sh links this file into the
+// fuzzers with the exporter's modules).
+@testable import Barman
+@testable import Configuration
 @testable import Exporter
-#endif
+@testable import Exposition
+@testable import Platform
 
 /// What the fuzzers feed arbitrary bytes to. Any input must give a value or an error, never a
 /// crash, hang or unbounded allocation.

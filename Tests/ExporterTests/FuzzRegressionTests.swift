@@ -1,4 +1,8 @@
+@testable import Barman
+@testable import Configuration
 @testable import Exporter
+@testable import Exposition
+@testable import Platform
 import Testing
 
 /// Replays the fuzzers' seed corpus and every crash they ever found (Fuzz/README.md).

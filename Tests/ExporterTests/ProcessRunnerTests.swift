@@ -1,4 +1,8 @@
+@testable import Barman
+@testable import Configuration
 @testable import Exporter
+@testable import Exposition
+@testable import Platform
 import Testing
 
 #if canImport(Glibc)
@@ -146,8 +150,8 @@ struct ProcessRunnerTests {
 
         let searchPath = "/nonexistent:\(directoryNamedBarman):\(notExecutable):\(executable)"
         #expect(resolved("barman", searchPath: searchPath) == .success(executable + "/barman"))
-        #expect(resolved("barman", searchPath: "/nonexistent:\(notExecutable)") == .failure(CommandFailure("cannot run 'barman': \(notExecutable)/barman is not executable by this user; fix its permissions or set barman_command to the right path")))
-        #expect(resolved("barman", searchPath: "/nonexistent:\(directoryNamedBarman)") == .failure(CommandFailure("cannot run 'barman': not found in PATH (/nonexistent:\(directoryNamedBarman)); install barman or set barman_command to its full path")))
+        #expect(resolved("barman", searchPath: "/nonexistent:\(notExecutable)") == .failure(ChildProcessFailure("cannot run 'barman': \(notExecutable)/barman is not executable by this user; fix its permissions or set barman_command to the right path")))
+        #expect(resolved("barman", searchPath: "/nonexistent:\(directoryNamedBarman)") == .failure(ChildProcessFailure("cannot run 'barman': not found in PATH (/nonexistent:\(directoryNamedBarman)); install barman or set barman_command to its full path")))
         #expect(resolved("./barman", searchPath: searchPath) == .success("./barman"))
     }
 
@@ -263,6 +267,6 @@ func outcome(_ runner: some BarmanRunner, _ command: BarmanCommand) async -> Res
     }
 }
 
-private func resolved(_ name: String, searchPath: String?) -> Result<String, CommandFailure> {
-    Result { () throws(CommandFailure) in try ExecutableLookup.resolve(name, searchPath: searchPath) }
+private func resolved(_ name: String, searchPath: String?) -> Result<String, ChildProcessFailure> {
+    Result { () throws(ChildProcessFailure) in try ExecutableLookup.resolve(name, searchPath: searchPath) }
 }

@@ -1,3 +1,8 @@
+import Platform
+import Exposition
+import Configuration
+import Barman
+
 /// Chooses the exposition format and encoding from a scraper's Accept and Accept-Encoding.
 public enum ContentNegotiation {
     /// OpenMetrics 1.0.0 when the client ranks it above the text format (Prometheus does),

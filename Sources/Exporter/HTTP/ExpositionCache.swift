@@ -1,4 +1,8 @@
 import Synchronization
+import Platform
+import Exposition
+import Configuration
+import Barman
 
 /// The rendered `/metrics` bodies, per format, with their gzip made once.
 ///

@@ -3,6 +3,10 @@ import Glibc
 #endif
 import CMicroHTTPD
 import Synchronization
+import Platform
+import Exposition
+import Configuration
+import Barman
 
 /// A request as the routes see it: no C types.
 public struct HTTPRequest: Sendable {

@@ -1,3 +1,8 @@
+import Platform
+import Exposition
+import Configuration
+import Barman
+
 /// What each path answers. Every answer comes from memory: `/metrics` renders the current
 /// snapshot and never waits for barman.
 public struct Routes: Sendable {

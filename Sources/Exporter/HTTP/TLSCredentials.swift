@@ -1,4 +1,8 @@
 import CMicroHTTPD
+import Platform
+import Exposition
+import Configuration
+import Barman
 
 /// The result of loading TLS material the way the server will (GnuTLS).
 public enum TLSCredentials {

@@ -1,3 +1,8 @@
+import Platform
+import Exposition
+import Configuration
+import Barman
+
 /// What the command line asks for. Flags take one or two dashes, like the Go exporter's `-config`.
 public enum CommandLineAction: Equatable, Sendable {
     /// `webConfigPath`: `--web.config.file`, which wins over the config's `web_config_file`.

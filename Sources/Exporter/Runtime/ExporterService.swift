@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
+import Platform
+import Exposition
+import Configuration
+import Barman
 
 /// The running daemon: the pipeline, the HTTP server in front of it, and the switch from one
 /// config to the next on reload.
@@ -125,7 +126,7 @@ public final class ExporterService: Sendable {
             let replacement = try startServer(next, access: access)
             server.stop()
             return replacement
-        } catch where error.code == EADDRINUSE && next.port == current.port {
+        } catch where error.isAddressInUse && next.port == current.port {
             server.stop()
             do {
                 return try startServer(next, access: access)

@@ -1,6 +1,7 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import Platform
+import Exposition
+import Configuration
+import Barman
 
 /// What `main` does with the command line: check a config, run once, or run the daemon until a
 /// stop signal. Here rather than in `main.swift` so tests can drive it.

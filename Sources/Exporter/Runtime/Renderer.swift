@@ -1,4 +1,8 @@
 import Synchronization
+import Platform
+import Exposition
+import Configuration
+import Barman
 
 /// Renders each second's bodies just before the second starts, and a new snapshot's as soon as
 /// it is published, for the formats scraped lately (`ExpositionCache.prepare`): no scrape waits

@@ -1,3 +1,8 @@
+import Platform
+import Exposition
+import Configuration
+import Barman
+
 /// A long-running part of the daemon; it runs until its task is cancelled (or, for the signal
 /// handler, until a stop signal).
 public protocol Service: Sendable {

@@ -1,4 +1,8 @@
 import Synchronization
+import Platform
+import Exposition
+import Configuration
+import Barman
 
 /// Checks basic-auth credentials against the web config's bcrypt hashes, remembering the ones
 /// verified so that a scraper sending the same good password every 15 s pays bcrypt (about

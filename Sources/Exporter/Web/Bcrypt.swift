@@ -2,6 +2,10 @@
 import Glibc
 #endif
 import CCrypt
+import Platform
+import Exposition
+import Configuration
+import Barman
 
 /// The libcrypt adapter: bcrypt through the system's libxcrypt, which reads `$2y$` (what
 /// `htpasswd -B` writes), `$2b$` and `$2a$` hashes. This is the only file that sees libcrypt.

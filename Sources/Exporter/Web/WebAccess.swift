@@ -1,3 +1,8 @@
+import Platform
+import Exposition
+import Configuration
+import Barman
+
 /// The web config applied to each request before the routes: client certificate, then basic
 /// auth (exporter-toolkit's order), then the configured headers on every answer, refusals included.
 public struct WebAccess: Sendable {

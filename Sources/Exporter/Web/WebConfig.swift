@@ -1,3 +1,8 @@
+import Platform
+import Exposition
+import Configuration
+import Barman
+
 /// What `--web.config.file` asks for: TLS, client certificates, basic auth and extra response
 /// headers, in exporter-toolkit's format so the file written for node_exporter works here too.
 /// Loaded and checked by `WebConfigLoader`; the certificate files are read into it, so a server

@@ -1,3 +1,8 @@
+import Platform
+import Exposition
+import Configuration
+import Barman
+
 /// Reads and checks a web config file: every key known, every value of the right type, the
 /// certificate, key and CA files readable and usable together, the bcrypt hashes well-formed.
 /// Reports every problem at once as `FILE:LINE:COLUMN: message`. Keys exporter-toolkit has and

@@ -1,0 +1,155 @@
+import Synchronization
+import Platform
+import Exposition
+import Configuration
+
+/// barman's WAL catalog file of each server (`xlog.db`), read at every refresh from where
+/// `show-servers` last said it is: when the newest WAL segment reached barman's archive.
+///
+/// A file, no barman process. A catalog that cannot be read keeps its last value (and is
+/// logged once per new reason): the age then grows, so a WAL alert fires rather than staying silent.
+public final class WALCatalogCollector: Collector {
+    public static let answer = AnswerKey<[ServerName: Double]>("wal-catalog")
+
+    /// Why a server's catalog could not be read, while it cannot (logged when it changes).
+    private let problems = Mutex<[ServerName: String]>([:])
+
+    public init() {}
+
+    public var name: String { "wal-catalog" }
+    /// After show-servers when it runs in the same refresh (a new location); otherwise at once,
+    /// from the last location it gave.
+    public var schedule: Schedule { Schedule(.everyRefresh, after: ["show-servers"]) }
+    public var metrics: [MetricDefinition] { [Metric.lastArchivedWALTimestamp] }
+
+    public func collect(_ context: CollectContext) async {
+        let locations = (context.snapshot.servers ?? [:]).compactMapValues(\.walCatalog)
+        guard !locations.isEmpty else { return }
+        let files = context.files
+        let results = locations.mapValues { location in
+            Result { () throws(SystemError) -> Double? in try WALCatalog.newestArchiveTime(location, files: files) }
+        }
+        var times: [ServerName: Double] = [:]
+        for (server, result) in results {
+            switch result {
+            case .success(let time):
+                if problems.withLock({ $0.removeValue(forKey: server) }) != nil {
+                    context.logger.info("the WAL catalog is readable again", ["server": server.text])
+                }
+                if let time { times[server] = time }
+            case .failure(let error):
+                let isNew = problems.withLock { problems in
+                    defer { problems[server] = error.description }
+                    return problems[server] != error.description
+                }
+                if isNew {
+                    context.logger.error("cannot read the WAL catalog; barman_last_archived_wal_timestamp_seconds keeps its last value (run the exporter as barman's user)",
+                                         ["server": server.text, "error": error.description])
+                }
+            }
+        }
+        let unreadable = Set(results.filter { if case .failure = $0.value { true } else { false } }.keys)
+        let read = times
+        await context.publish { snapshot in
+            var kept = snapshot.lastArchivedWAL.filter { unreadable.contains($0.key) }
+            kept.merge(read) { _, new in new }
+            snapshot.lastArchivedWAL = kept
+        }
+    }
+
+    public func emit(_ snapshot: MetricsSnapshot, _ scrape: Scrape, into families: inout FamilyBuilder) {
+        for (name, time) in snapshot.lastArchivedWAL {
+            families.add(Metric.lastArchivedWALTimestamp, [name.text], time)
+        }
+    }
+}
+
+extension MetricsSnapshot {
+    /// Server -> Unix time its newest WAL segment was archived (its WAL catalog).
+    public var lastArchivedWAL: [ServerName: Double] {
+        get { self[WALCatalogCollector.answer] ?? [:] }
+        set { self[WALCatalogCollector.answer] = newValue }
+    }
+}
+
+extension Metric {
+    public static let lastArchivedWALTimestamp = MetricDefinition(
+        "barman_last_archived_wal_timestamp_seconds", .gauge,
+        "Unix time the newest WAL segment in barman's WAL catalog (xlog.db) of the server was archived by barman.", labels: ["server"])
+
+}
+
+/// Reads when the newest WAL file reached barman's archive, from barman's WAL catalog.
+///
+/// The catalog (`xlog.db`, `<server>-xlog.db` from barman 3.13) has one line per archived file,
+/// `NAME<TAB>SIZE<TAB>TIME<TAB>COMPRESSION` (3.19 adds a fifth, encryption), appended by
+/// `archive-wal` (run by `barman cron`) for streamed and `archive_command` WAL alike; TIME is the
+/// file's modification time when
+/// barman archived it (`WalFileInfo.from_file`). No barman command prints this: `status` and
+/// `show-servers` print PostgreSQL's archiver statistics only with `archiver = on`, and
+/// `show-backup` only the last WAL's name. Only the end of the file is read (a catalog gains a
+/// line per 16 MiB of WAL and can hold millions), without barman's lock and never written.
+public enum WALCatalog {
+    /// Enough for about a thousand lines; more is read only when those name no WAL segment.
+    static let initialTailBytes = 64 * 1024
+    static let maximumTailBytes = 4 * 1024 * 1024
+
+    /// Unix time the newest WAL segment in the catalog was archived; nil when the catalog lists
+    /// none (a new server) or does not exist yet (barman creates it on first use).
+    public static func newestArchiveTime(_ location: WALCatalogLocation, files: any BarmanFiles) throws(SystemError) -> Double? {
+        do {
+            return try newestArchiveTime(path: location.path, files: files)
+        } catch where error.isNotFound {
+            guard let legacy = location.legacyPath else { return nil }
+            do {
+                return try newestArchiveTime(path: legacy, files: files)
+            } catch where error.isNotFound {
+                return nil
+            }
+        }
+    }
+
+    private static func newestArchiveTime(path: String, files: any BarmanFiles) throws(SystemError) -> Double? {
+        var tailBytes = initialTailBytes
+        while true {
+            let (bytes, wholeFile) = try files.readTail(path: path, maxBytes: tailBytes)
+            if let newest = newestArchiveTime(in: bytes, startsAtLineBoundary: wholeFile) { return newest }
+            if wholeFile || tailBytes >= maximumTailBytes { return nil }
+            tailBytes *= 4
+        }
+    }
+
+    /// The largest TIME of the complete lines in `bytes` that name a WAL segment (24 hex
+    /// digits; `.history` and `.backup` files are not WAL arrival). A first line that may be
+    /// cut is skipped, and so is a last line without its newline (being written now).
+    public static func newestArchiveTime(in bytes: [UInt8], startsAtLineBoundary: Bool) -> Double? {
+        var newest: Double?
+        var lineStart = 0
+        if !startsAtLineBoundary {
+            guard let firstNewline = bytes.firstIndex(of: UInt8(ascii: "\n")) else { return nil }
+            lineStart = firstNewline + 1
+        }
+        var index = lineStart
+        while index < bytes.count {
+            if bytes[index] == UInt8(ascii: "\n") {
+                if let time = segmentTime(bytes[lineStart..<index]) {
+                    newest = max(newest ?? time, time)
+                }
+                lineStart = index + 1
+            }
+            index += 1
+        }
+        return newest
+    }
+
+    private static func segmentTime(_ line: ArraySlice<UInt8>) -> Double? {
+        let fields = line.split(separator: UInt8(ascii: "\t"), omittingEmptySubsequences: false)
+        guard fields.count >= 3, fields[0].count == 24, fields[0].allSatisfy(isHexDigit) else { return nil }
+        guard let time = Double(String(decoding: fields[2], as: UTF8.self)), time.isFinite, time > 0 else { return nil }
+        return time
+    }
+
+    private static func isHexDigit(_ byte: UInt8) -> Bool {
+        (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x46) || (byte >= 0x61 && byte <= 0x66)
+    }
+}

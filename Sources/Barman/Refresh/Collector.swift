@@ -1,0 +1,118 @@
+import Platform
+import Exposition
+import Configuration
+
+/// One source of facts about barman: a barman command (or a file barman writes), how its answer
+/// is decoded, when it is asked again, the metric families made from it and how they are
+/// emitted, all in one file, as node_exporter's collectors are. `Collectors.all` lists them.
+///
+/// A collector never runs twice at a time. It reads what other collectors published from the
+/// snapshot (`after` makes it wait for them when they run in the same refresh) and publishes
+/// its own answer, data and health together, through its `CollectContext`.
+public protocol Collector: Sendable {
+    /// Its name in logs and in other collectors' `after` and `notWhileRunning`.
+    var name: String { get }
+    /// Every family `emit` adds to; `Metric.all` and docs/metrics.md are checked against these.
+    var metrics: [MetricDefinition] { get }
+    /// When the refresher runs it; `.never` for a collector that only emits.
+    var schedule: Schedule { get }
+    /// One run: asks barman (or reads a file) and publishes what it learnt.
+    func collect(_ context: CollectContext) async
+    /// Its samples for a scrape, from the snapshot (and, for the process, the scrape's figures).
+    func emit(_ snapshot: MetricsSnapshot, _ scrape: Scrape, into families: inout FamilyBuilder)
+}
+
+extension Collector {
+    public var schedule: Schedule { .never }
+    public func collect(_ context: CollectContext) async {}
+}
+
+/// When a collector runs, and what it must not overlap.
+public struct Schedule: Sendable {
+    public enum Due: Sendable {
+        /// Never run by the refresher (the collector only emits).
+        case never
+        /// At every refresh; the collector decides itself what is worth asking.
+        case everyRefresh
+        /// When the last usable answer is older than this setting (asked again at every
+        /// refresh while it fails).
+        case afterTTL(@Sendable (RefreshSettings) -> Duration)
+        /// Once after start and after each reload, until it gives a usable answer.
+        case oncePerReload
+    }
+
+    public var due: Due
+    /// Collectors it waits for when they start in the same refresh, because it reads what they
+    /// publish; one still running from an earlier refresh is not waited for (the last answer
+    /// it published is used).
+    public var after: Set<String>
+    /// Collectors that must not run while it does. It does not start while one of them runs,
+    /// and those due in the same refresh start once it is done.
+    public var notWhileRunning: Set<String>
+
+    public init(_ due: Due, after: Set<String> = [], notWhileRunning: Set<String> = []) {
+        self.due = due
+        self.after = after
+        self.notWhileRunning = notWhileRunning
+    }
+
+    public static let never = Schedule(.never)
+}
+
+/// What a scrape passes to emission besides the snapshot.
+public struct Scrape: Sendable {
+    /// The scrape's time (whole seconds in the daemon), for ages.
+    public var now: Double
+    /// The exporter's own process figures; nil for `--once` and in tests.
+    public var process: ProcessStatistics?
+
+    public init(now: Double, process: ProcessStatistics? = nil) {
+        self.now = now
+        self.process = process
+    }
+}
+
+/// What a collector can do while it runs: run barman, read barman's files, publish.
+public struct CollectContext: Sendable {
+    let refresher: Refresher
+    let collector: String
+    /// The barman source this run belongs to; answers of a source a reload replaced are dropped.
+    let generation: UInt64
+    public let files: any BarmanFiles
+    public let logger: Logger
+
+    /// The snapshot as published so far: what other collectors answered.
+    public var snapshot: MetricsSnapshot { refresher.store.snapshot }
+
+    /// Runs `command` once a barman slot is free (and while `stillDue` says so), decodes its
+    /// output and publishes, in one store update, its health and, when usable, `publish`'s
+    /// change. The decoded value, or nil when there was none.
+    @discardableResult
+    public func run<Value: Sendable>(_ command: BarmanCommand, stillDue: @escaping @Sendable () -> Bool = { true },
+                                     decode: @escaping @Sendable (CommandOutput) throws(DecodeFailure) -> Value,
+                                     publish: @escaping @Sendable (Value, inout MetricsSnapshot) -> Void) async -> Value? {
+        await refresher.run(command, for: self, stillDue: stillDue, decode: decode, publish: publish)
+    }
+
+    /// Publishes data that came from no barman command (a file), unless a reload replaced the
+    /// barman source meanwhile.
+    public func publish(_ change: @Sendable (inout MetricsSnapshot) -> Void) async {
+        await refresher.publish(change, generation: generation)
+    }
+}
+
+/// Files barman writes that some collectors read (its WAL catalog); the mock integration
+/// serves embedded ones.
+public protocol BarmanFiles: Sendable {
+    /// The end of a file, read without taking barman's lock, and whether it is the whole file.
+    func readTail(path: String, maxBytes: Int) throws(SystemError) -> (bytes: [UInt8], wholeFile: Bool)
+}
+
+/// barman's files on this host.
+public struct LocalBarmanFiles: BarmanFiles {
+    public init() {}
+
+    public func readTail(path: String, maxBytes: Int) throws(SystemError) -> (bytes: [UInt8], wholeFile: Bool) {
+        try FileReader.readTail(path: path, maxBytes: maxBytes)
+    }
+}

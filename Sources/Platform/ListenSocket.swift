@@ -1,0 +1,110 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// A bound, listening TCP socket. Created by us rather than by libmicrohttpd so that host names
+/// resolve, errors are precise, the real port is known when port 0 was asked for, and a reload
+/// can open the new socket before the old server is stopped.
+public final class ListenSocket: Sendable {
+    /// -1 once closed or handed over.
+    private let descriptor: Atomic<Int32>
+    public let port: Int
+    public let displayAddress: String
+
+    /// Binds to `address` (IP literal or host name; the first resolved address that binds wins).
+    public init(address: String, port: Int, backlog: Int32 = 128) throws(SystemError) {
+        let display = address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)"
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
+        var list: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(address, String(port), &hints, &list)
+        guard status == 0, let first = list else {
+            let reason = status == EAI_SYSTEM ? String(cString: strerror(errno)) : String(cString: gai_strerror(status))
+            throw SystemError(message: "cannot resolve listen address '\(address)': \(reason)")
+        }
+        defer { freeaddrinfo(list) }
+
+        var lastError = SystemError("bind", display, code: EADDRNOTAVAIL)
+        var candidate: UnsafeMutablePointer<addrinfo>? = first
+        while let info = candidate {
+            candidate = info.pointee.ai_next
+            do {
+                let fd = try Self.listeningSocket(info.pointee, display: display, backlog: backlog)
+                let boundPort = Self.localPort(fd) ?? port
+                descriptor = Atomic(fd)
+                self.port = boundPort
+                self.displayAddress = address.contains(":") ? "[\(address)]:\(boundPort)" : "\(address):\(boundPort)"
+                return
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError
+    }
+
+    /// The socket, or -1 once closed.
+    public var fileDescriptor: Int32 { descriptor.load(ordering: .acquiring) }
+
+    /// A socket of `info`'s family, bound and listening.
+    private static func listeningSocket(_ info: addrinfo, display: String, backlog: Int32) throws(SystemError) -> Int32 {
+        let fd = try System.call("socket", "create a socket for", on: display) {
+            socket(info.ai_family, info.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), info.ai_protocol)
+        }
+        do {
+            var yes: Int32 = 1
+            try System.call("setsockopt", "set SO_REUSEADDR on", on: display) {
+                setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
+            }
+            if info.ai_family == AF_INET6 {
+                // "::" means every address, IPv4 included; "::1" stays IPv6-only by nature.
+                var no: Int32 = 0
+                try System.call("setsockopt", "clear IPV6_V6ONLY on", on: display) {
+                    setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &no, socklen_t(MemoryLayout<Int32>.size))
+                }
+            }
+            try System.call("bind", on: display) { bind(fd, info.ai_addr, info.ai_addrlen) }
+            try System.call("listen", "listen on", on: display) { listen(fd, backlog) }
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// The port the kernel bound `fd` to (the real one when port 0 was asked for).
+    private static func localPort(_ fd: Int32) -> Int? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        return withUnsafeMutablePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address -> Int? in
+                guard getsockname(fd, address, &length) == 0 else { return nil }
+                if address.pointee.sa_family == sa_family_t(AF_INET6) {
+                    return address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) }
+                }
+                return address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) }
+            }
+        }
+    }
+
+    /// Whether `text` is an IPv4 or IPv6 address literal (inet_pton), not a host name.
+    public static func isIPLiteral(_ text: String) -> Bool {
+        var ipv4 = in_addr()
+        var ipv6 = in6_addr()
+        return inet_pton(AF_INET, text, &ipv4) == 1 || inet_pton(AF_INET6, text, &ipv6) == 1
+    }
+
+    public func close() {
+        let fd = descriptor.exchange(-1, ordering: .acquiringAndReleasing)
+        if fd >= 0 { System.close(fd) }
+    }
+
+    /// For when someone else (libmicrohttpd) has closed the descriptor.
+    package func relinquish() {
+        descriptor.store(-1, ordering: .releasing)
+    }
+
+    deinit { close() }
+}
