@@ -114,22 +114,41 @@ struct HostileInputTests {
         try harness.answerFromFixtures("3.4.0")
         await harness.refresher.refreshCycle()
         let script = harness.directory + "/hanging-barman"
-        try TestSupport.write("#!/bin/sh\nexec sleep 600\n", to: script, mode: 0o755)
-        var runner = ProcessBarmanRunner(executable: script, configFile: nil, timeout: .seconds(1))
+        let started = harness.directory + "/started"
+        // Records its pid, then hangs (exec keeps the pid: the sleep is barman).
+        try TestSupport.write("#!/bin/sh\necho $$ >> '\(started)'\nexec sleep 600\n", to: script, mode: 0o755)
+        var runner = ProcessBarmanRunner(executable: script, configFile: nil, timeout: .seconds(2))
         runner.killGracePeriod = .milliseconds(200)
         await harness.refresher.reconfigure(runner: runner, settings: RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, refreshInterval: .seconds(60)),
                                             sourceChanged: false)
-        let cycle = Task { await harness.refresher.refreshCycle() }
-        // While barman hangs, a scrape is answered from the last snapshot.
-        let routes = Routes(store: harness.store, now: { 1795544800 })
-        let response = routes.handle(HTTPRequest(method: "GET", path: "/metrics"))
-        #expect(response.status == 200)
-        #expect(String(decoding: response.body, as: UTF8.self).contains("barman_backups_total{server=\"pg\"} 2\n"))
-        await cycle.value
+        let clock = ContinuousClock()
+        let cycleStart = clock.now
+        let refresher = harness.refresher
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await refresher.refreshCycle() }
+            try await TestSupport.waitUntil("barman hangs") { startedPIDs(started).count >= 2 }
+            // While barman hangs, a scrape is answered from the last snapshot, and it is answered
+            // while the refresh still waits for barman: it never waited for it.
+            let routes = Routes(store: harness.store, now: { 1795544800 })
+            let response = routes.handle(HTTPRequest(method: "GET", path: "/metrics"))
+            #expect(response.status == 200)
+            #expect(String(decoding: response.body, as: UTF8.self).contains("barman_backups_total{server=\"pg\"} 2\n"))
+            #expect(await refresher.isRunning("list-backups"), "the scrape was answered only after barman's run ended")
+            try await group.waitForAll()
+        }
+        // The refresh ended because barman was killed at the timeout, not because it answered.
+        #expect(clock.now - cycleStart >= .seconds(2))
+        let pids = startedPIDs(started)
+        #expect(!pids.isEmpty && pids.allSatisfy { kill($0, 0) != 0 }, "a hanging barman is still running")
         let after = harness.store.snapshot
         #expect(after.health["list-backups"]?.lastRunSucceeded == false)
         #expect(after.health["check"]?.lastRunSucceeded == false)
         #expect(after.backups?.count == 3)
+    }
+
+    func startedPIDs(_ path: String) -> [pid_t] {
+        let text = String(decoding: (try? FileReader.readAll(path: path, limit: 1 << 16)) ?? [], as: UTF8.self)
+        return text.split(separator: "\n").compactMap { pid_t($0) }
     }
 
     /// Names barman could report (a server or check named by an operator), through decoding,
