@@ -51,11 +51,59 @@ public enum YAMLFlatMap {
                     break
                 }
                 let done = event.type == YAML_STREAM_END_EVENT
-                handler.handle(&event)
+                let secondDocument = dispatch(&event, to: &handler, file: file)
                 yaml_event_delete(&event)
-                if done || handler.stopped { break }
+                if done || secondDocument || handler.stopped { break }
             }
         }
+    }
+
+    /// The rules every YAML file of the exporter follows, then the event in Swift terms: one
+    /// document, no aliases, anchors or tags (each a positioned problem). True at a second
+    /// document, where reading stops.
+    private static func dispatch<Handler: YAMLEventHandler>(_ event: inout yaml_event_t, to handler: inout Handler, file: String) -> Bool {
+        // libyaml's marks are 0-based.
+        let line = Int(event.start_mark.line) + 1
+        let column = Int(event.start_mark.column) + 1
+        func problem(_ message: String) {
+            guard !handler.isSkipping else { return }
+            handler.problems.append(ConfigProblem(file: file, line: line, column: column, message: message))
+        }
+        switch event.type {
+        case YAML_DOCUMENT_START_EVENT:
+            handler.documents += 1
+            if handler.documents == 2 {
+                problem("more than one YAML document; \(handler.documentRule)")
+                return true
+            }
+        case YAML_ALIAS_EVENT:
+            problem("aliases (*name) are not supported\(handler.keyPhrase); write the value out")
+            handler.alias()
+        case YAML_SCALAR_EVENT:
+            let scalar = event.data.scalar
+            if scalar.anchor != nil { problem("anchors (&name) are not supported\(handler.keyPhrase)") }
+            if scalar.tag != nil { problem("tags (!tag) are not supported\(handler.keyPhrase); write a plain or quoted value") }
+            var text = ""
+            if let pointer = scalar.value, scalar.length > 0 {
+                // libyaml has already rejected invalid UTF-8, so decoding cannot lose data here.
+                text = String(decoding: UnsafeBufferPointer(start: pointer, count: scalar.length), as: UTF8.self)
+            }
+            handler.scalar(YAMLScalar(value: text, plain: scalar.style == YAML_PLAIN_SCALAR_STYLE, line: line, column: column))
+        case YAML_MAPPING_START_EVENT, YAML_SEQUENCE_START_EVENT:
+            let isMapping = event.type == YAML_MAPPING_START_EVENT
+            let anchor = isMapping ? event.data.mapping_start.anchor : event.data.sequence_start.anchor
+            let tag = isMapping ? event.data.mapping_start.tag : event.data.sequence_start.tag
+            if handler.checksCollection(atDepth: handler.depth + 1) {
+                if anchor != nil { problem("anchors (&name) are not supported") }
+                if tag != nil { problem("tags (!tag) are not supported") }
+            }
+            handler.collectionStart(isMapping: isMapping, line: line, column: column)
+        case YAML_MAPPING_END_EVENT, YAML_SEQUENCE_END_EVENT:
+            handler.collectionEnd()
+        default:
+            break
+        }
+        return false
     }
 
     /// libyaml's marks are 0-based; reader errors (bad UTF-8, control characters) only carry a
@@ -92,25 +140,44 @@ public enum YAMLFlatMap {
     }
 }
 
-/// What `YAMLFlatMap.feed` gives libyaml's events to.
+/// What `YAMLFlatMap.feed` gives the events of a document to, after the rules every file
+/// follows were checked.
 protocol YAMLEventHandler {
     var problems: [ConfigProblem] { get set }
     /// Set to stop reading (a mistake that makes the rest meaningless or too costly).
     var stopped: Bool { get }
-    mutating func handle(_ event: inout yaml_event_t)
+    /// Documents started so far (reading stops at the second).
+    var documents: Int { get set }
+    /// What the file must be, for the second-document message ("the file is a single mapping").
+    var documentRule: String { get }
+    /// " (key 'name')" while a key waits for its value, for messages; "" otherwise.
+    var keyPhrase: String { get }
+    /// Inside a value the handler rejected: no more problems are reported from within it.
+    var isSkipping: Bool { get }
+    /// Open collections (0 at the top).
+    var depth: Int { get }
+    /// Whether anchors and tags of a collection starting at `depth` are reported (a handler that
+    /// rejects the collection anyway says so once).
+    func checksCollection(atDepth depth: Int) -> Bool
+    mutating func scalar(_ scalar: YAMLScalar)
+    mutating func collectionStart(isMapping: Bool, line: Int, column: Int)
+    mutating func collectionEnd()
+    /// After an alias, which the rules already reported.
+    mutating func alias()
 }
 
-/// Turns the libyaml event stream into entries, tracking where in the document it is.
+/// Turns a flat mapping's events into entries, tracking where in the document it is.
 private struct EventWalker: YAMLEventHandler {
     let file: String
     var entries: [YAMLEntry] = []
     var problems: [ConfigProblem] = []
+    var documents = 0
+    let documentRule = "the config is a single flat mapping"
 
-    private var documents = 0
     /// Depth of mappings/sequences; 1 = inside the top-level mapping.
-    private var depth = 0
+    private(set) var depth = 0
     /// Inside the top-level mapping: the key waiting for its value.
-    private var pendingKey: (name: String, line: Int, column: Int)?
+    private var pendingKey: YAMLScalar?
     /// Set while skipping a rejected nested value, so its contents do not produce more errors.
     private var skipDepth: Int?
     /// Set when a rejected value nests deeper than `deepestSkipped`: parsing stops there, since
@@ -123,91 +190,62 @@ private struct EventWalker: YAMLEventHandler {
         self.file = file
     }
 
-    private mutating func problem(_ mark: yaml_mark_t, _ message: String) {
-        problems.append(ConfigProblem(file: file, line: Int(mark.line) + 1, column: Int(mark.column) + 1, message: message))
+    var isSkipping: Bool { skipDepth != nil }
+    var keyPhrase: String { pendingKey.map { " (key '\($0.value)')" } ?? "" }
+
+    /// Only the top-level mapping's: a nested collection is rejected as such.
+    func checksCollection(atDepth depth: Int) -> Bool { depth == 1 }
+
+    private mutating func problem(_ line: Int, _ column: Int, _ message: String) {
+        problems.append(ConfigProblem(file: file, line: line, column: column, message: message))
     }
 
-    private func keyPhrase() -> String {
-        pendingKey.map { " (key '\($0.name)')" } ?? ""
+    mutating func alias() {
+        if skipDepth == nil { pendingKey = nil }
     }
 
-    mutating func handle(_ event: inout yaml_event_t) {
-        let mark = event.start_mark
-        switch event.type {
-        case YAML_DOCUMENT_START_EVENT:
-            documents += 1
-            if documents == 2 {
-                problem(mark, "more than one YAML document; the config is a single flat mapping")
+    mutating func scalar(_ scalar: YAMLScalar) {
+        guard skipDepth == nil else { return }
+        if depth == 0 {
+            // A bare scalar document: only "nothing" (empty or ~) is acceptable and means defaults.
+            if !scalar.isNull {
+                problem(scalar.line, scalar.column, "the config must be a mapping of 'key: value' lines, found a single value")
             }
-        case YAML_ALIAS_EVENT:
-            if skipDepth == nil {
-                problem(mark, "aliases (*name) are not supported\(keyPhrase()); write the value out")
-                pendingKey = nil
-            }
-        case YAML_SCALAR_EVENT:
-            let scalar = event.data.scalar
-            let text = Self.string(scalar.value, scalar.length)
-            guard skipDepth == nil, documents == 1 else { return }
-            if scalar.anchor != nil {
-                problem(mark, "anchors (&name) are not supported\(keyPhrase())")
-            }
-            if scalar.tag != nil {
-                problem(mark, "tags (!tag) are not supported\(keyPhrase()); write a plain or quoted value")
-            }
-            if depth == 0 {
-                // A bare scalar document: only "nothing" (empty or ~) is acceptable and means defaults.
-                let isNothing = scalar.style == YAML_PLAIN_SCALAR_STYLE && (text.isEmpty || text == "~" || text == "null")
-                if !isNothing {
-                    problem(mark, "the config must be a mapping of 'key: value' lines, found a single value")
-                }
-                return
-            }
-            if let key = pendingKey {
-                entries.append(YAMLEntry(
-                    key: key.name, keyLine: key.line, keyColumn: key.column,
-                    value: text,
-                    valueLine: Int(mark.line) + 1, valueColumn: Int(mark.column) + 1))
-                pendingKey = nil
-            } else {
-                pendingKey = (text, Int(mark.line) + 1, Int(mark.column) + 1)
-            }
-        case YAML_MAPPING_START_EVENT, YAML_SEQUENCE_START_EVENT:
-            let isMapping = event.type == YAML_MAPPING_START_EVENT
-            depth += 1
-            if let skipDepth, depth - skipDepth >= Self.deepestSkipped { stopped = true }
-            guard skipDepth == nil, documents == 1 else { return }
-            if depth == 1 {
-                if !isMapping {
-                    problem(mark, "the config must be a mapping of 'key: value' lines, found a list")
-                    skipDepth = depth
-                    return
-                }
-                let anchor = event.data.mapping_start.anchor
-                let tag = event.data.mapping_start.tag
-                if anchor != nil { problem(mark, "anchors (&name) are not supported") }
-                if tag != nil { problem(mark, "tags (!tag) are not supported") }
-                return
-            }
-            let kind = isMapping ? "mapping" : "list"
-            if let key = pendingKey {
-                problem(mark, "'\(key.name)' has a nested \(kind); all options are first-level (\"key: value\")")
-            } else {
-                problem(mark, "a \(kind) cannot be a key; all options are first-level (\"key: value\")")
-            }
+            return
+        }
+        if let key = pendingKey {
+            entries.append(YAMLEntry(key: key.value, keyLine: key.line, keyColumn: key.column,
+                                     value: scalar.value, valueLine: scalar.line, valueColumn: scalar.column))
             pendingKey = nil
-            skipDepth = depth
-        case YAML_MAPPING_END_EVENT, YAML_SEQUENCE_END_EVENT:
-            if skipDepth == depth { skipDepth = nil }
-            depth -= 1
-        default:
-            break
+        } else {
+            pendingKey = scalar
         }
     }
 
-    private static func string(_ pointer: UnsafeMutablePointer<yaml_char_t>?, _ length: Int) -> String {
-        guard let pointer, length > 0 else { return "" }
-        // libyaml has already rejected invalid UTF-8, so decoding cannot lose data here.
-        return String(decoding: UnsafeBufferPointer(start: pointer, count: length), as: UTF8.self)
+    mutating func collectionStart(isMapping: Bool, line: Int, column: Int) {
+        depth += 1
+        if let skipDepth, depth - skipDepth >= Self.deepestSkipped { stopped = true }
+        guard skipDepth == nil else { return }
+        if depth == 1 {
+            if !isMapping {
+                problem(line, column, "the config must be a mapping of 'key: value' lines, found a list")
+                skipDepth = depth
+            }
+            return
+        }
+        let kind = isMapping ? "mapping" : "list"
+        if let key = pendingKey {
+            problem(line, column, "'\(key.value)' has a nested \(kind); all options are first-level (\"key: value\")")
+        } else {
+            problem(line, column, "a \(kind) cannot be a key; all options are first-level (\"key: value\")")
+        }
+        pendingKey = nil
+        skipDepth = depth
+    }
+
+    mutating func collectionEnd() {
+        if skipDepth == depth { skipDepth = nil }
+        depth -= 1
     }
 }
 
@@ -276,13 +314,16 @@ public enum YAMLTree {
     }
 }
 
-/// Builds the tree from libyaml's events with a stack of open collections.
+/// Builds the tree from a document's events with a stack of open collections.
 private struct TreeBuilder: YAMLEventHandler {
     let file: String
     var problems: [ConfigProblem] = []
     var root: YAMLNode?
     private(set) var stopped = false
-    private var documents = 0
+    var documents = 0
+    let documentRule = "the file is a single mapping"
+    let keyPhrase = ""
+    let isSkipping = false
 
     private enum Open {
         case mapping(entries: [(key: YAMLScalar, value: YAMLNode)], pendingKey: YAMLScalar?, line: Int, column: Int)
@@ -294,60 +335,40 @@ private struct TreeBuilder: YAMLEventHandler {
         self.file = file
     }
 
+    var depth: Int { stack.count }
+    func checksCollection(atDepth depth: Int) -> Bool { true }
+
     private mutating func problem(_ line: Int, _ column: Int, _ message: String) {
         problems.append(ConfigProblem(file: file, line: line, column: column, message: message))
     }
 
-    mutating func handle(_ event: inout yaml_event_t) {
-        let line = Int(event.start_mark.line) + 1
-        let column = Int(event.start_mark.column) + 1
-        switch event.type {
-        case YAML_DOCUMENT_START_EVENT:
-            documents += 1
-            if documents == 2 {
-                problem(line, column, "more than one YAML document; the file is a single mapping")
-                stopped = true
-            }
-        case YAML_ALIAS_EVENT:
-            problem(line, column, "aliases (*name) are not supported; write the value out")
+    mutating func alias() {
+        stopped = true
+    }
+
+    mutating func scalar(_ scalar: YAMLScalar) {
+        add(.scalar(scalar))
+    }
+
+    mutating func collectionStart(isMapping: Bool, line: Int, column: Int) {
+        if stack.count >= YAMLTree.maximumDepth {
+            problem(line, column, "nested more than \(YAMLTree.maximumDepth) levels deep")
             stopped = true
-        case YAML_SCALAR_EVENT:
-            let scalar = event.data.scalar
-            if scalar.anchor != nil { problem(line, column, "anchors (&name) are not supported") }
-            if scalar.tag != nil { problem(line, column, "tags (!tag) are not supported; write a plain or quoted value") }
-            let text: String
-            if let pointer = scalar.value, scalar.length > 0 {
-                // libyaml has already rejected invalid UTF-8.
-                text = String(decoding: UnsafeBufferPointer(start: pointer, count: scalar.length), as: UTF8.self)
-            } else {
-                text = ""
-            }
-            add(.scalar(YAMLScalar(value: text, plain: scalar.style == YAML_PLAIN_SCALAR_STYLE, line: line, column: column)))
-        case YAML_MAPPING_START_EVENT, YAML_SEQUENCE_START_EVENT:
-            let isMapping = event.type == YAML_MAPPING_START_EVENT
-            let anchor = isMapping ? event.data.mapping_start.anchor : event.data.sequence_start.anchor
-            let tag = isMapping ? event.data.mapping_start.tag : event.data.sequence_start.tag
-            if anchor != nil { problem(line, column, "anchors (&name) are not supported") }
-            if tag != nil { problem(line, column, "tags (!tag) are not supported") }
-            if stack.count >= YAMLTree.maximumDepth {
-                problem(line, column, "nested more than \(YAMLTree.maximumDepth) levels deep")
-                stopped = true
-                return
-            }
-            if case .mapping(_, nil, _, _)? = stack.last {
-                problem(line, column, "a \(isMapping ? "mapping" : "list") cannot be a key")
-                stopped = true
-                return
-            }
-            stack.append(isMapping ? .mapping(entries: [], pendingKey: nil, line: line, column: column) : .sequence(items: [], line: line, column: column))
-        case YAML_MAPPING_END_EVENT, YAML_SEQUENCE_END_EVENT:
-            guard let open = stack.popLast() else { return }
-            switch open {
-            case .mapping(let entries, _, let line, let column): add(.mapping(entries, line: line, column: column))
-            case .sequence(let items, let line, let column): add(.sequence(items, line: line, column: column))
-            }
-        default:
-            break
+            return
+        }
+        if case .mapping(_, nil, _, _)? = stack.last {
+            problem(line, column, "a \(isMapping ? "mapping" : "list") cannot be a key")
+            stopped = true
+            return
+        }
+        stack.append(isMapping ? .mapping(entries: [], pendingKey: nil, line: line, column: column) : .sequence(items: [], line: line, column: column))
+    }
+
+    mutating func collectionEnd() {
+        guard let open = stack.popLast() else { return }
+        switch open {
+        case .mapping(let entries, _, let line, let column): add(.mapping(entries, line: line, column: column))
+        case .sequence(let items, let line, let column): add(.sequence(items, line: line, column: column))
         }
     }
 
