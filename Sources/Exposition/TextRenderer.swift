@@ -20,8 +20,6 @@ public enum ExpositionFormat: Sendable, Hashable {
 /// without its `_total` suffix, puts TYPE before HELP, and ends with `# EOF`. Values use the
 /// shortest representation that parses back to the same double.
 public enum TextRenderer {
-    public static let contentType = ExpositionFormat.text.contentType
-
     public static func render(_ families: [MetricFamily], format: ExpositionFormat = .text) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(families.reduce(0) { $0 + 160 + $1.samples.count * 64 })

@@ -104,7 +104,7 @@ struct HTTPTests {
             let connection = try RawHTTPConnection(port: exporter.port)
             let head = try connection.request("HEAD", "/metrics")
             #expect(head.status == 200)
-            #expect(head.headers["content-type"] == TextRenderer.contentType)
+            #expect(head.headers["content-type"] == ExpositionFormat.text.contentType)
             #expect(Int(head.headers["content-length"] ?? "") ?? 0 > 0)
             // The connection is still usable, so no body bytes were sent after the headers.
             #expect(try connection.request("GET", "/").status == 200)

@@ -129,7 +129,7 @@ struct NegotiationTests {
         #expect(openMetrics.body.prefix(2) == [0x1F, 0x8B])
         #expect(openMetrics.body.count < plain.body.count / 3)
         let gzippedText = try connection.request("GET", "/metrics", headers: ["Accept-Encoding: gzip, deflate"])
-        #expect(gzippedText.headers["content-type"] == TextRenderer.contentType)
+        #expect(gzippedText.headers["content-type"] == ExpositionFormat.text.contentType)
         #expect(gzippedText.headers["content-encoding"] == "gzip")
         #expect(plain.headers["content-encoding"] == nil)
     }

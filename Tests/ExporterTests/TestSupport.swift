@@ -143,3 +143,8 @@ final class LogCapture {
         get throws { String(decoding: try FileReader.readAll(path: path, limit: 1 << 20), as: UTF8.self) }
     }
 }
+
+extension HTTPResponse {
+    /// The payload's bytes, for assertions.
+    var body: [UInt8] { payload.bytes }
+}

@@ -212,15 +212,15 @@ extension BarmanDecoding {
             try reader.skipValue()
         }
         guard case .string(let backupID)? = id else { throw missing("backup_id", context) }
-        let where_ = "\(context): backup '\(backupID)'"
-        guard case .string(let statusText)? = status else { throw missing("status", where_) }
+        let backupContext = "\(context): backup '\(backupID)'"
+        guard case .string(let statusText)? = status else { throw missing("status", backupContext) }
         var backup = BackupSummary(id: backupID, status: statusText)
         if case .string(let text)? = type { backup.backupType = text }
         if case .string(let text)? = retention { backup.retentionStatus = text }
         if backup.isDone {
-            guard let endTime = integer(end) else { throw missing("end_time_timestamp", where_) }
-            guard let sizeBytes = number(size) else { throw missing("size_bytes", where_) }
-            guard let walSizeBytes = number(walSize) else { throw missing("wal_size_bytes", where_) }
+            guard let endTime = integer(end) else { throw missing("end_time_timestamp", backupContext) }
+            guard let sizeBytes = number(size) else { throw missing("size_bytes", backupContext) }
+            guard let walSizeBytes = number(walSize) else { throw missing("wal_size_bytes", backupContext) }
             backup.endTime = endTime
             backup.sizeBytes = sizeBytes
             backup.walSizeBytes = walSizeBytes

@@ -94,8 +94,6 @@ public struct HTTPResponse: Sendable {
         self.headers = headers
         self.payload = payload
     }
-
-    public var body: [UInt8] { payload.bytes }
 }
 
 public typealias HTTPHandler = @Sendable (HTTPRequest) -> HTTPResponse

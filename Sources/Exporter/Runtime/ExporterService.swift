@@ -52,26 +52,23 @@ public final class ExporterService: Sendable {
     /// problem. An invalid web config keeps the running one (TLS and users) while a valid
     /// config file still applies.
     public func reload(reason: String) async {
-        let next: Config
+        let files: ConfigFiles
         do {
-            let loaded = try ConfigLoader.load(path: configPath)
-            next = loaded.config
-            for warning in loaded.warnings { logger.warn(warning, ["file": configPath]) }
+            files = try ConfigFiles.load(configPath: configPath, webConfigFlag: webConfigFlag)
         } catch {
             logger.error("config reload failed; still running on the previous config", ["signal": reason, "problems": error.description])
             return
         }
+        let next = files.config
+        for warning in files.warnings { logger.warn(warning.message, ["file": warning.file]) }
         logger.level = next.logLevel
         let (current, server, currentAccess) = state.withLock { ($0.config, $0.server, $0.web) }
         var access = currentAccess
-        let webPath = Lifecycle.webConfigPath(flag: webConfigFlag, config: next, configPath: configPath)
-        do {
-            let web = try webPath.map { path throws(ConfigError) in try WebConfigLoader.load(path: path) } ?? WebConfig()
-            if web != currentAccess.config {
-                access = WebAccess(config: web)
-                for warning in WebAccess.warnings(web, file: webPath ?? "", now: WallClock.nowSeconds()) { logger.warn(warning, ["file": webPath ?? ""]) }
-            }
-        } catch {
+        let webPath = files.webPath
+        switch files.web {
+        case .success(let web):
+            if web != currentAccess.config { access = WebAccess(config: web) }
+        case .failure(let error):
             logger.error("web config reload failed; still serving with the previous TLS and users", ["signal": reason, "problems": error.description])
         }
         var applied = next

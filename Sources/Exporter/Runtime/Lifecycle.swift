@@ -24,12 +24,9 @@ public enum Lifecycle {
             return 0
         case .checkConfig(let path, let webPath):
             do {
-                let loaded = try ConfigLoader.load(path: path)
-                for warning in loaded.warnings { printError("\(path): warning: \(warning)") }
-                if let webPath = webConfigPath(flag: webPath, config: loaded.config, configPath: path) {
-                    let web = try WebConfigLoader.load(path: webPath)
-                    for warning in WebAccess.warnings(web, file: webPath, now: WallClock.nowSeconds()) { printError("\(webPath): warning: \(warning)") }
-                }
+                let files = try ConfigFiles.load(configPath: path, webConfigFlag: webPath)
+                for warning in files.warnings { printError("\(warning.file): warning: \(warning.message)") }
+                _ = try files.web.get()
                 print("OK")
                 return 0
             } catch {
@@ -48,7 +45,8 @@ public enum Lifecycle {
     /// SIGTERM or SIGINT stops it at once, barman's process groups with it (status 128 + signal,
     /// nothing written).
     static func runOnce(configPath: String, output: String?) async -> Int32 {
-        guard let (config, logger) = loadForStart(configPath) else { return 2 }
+        guard let (files, _, logger) = loadForStart(configPath) else { return 2 }
+        let config = files.config
         let signals: AsyncStream<Int32>
         do {
             signals = try Signals.stream()
@@ -98,40 +96,24 @@ public enum Lifecycle {
         return snapshot.health.values.allSatisfy(\.lastRunSucceeded) ? 0 : 1
     }
 
-    /// The config and a logger at its level, with its warnings logged; nil (problems printed)
-    /// when the file is invalid.
-    static func loadForStart(_ configPath: String) -> (Config, Logger)? {
+    /// The config files and a logger at the config's level, with their warnings logged; nil
+    /// (problems printed) when either file is invalid.
+    static func loadForStart(_ configPath: String, webConfigFlag: String? = nil) -> (ConfigFiles, WebConfig, Logger)? {
         do {
-            let loaded = try ConfigLoader.load(path: configPath)
-            let logger = Logger(level: loaded.config.logLevel)
-            for warning in loaded.warnings { logger.warn(warning, ["file": configPath]) }
-            return (loaded.config, logger)
+            let files = try ConfigFiles.load(configPath: configPath, webConfigFlag: webConfigFlag)
+            let web = try files.web.get()
+            let logger = Logger(level: files.config.logLevel)
+            for warning in files.warnings { logger.warn(warning.message, ["file": warning.file]) }
+            return (files, web, logger)
         } catch {
             printError(error.description)
             return nil
         }
     }
 
-    /// The web config to use: `--web.config.file`, else the config's `web_config_file`
-    /// (relative to the config file's directory), else none.
-    static func webConfigPath(flag: String?, config: Config, configPath: String) -> String? {
-        if let flag { return flag }
-        guard let path = config.webConfigFile else { return nil }
-        return path.hasPrefix("/") ? path : WebConfigLoader.directory(of: configPath) + "/" + path
-    }
-
     static func run(configPath: String, webConfigFlag: String?) async -> Int32 {
-        guard let (config, logger) = loadForStart(configPath) else { return 2 }
-        var web = WebConfig()
-        if let webPath = webConfigPath(flag: webConfigFlag, config: config, configPath: configPath) {
-            do {
-                web = try WebConfigLoader.load(path: webPath)
-            } catch {
-                printError(error.description)
-                return 2
-            }
-            for warning in WebAccess.warnings(web, file: webPath, now: WallClock.nowSeconds()) { logger.warn(warning, ["file": webPath]) }
-        }
+        guard let (files, web, logger) = loadForStart(configPath, webConfigFlag: webConfigFlag) else { return 2 }
+        let config = files.config
         let signals: AsyncStream<Int32>
         let exporter: ExporterService
         let renderer: Renderer

@@ -14,10 +14,8 @@ public struct WebConfig: Sendable, Equatable {
     /// Added to every response, sorted by name.
     public var headers: [HTTPHeaderField] = []
 
-    public init() {}
-
     /// No TLS, no authentication, no headers: what the exporter does without a web config.
-    public var isPlainHTTP: Bool { self == WebConfig() }
+    public init() {}
 }
 
 public struct HTTPHeaderField: Sendable, Equatable {
