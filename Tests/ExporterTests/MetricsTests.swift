@@ -157,12 +157,16 @@ struct RenderingTests {
         snapshot.health = [:]
         snapshot.lastRefreshMilliseconds = 5
         var text = TestSupport.exposition(snapshot, now: 1795580000)
-        // A running backup's start is its id read in local time: the same in every zone only as
-        // that reading, so the golden file names it instead of a number.
-        let start = try #require(BarmanTime.backupStart(id: "20261125T020001"))
-        let runningSeries = #"barman_backup_in_progress_start_timestamp_seconds{server="pg-main"} "#
-        #expect(text.contains(runningSeries + TextRenderer.formatValue(Double(start)) + "\n"))
-        text = text.replacingOccurrences(runningSeries + TextRenderer.formatValue(Double(start)), runningSeries + "LOCALTIME(20261125T020001)")
+        // A backup's start is its id read in local time: the same in every zone only as that
+        // reading, so the golden file names it (LOCALTIME(id)) instead of a number.
+        let running = try #require(BarmanTime.backupStart(id: "20261125T020001"))
+        #expect(text.contains(#"barman_backup_in_progress_start_timestamp_seconds{server="pg-main"} "# + TextRenderer.formatValue(Double(running)) + "\n"))
+        for (_, backups) in snapshot.backups ?? [:] {
+            for backup in backups {
+                guard let start = BarmanTime.backupStart(id: backup.id) else { continue }
+                text = text.replacingOccurrences("} " + TextRenderer.formatValue(Double(start)) + "\n", "} LOCALTIME(\(backup.id))\n")
+            }
+        }
         let golden = try? TestSupport.text("Tests/ExporterTests/Golden/mock.prom")
         if text != golden {
             // Leaves the new output next to the golden file for review (git-ignored).
