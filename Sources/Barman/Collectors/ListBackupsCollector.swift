@@ -16,8 +16,8 @@ public struct ListBackupsCollector: Collector {
     public var metrics: [MetricDefinition] {
         [Metric.backupSize, Metric.backupWALSize, Metric.backupsFailed, Metric.backupsTotal, Metric.firstBackup, Metric.lastBackup,
          Metric.lastBackupTimestamp, Metric.firstBackupTimestamp, Metric.backupsByStatus, Metric.backupsByType,
-         Metric.backupInProgressStart, Metric.lastFullBackupTimestamp, Metric.backupsByRetentionStatus,
-         Metric.minimumRedundancySatisfied]
+         Metric.backupInProgressStart, Metric.lastFailedBackupTimestamp, Metric.lastFullBackupTimestamp,
+         Metric.backupsByRetentionStatus, Metric.minimumRedundancySatisfied]
     }
 
     public func collect(_ context: CollectContext) async {
@@ -77,6 +77,8 @@ public struct ListBackupsCollector: Collector {
         // Running: STARTED, WAITING_FOR_WALS, SYNCING, EMPTY. The oldest one is the one to worry about.
         let starts = backups.filter { !$0.isDone && $0.status != "FAILED" }.compactMap { BarmanTime.backupStart(id: $0.id) }
         families.add(Metric.backupInProgressStart, [server], starts.min().map(Double.init))
+        let failedStarts = backups.filter { $0.status == "FAILED" }.compactMap { BarmanTime.backupStart(id: $0.id) }
+        families.add(Metric.lastFailedBackupTimestamp, [server], failedStarts.max().map(Double.init))
         families.add(Metric.lastFullBackupTimestamp, [server], done.first(where: \.isFull)?.endTime.map(Double.init))
     }
 }
@@ -126,6 +128,10 @@ extension Metric {
     public static let backupInProgressStart = MetricDefinition(
         "barman_backup_in_progress_start_timestamp_seconds", .gauge,
         "Unix time the oldest backup of the server that is neither DONE nor FAILED started (from its backup id, the start in local time); absent when none is running.",
+        labels: ["server"])
+    public static let lastFailedBackupTimestamp = MetricDefinition(
+        "barman_last_failed_backup_timestamp_seconds", .gauge,
+        "Unix time the newest FAILED backup of the server started (from its backup id, the start in local time); absent when none is listed.",
         labels: ["server"])
     public static let lastFullBackupTimestamp = MetricDefinition(
         "barman_last_full_backup_timestamp_seconds", .gauge,
