@@ -92,6 +92,10 @@ def recoverability(config, listing, series):
         if running:
             series[("barman_backup_in_progress_start_timestamp_seconds", key)] = min(
                 time.mktime(time.strptime(backup_id, "%Y%m%dT%H%M%S")) for backup_id in running)
+        failed = [b["backup_id"] for b in backups if b["status"] == "FAILED"]
+        if failed:
+            series[("barman_last_failed_backup_timestamp_seconds", key)] = max(
+                time.mktime(time.strptime(backup_id, "%Y%m%dT%H%M%S")) for backup_id in failed)
         if server in servers:
             series[("barman_minimum_redundancy_satisfied", key)] = int(len(full) >= int(servers[server]["minimum_redundancy"]))
     for server, info in servers.items():
