@@ -6,6 +6,7 @@ with curl and openssl s_client.
 Run by `make test` and `make web-test`, which set BINARY. Prints one line per check and
 "web: N passed, N failed".
 """
+import base64
 import os
 import signal
 import subprocess
@@ -194,6 +195,9 @@ def main():
               result.stderr[-400:])
         status, *_ = curl(exporter.url(), "--cacert", ca.cert, "-u", "prometheus:s3cret pass")
         check("still serving after the plain-HTTP client", status == 200, status)
+        token = base64.b64encode(b"prometheus:s3cret pass").decode()
+        status, *_ = curl(exporter.url(), "--cacert", ca.cert, "-H", f"Authorization: basic {token}")
+        check("the scheme is case-insensitive (RFC 7617): 'basic' is accepted", status == 200, status)
         # Rotation: new certificate files, SIGHUP; the new certificate is served.
         check("serves the first certificate", "first-server" in server_subject(exporter.port), server_subject(exporter.port))
         exporter.reload(tls_config(second_cert, second_key) + f"basic_auth_users:\n  prometheus: {password_hash}\n")
@@ -211,6 +215,21 @@ def main():
         exporter.reload("basic_auth_users:\n  prometheus: {password_hash}\n  prometheus: x\n".replace("{password_hash}", password_hash))
         log = exporter.log()
         check("reload with a duplicate user: FILE:LINE:COL error", f"{exporter.web_path}:3:3: duplicate key 'prometheus'" in log, log[-600:])
+        # A truncated web config (a half-written deploy) at reload: protection stays on.
+        exporter.reload("")
+        log = exporter.log()
+        check("reload with an empty web config: error logged, 'the web config is empty'", "the web config is empty" in log, log[-600:])
+        status, *_ = curl(exporter.url(), "--cacert", ca.cert)
+        check("...and TLS and the password are still required (401 without it)", status == 401, status)
+        status, *_ = curl(exporter.url("http"))
+        check("...and plain HTTP gets no answer", status is None, status)
+        # Turning protection off on purpose works, and is said at warn level.
+        exporter.reload("http_server_config:\n  headers:\n    X-Frame-Options: deny\n")
+        log = exporter.log()
+        check("a reload that turns TLS and basic auth off warns, naming both",
+              "this reload turns off TLS" in log and "this reload turns off basic authentication" in log and "level=warn" in log, log[-800:])
+        status, *_ = curl(exporter.url("http"))
+        check("...and then serves plain HTTP", status == 200, status)
     finally:
         exporter.stop()
 
@@ -275,6 +294,13 @@ def main():
           and f"{web_path}:9:1: unknown key 'foo'" in result.stderr, result.stderr)
     result = run(BINARY, "--check-config", "-config", config_path, "--web.config.file", web_path)
     check("--check-config checks the web config too", result.returncode == 2 and web_path in result.stderr, result.stderr)
+    with open(web_path, "w") as f:
+        f.write("")
+    result = run(BINARY, "--check-config", "-config", config_path, "--web.config.file", web_path)
+    check("--check-config with an empty web config: exit 2, 'the web config is empty'",
+          result.returncode == 2 and f"{web_path}:1:1: the web config is empty" in result.stderr, result.stderr)
+    result = run(BINARY, "-config", config_path, "--web.config.file", web_path)
+    check("start with an empty web config: exit 2 (fail closed, not plain HTTP)", result.returncode == 2, (result.returncode, result.stderr))
     with open(web_path, "w") as f:
         f.write(tls_config(os.path.join(work, "missing.crt"), server_key))
     result = run(BINARY, "-config", config_path, "--web.config.file", web_path)

@@ -20,9 +20,67 @@ struct WebConfigTests {
         }
     }
 
-    @Test func emptyFileMeansPlainHTTP() throws {
-        #expect(try WebConfigLoader.parse([], file: "w.yml") == WebConfig())
+    /// Fail closed: a truncated web config must not turn TLS and authentication off.
+    @Test func anEmptyFileIsAnErrorNotPlainHTTP() throws {
+        for text in ["", "\n", "# all commented out\n", "~\n", "---\n"] {
+            #expect(problems(text) == ["/etc/x/web.yml:1:1: the web config is empty; write its settings (tls_server_config, basic_auth_users...), or to serve plain HTTP without authentication remove --web.config.file / web_config_file"], "\(text.debugDescription)")
+        }
+        // Keys without settings are a config that says "plain HTTP" (exporter-toolkit's reading).
         #expect(try WebConfigLoader.parse(Array("tls_server_config:\nbasic_auth_users: {}\n".utf8), file: "w.yml") == WebConfig())
+    }
+
+    /// A reload that removes protection says so at warn level, naming what was turned off.
+    @Test func weakeningsAreNamed() {
+        var protected = WebConfig()
+        var tls = TLSServerConfig(certFile: "a", keyFile: "b")
+        tls.clientAuth = .requireAndVerifyClientCert
+        protected.tls = tls
+        protected.basicAuthUsers = ["prometheus": WebConfigTests.hash]
+        #expect(WebAccess.weakenings(from: protected, to: protected).isEmpty)
+        #expect(WebAccess.weakenings(from: WebConfig(), to: protected).isEmpty)
+        let plain = WebAccess.weakenings(from: protected, to: WebConfig())
+        #expect(plain.count == 2 && plain[0].hasPrefix("TLS") && plain[1].hasPrefix("basic authentication"))
+        var optional = protected
+        optional.tls?.clientAuth = .verifyClientCertIfGiven
+        #expect(WebAccess.weakenings(from: protected, to: optional) == ["required client certificates (client_auth_type RequireAndVerifyClientCert -> VerifyClientCertIfGiven)"])
+    }
+
+    /// `X-Frame-Options` and `x-frame-options` are one header: both would be sent.
+    @Test func headerNamesDifferingInCaseAreOneHeader() {
+        #expect(problems("http_server_config:\n  headers:\n    X-Frame-Options: deny\n    x-frame-options: sameorigin\n")
+                == ["/etc/x/web.yml:4:5: http_server_config.headers: 'x-frame-options' is 'X-Frame-Options' again (first set on line 3); header names ignore case, keep one"])
+    }
+
+    /// RFC 7617: the scheme is case-insensitive; the rest is base64 of user:password.
+    @Test func authorizationHeaderParsing() {
+        func parse(_ text: String) -> BasicCredentials? { BasicCredentials(authorization: Array(text.utf8)) }
+        let expected = BasicCredentials(user: "prometheus", password: Array("s3cret pass".utf8))
+        for scheme in ["Basic", "basic", "BASIC", "bAsIc"] {
+            #expect(parse("\(scheme) cHJvbWV0aGV1czpzM2NyZXQgcGFzcw==") == expected, "\(scheme)")
+        }
+        #expect(parse("Basic  cHJvbWV0aGV1czpzM2NyZXQgcGFzcw==") == expected)
+        #expect(parse("Basic dTpwOnE=") == BasicCredentials(user: "u", password: Array("p:q".utf8)))  // u:p:q
+        for bad in ["Bearer cHJvbWV0aGV1czpzM2NyZXQgcGFzcw==", "Basic", "Basic ", "Basicx dTpw", "Basic dTpw=", "Basic dTp*",
+                    "Basic dXNlcg==", "Basic =dTp"] {
+            #expect(parse(bad) == nil, "\(bad)")
+        }
+    }
+
+    /// User names compare by bytes: "jose\u{301}" (NFD) is not the configured "jos\u{e9}" (NFC).
+    @Test func userNamesCompareByBytes() {
+        let authenticator = BasicAuthenticator(users: ["jos\u{e9}": WebConfigTests.hash])
+        #expect(!authenticator.accepts(user: ExactString("jose\u{301}"), password: WebConfigTests.password))
+        #expect(authenticator.accepts(user: ExactString("jos\u{e9}"), password: WebConfigTests.password))
+    }
+
+    /// Nothing is hashed when a web config loads (a cost-17 user delayed start by 8-11 s), and
+    /// unknown users are checked against a hash of the highest cost among the users.
+    @Test func noHashingAtLoadAndUnknownUsersCostTheMost() {
+        let cost17 = "$2b$17$abadefghijklmnopqrstuuPp7HPfoAs8I2dCQCQ/fW7zEJv8I8C8e"
+        let authenticator = BasicAuthenticator(users: ["fast": WebConfigTests.hash, "slow": cost17])
+        #expect(authenticator.dummyCost == 17)
+        #expect(authenticator.bcryptRuns == 0)
+        #expect(authenticator.dummyHashIsMadeWithoutHashing)
     }
 
     @Test func usersHeadersAndHashes() throws {

@@ -41,16 +41,6 @@ public struct HTTPRequest: Sendable {
     }
 }
 
-public struct BasicCredentials: Sendable, Equatable {
-    public var user: String
-    public var password: [UInt8]
-
-    public init(user: String, password: [UInt8]) {
-        self.user = user
-        self.password = password
-    }
-}
-
 /// A TLS client's certificate, as GnuTLS judged it against the trusted client CAs.
 public enum ClientCertificate: Sendable, Equatable {
     case notChecked
@@ -297,16 +287,8 @@ private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, m
         default: break
         }
     }
-    if context.readsCredentials {
-        var password: UnsafeMutablePointer<CChar>?
-        if let user = MHD_basic_auth_get_username_password(connection, &password) {
-            if let password {
-                request.credentials = BasicCredentials(user: String(cString: user), password: Array(UnsafeRawBufferPointer(start: password, count: strlen(password))))
-                _ = memset(password, 0, strlen(password))
-                MHD_free(password)
-            }
-            MHD_free(user)
-        }
+    if context.readsCredentials, let authorization = MHD_lookup_connection_value(connection, MHD_ValueKind.HEADER_KIND, "Authorization") {
+        request.credentials = BasicCredentials(authorization: Array(UnsafeRawBufferPointer(start: authorization, count: strlen(authorization))))
     }
     let reply = context.handler(request)
 

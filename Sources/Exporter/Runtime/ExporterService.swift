@@ -68,6 +68,9 @@ public final class ExporterService: Sendable {
         switch files.web {
         case .success(let web):
             if web != currentAccess.config { access = WebAccess(config: web) }
+            for turnedOff in WebAccess.weakenings(from: currentAccess.config, to: web) {
+                logger.warn("this reload turns off \(turnedOff)", ["file": webPath ?? "(no web config)"])
+            }
         case .failure(let error):
             logger.error("web config reload failed; still serving with the previous TLS and users", ["signal": reason, "problems": error.description])
         }

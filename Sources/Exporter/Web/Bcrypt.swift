@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CCrypt
+import Synchronization
 import Platform
 import Exposition
 import Configuration
@@ -13,6 +14,7 @@ public enum Bcrypt {
     /// The hash of `password` with `hash`'s salt and cost, or nil when libcrypt refuses the hash
     /// (not bcrypt, malformed). Takes about 50-100 ms at cost 10, by design.
     static func rehash(_ password: [UInt8], like hash: String) -> [UInt8]? {
+        computations.add(1, ordering: .relaxed)
         // crypt_rn takes a C string: a password with a NUL byte cannot be bcrypt's input.
         guard !password.contains(0) else { return nil }
         var phrase = password.map { CChar(bitPattern: $0) }
@@ -58,8 +60,19 @@ public enum Bcrypt {
         isValidHash(hash) ? Int(String(decoding: Array(hash.utf8)[4..<6], as: UTF8.self)) : nil
     }
 
-    /// A new bcrypt hash of `password` at `cost` with a random salt (`$2b$`), for the dummy
-    /// compare of unknown users and for tests; nil if libcrypt cannot make one.
+    /// bcrypt computations so far, in this process (tests: nothing is hashed at load).
+    static let computations = Atomic<Int>(0)
+
+    /// A well-formed hash of `cost` that no password matches (its hash part is all zero bits,
+    /// which bcrypt does not produce in practice), made without hashing anything: checking an
+    /// unknown user's password against it costs what a known user's check costs.
+    static func dummyHash(cost: Int) -> String {
+        let cost = min(max(cost, costs.lowerBound), costs.upperBound)
+        return "$2b$" + (cost < 10 ? "0" : "") + String(cost) + "$" + String(repeating: ".", count: 53)
+    }
+
+    /// A new bcrypt hash of `password` at `cost` with a random salt (`$2b$`), for tests; nil if
+    /// libcrypt cannot make one.
     public static func hash(_ password: [UInt8], cost: Int = 10) -> String? {
         var setting = [CChar](repeating: 0, count: Int(CRYPT_GENSALT_OUTPUT_SIZE))
         guard crypt_gensalt_rn("$2b$", UInt(cost), nil, 0, &setting, Int32(setting.count)) != nil else { return nil }

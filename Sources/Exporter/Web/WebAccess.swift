@@ -42,6 +42,22 @@ public struct WebAccess: Sendable {
         return warnings
     }
 
+    /// What a new web config turns off that the running one had: said at reload as a warning,
+    /// so a deploy that drops protection (on purpose or not) is visible at the default level.
+    public static func weakenings(from old: WebConfig, to new: WebConfig) -> [String] {
+        var turnedOff: [String] = []
+        if old.tls != nil && new.tls == nil {
+            turnedOff.append("TLS (tls_server_config): the exporter now serves plain HTTP")
+        } else if let before = old.tls?.clientAuth, let after = new.tls?.clientAuth,
+                  before.requiresCertificate && !after.requiresCertificate {
+            turnedOff.append("required client certificates (client_auth_type \(before.rawValue) -> \(after.rawValue))")
+        }
+        if !old.basicAuthUsers.isEmpty && new.basicAuthUsers.isEmpty {
+            turnedOff.append("basic authentication (basic_auth_users): anyone who reaches the port can scrape")
+        }
+        return turnedOff
+    }
+
     public func handle(_ request: HTTPRequest, next: (HTTPRequest) -> HTTPResponse) -> HTTPResponse {
         var response = refusal(request) ?? next(request)
         for header in config.headers { response.headers.append((header.name, header.value)) }

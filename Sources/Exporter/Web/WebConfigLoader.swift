@@ -39,6 +39,12 @@ public enum WebConfigLoader {
     public static func parse(_ bytes: [UInt8], file: String) throws(ConfigError) -> WebConfig {
         let tree = YAMLTree.parse(bytes, file: file)
         guard tree.problems.isEmpty else { throw ConfigError(tree.problems) }
+        // Fail closed: an empty file (a half-written deploy, a truncation) must not turn TLS and
+        // authentication off. No web config at all is how to serve plain HTTP.
+        if tree.root == nil || tree.root.map({ if case .scalar(let scalar) = $0 { scalar.isNull } else { false } }) == true {
+            throw ConfigError([ConfigProblem(file: file, line: 1, column: 1, message:
+                "the web config is empty; write its settings (tls_server_config, basic_auth_users...), or to serve plain HTTP without authentication remove --web.config.file / web_config_file")])
+        }
         var reader = Reader(file: file)
         let config = reader.webConfig(tree.root)
         guard reader.problems.isEmpty else { throw ConfigError(reader.problems) }
@@ -198,6 +204,7 @@ public enum WebConfigLoader {
                 switch key.value {
                 case "headers":
                     guard let fields = mapping(value, "http_server_config.headers") else { continue }
+                    var seen: [String: Int] = [:]
                     for (name, fieldValue) in fields {
                         guard let text = string(fieldValue, "http_server_config.headers.\(name.value)") else { continue }
                         guard let canonical = WebConfigLoader.allowedHeaders.keys.first(where: { $0.lowercased() == name.value.lowercased() }) else {
@@ -212,6 +219,12 @@ public enum WebConfigLoader {
                             problem(fieldValue, "http_server_config.headers.\(canonical) contains a control character")
                             continue
                         }
+                        // Header names are case-insensitive: two spellings of one name would send it twice.
+                        if let first = seen[canonical] {
+                            problem(name, "http_server_config.headers: '\(name.value)' is '\(canonical)' again (first set on line \(first)); header names ignore case, keep one")
+                            continue
+                        }
+                        seen[canonical] = name.line
                         headers.append(HTTPHeaderField(name: canonical, value: text))
                     }
                 case "http2":
