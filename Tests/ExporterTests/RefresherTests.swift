@@ -414,6 +414,78 @@ struct RefresherTests {
         #expect(logged.ranges(of: "cannot read the WAL catalog").count == 1, "logged once: \(logged)")
     }
 
+    /// A show-servers that hangs (an unreachable PostgreSQL) holds up neither the WAL catalog,
+    /// read at every refresh from the last location, nor --version or the backups.
+    @Test func aHangingShowServersHoldsUpNoOtherSource() async throws {
+        let directory = try TestSupport.temporaryDirectory()
+        defer { TestSupport.removeTree(directory) }
+        let barman = ScriptedBarman()
+        barman.answer("list-backups", #"{"srv": []}"#)
+        barman.answer("check", "{}")
+        barman.answer("replication-status", "{}")
+        barman.answer("version", "3.4.0 Barman by EnterpriseDB (www.enterprisedb.com)\n")
+        barman.answer("show-servers", #"{"srv": {"active": true, "disabled": false, "minimum_redundancy": 0, "passive_node": false, "wals_directory": "\#(directory)"}}"#)
+        let store = SnapshotStore(MetricsSnapshot(version: "test"))
+        let refresher = Refresher(runner: barman, settings: RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, serversCacheTTL: .zero, refreshInterval: .seconds(60)),
+                                  store: store, logger: Logger(level: .error))
+        let catalog = directory + "/xlog.db"
+        var lines = ""
+        func append(_ segment: Int, _ time: Double) throws {
+            lines += "0000000100000000000000\(segment < 10 ? "0" : "")\(segment)\t16777216\t\(time)\tNone\n"
+            try TestSupport.write(lines, to: catalog)
+        }
+        try append(1, 1795544001)
+        await refresher.refreshCycle()
+        #expect(store.snapshot.lastArchivedWAL == [ServerName("srv"): 1795544001])
+
+        barman.hold("show-servers")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await refresher.refreshCycle() }  // its show-servers hangs
+            // That refresh's show-servers hangs in barman, and the rest of it is done.
+            try await TestSupport.waitUntil("show-servers hangs") {
+                let started = barman.invocations.filter { $0 == "show-servers all" }.count == 2
+                let backupsRunning = await refresher.isRunning("list-backups")
+                let catalogRunning = await refresher.isRunning("wal-catalog")
+                return started && !backupsRunning && !catalogRunning
+            }
+            for segment in 2...4 {
+                try append(segment, 1795544000 + Double(segment) * 60)
+                await refresher.refreshCycle()
+                #expect(store.snapshot.lastArchivedWAL == [ServerName("srv"): 1795544000 + Double(segment) * 60], "refresh \(segment)")
+            }
+            #expect(barman.invocations.filter { $0 == "list-backups all" }.count == 5, "\(barman.invocations)")
+            barman.release("show-servers")
+            try await group.waitForAll()
+        }
+    }
+
+    /// A source that keeps failing is asked again at the next refresh, then after 2, 4, 8...
+    /// refreshes (at most 10 minutes apart); a usable answer ends the backoff.
+    @Test func failingSourcesBackOff() async throws {
+        let harness = Harness()
+        answerSynthetic(harness, servers: 1)
+        harness.exitStatus("show-servers", 2)
+        harness.exitStatus("version", 2)
+        var ran: [Int] = []
+        for refresh in 1...9 {
+            let before = harness.invocations().filter { $0 == "show-servers all" }.count
+            await harness.refresher.refreshCycle()
+            if harness.invocations().filter({ $0 == "show-servers all" }).count > before { ran.append(refresh) }
+        }
+        #expect(ran == [1, 2, 4, 8])
+        #expect(harness.invocations().filter { $0 == "--version" }.count == 4)
+        // Every other source ran at every refresh.
+        #expect(harness.invocations().filter { $0 == "list-backups all" }.count == 9)
+        harness.exitStatus("show-servers", 0)
+        for _ in 10...16 { await harness.refresher.refreshCycle() }  // the next try is at 16
+        let afterRecovery = harness.invocations().filter { $0 == "show-servers all" }.count
+        await harness.refresher.refreshCycle()
+        await harness.refresher.refreshCycle()
+        #expect(harness.invocations().filter { $0 == "show-servers all" }.count == afterRecovery + 2, "answered: asked at every refresh again")
+        #expect(Refresher.retryBackoff(streak: 30, refreshInterval: .seconds(60)) == 10)
+        #expect(Refresher.retryBackoff(streak: 3, refreshInterval: .seconds(1)) == 4)
+    }
+
     /// A reload that shortens refresh_interval applies at once, not after the old interval.
     @Test func aNewIntervalAppliesAtOnce() async throws {
         var setup = Harness()

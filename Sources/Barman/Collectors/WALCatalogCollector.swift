@@ -17,9 +17,10 @@ public final class WALCatalogCollector: Collector {
     public init() {}
 
     public var name: String { "wal-catalog" }
-    /// After show-servers when it runs in the same refresh (a new location); otherwise at once,
-    /// from the last location it gave.
-    public var schedule: Schedule { Schedule(.everyRefresh, after: ["show-servers"]) }
+    /// At every refresh from the last location show-servers gave, at once: a show-servers that
+    /// hangs (an unreachable PostgreSQL) never holds the catalog up. Only before its first
+    /// answer is it waited for, in the same refresh, to know where the catalogs are.
+    public var schedule: Schedule { Schedule(.everyRefresh, afterFirstAnswerOf: ["show-servers"]) }
     public var metrics: [MetricDefinition] { [Metric.lastArchivedWALTimestamp] }
 
     public func collect(_ context: CollectContext) async {

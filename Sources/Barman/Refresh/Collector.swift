@@ -46,17 +46,30 @@ public struct Schedule: Sendable {
     /// publish; one still running from an earlier refresh is not waited for (the last answer
     /// it published is used).
     public var after: Set<String>
+    /// Collectors it waits for in the same refresh only until they first answered: after that it
+    /// uses their last answer at once, so one that hangs never holds it up.
+    public var afterFirstAnswerOf: Set<String>
     /// Collectors that must not run while it does. It does not start while one of them runs,
     /// and those due in the same refresh start once it is done.
     public var notWhileRunning: Set<String>
 
-    public init(_ due: Due, after: Set<String> = [], notWhileRunning: Set<String> = []) {
+    public init(_ due: Due, after: Set<String> = [], afterFirstAnswerOf: Set<String> = [], notWhileRunning: Set<String> = []) {
         self.due = due
         self.after = after
+        self.afterFirstAnswerOf = afterFirstAnswerOf
         self.notWhileRunning = notWhileRunning
     }
 
     public static let never = Schedule(.never)
+
+    /// Whether failures delay its next run (`Refresher.retryBackoff`): for collectors asked on a
+    /// TTL or once per reload; those asked at every refresh decide themselves what to ask.
+    var backsOff: Bool {
+        switch due {
+        case .afterTTL, .oncePerReload: return true
+        case .never, .everyRefresh: return false
+        }
+    }
 }
 
 /// What a scrape passes to emission besides the snapshot.
@@ -76,6 +89,7 @@ public struct Scrape: Sendable {
 public struct CollectContext: Sendable {
     let refresher: Refresher
     let collector: String
+    let schedule: Schedule
     /// The barman source this run belongs to; answers of a source a reload replaced are dropped.
     let generation: UInt64
     public let files: any BarmanFiles

@@ -52,6 +52,9 @@ public actor Refresher {
     private var answeredAt: [String: ContinuousClock.Instant] = [:]
     /// Collectors that answered since start or the last reload (`oncePerReload`).
     private var answeredSinceReload: Set<String> = []
+    /// Collectors whose command failed at their last runs: how many times in a row, and the
+    /// first refresh that may run them again (`retryBackoff`).
+    private var failing: [String: (streak: Int, retryAtCycle: UInt64)] = [:]
 
     /// Per refresh: the collectors it started that are done, and who waits for which.
     private var cycles: UInt64 = 0
@@ -93,8 +96,9 @@ public actor Refresher {
         self.files = files ?? (runner as? any BarmanFiles) ?? LocalBarmanFiles()
         self.settings = settings
         releaseSlots()
-        // barman may have been upgraded: its version is asked again.
+        // barman may have been upgraded: its version is asked again; and what failed may work now.
         answeredSinceReload = []
+        failing = [:]
         // The new interval (or source) applies now: the next refresh starts at once, instead of
         // at the end of a pause the old interval set (up to an hour, say).
         if intervalChanged || sourceChanged { endPause() }
@@ -174,13 +178,14 @@ public actor Refresher {
                 // What it waits for in this refresh: what it reads, and whoever must not overlap it.
                 let predecessors = startingNames.filter { other in
                     collector.schedule.after.contains(other)
+                        || (collector.schedule.afterFirstAnswerOf.contains(other) && answeredAt[other] == nil)
                         || (starting.first { $0.name == other }?.schedule.notWhileRunning.contains(collector.name) ?? false)
                 }
                 group.addTask {
                     await self.waitFor(predecessors, in: cycle)
                     // Not for a source a reload replaced meanwhile.
                     if await self.isCurrent(generation) {
-                        await collector.collect(CollectContext(refresher: self, collector: collector.name, generation: generation,
+                        await collector.collect(CollectContext(refresher: self, collector: collector.name, schedule: collector.schedule, generation: generation,
                                                                files: await self.files, logger: self.logger))
                     }
                     await self.finished(collector.name, generation: generation, cycle: cycle)
@@ -195,6 +200,7 @@ public actor Refresher {
     }
 
     private func isDue(_ collector: any Collector) -> Bool {
+        if let failure = failing[collector.name], cycles < failure.retryAtCycle { return false }
         switch collector.schedule.due {
         case .never: return false
         case .everyRefresh: return true
@@ -274,16 +280,23 @@ public actor Refresher {
                 logger.debug("barman command cancelled", ["logId": logID, "argv": argv, "reason": failure.message])
                 return nil
             case .failed:
-                logger.error("barman command failed; serving its last good data", [
-                    "logId": logID, "argv": argv, "error": failure.message,
-                    "exit_status": failure.exitStatus.map(String.init) ?? "none", "stderr": failure.stderrExcerpt,
-                    "duration_s": Logger.number(seconds),
-                ])
+                var fields = [
+                    ("logId", logID), ("argv", argv), ("error", failure.message),
+                    ("exit_status", failure.exitStatus.map(String.init) ?? "none"), ("stderr", failure.stderrExcerpt),
+                    ("duration_s", Logger.number(seconds)),
+                ]
+                if context.schedule.backsOff {
+                    let next = recordFailure(of: context.collector)
+                    fields.append(("consecutive_failures", String(next.streak)))
+                    fields.append(("next_try", next.refreshes == 1 ? "next refresh" : "in \(next.refreshes) refreshes"))
+                }
+                logger.log(.error, "barman command failed; serving its last good data", fields: fields)
             }
         }
         if result != nil {
             answeredAt[context.collector] = started
             answeredSinceReload.insert(context.collector)
+            failing[context.collector] = nil
         }
         let now = WallClock.nowSeconds()
         store.update { snapshot in
@@ -300,6 +313,25 @@ public actor Refresher {
             snapshot.health[command.kind] = health
         }
         return result
+    }
+
+    /// A collector whose command keeps failing (barman broken, PostgreSQL unreachable) is asked
+    /// again at the next refresh after its first failure, then after 2, 4, 8... refreshes, at
+    /// most `maximumBackoff` apart; a usable answer or a reload ends the backoff. Collectors that
+    /// run at every refresh (show-backup, the WAL catalog) are not backed off.
+    static let maximumBackoff: Duration = .seconds(600)
+
+    static func retryBackoff(streak: Int, refreshInterval: Duration) -> UInt64 {
+        let cap = max(1, Int(Self.seconds(maximumBackoff) / max(1, Self.seconds(refreshInterval))))
+        return UInt64(min(1 << min(max(streak - 1, 0), 30), cap))
+    }
+
+    /// Counts a failure; how many in a row now, and in how many refreshes the next try is.
+    private func recordFailure(of collector: String) -> (streak: Int, refreshes: UInt64) {
+        let streak = (failing[collector]?.streak ?? 0) + 1
+        let refreshes = Self.retryBackoff(streak: streak, refreshInterval: settings.refreshInterval)
+        failing[collector] = (streak, cycles + refreshes)
+        return (streak, refreshes)
     }
 
     /// Waits for a barman slot (first come, first served).
