@@ -18,7 +18,7 @@ build:
 	$(SWIFT) build
 
 ## test: install everything the tests use, then run every test: unit tests, promtool check, lifecycle,
-## TLS and basic auth with curl and openssl,
+## TLS and basic auth with curl and openssl, password guessing against a scraper,
 ## fuzzing (30 s per target), soak (300 refreshes), Debian package (also under systemd in a container),
 ## end-to-end with PostgreSQL and barman
 test:
@@ -29,6 +29,7 @@ test:
 	BINARY=$(DEBUG_BINARY) scripts/check-examples.sh
 	BINARY=$(DEBUG_BINARY) python3 scripts/test_lifecycle.py
 	BINARY=$(DEBUG_BINARY) python3 scripts/test_web.py
+	BINARY=$(DEBUG_BINARY) python3 scripts/test_auth_flood.py
 	scripts/fuzz.sh 30
 	BINARY=$(DEBUG_BINARY) python3 scripts/soak.py
 	scripts/build-deb.sh
@@ -54,6 +55,7 @@ lifecycle-test:
 
 web-test:
 	BINARY=$(DEBUG_BINARY) python3 scripts/test_web.py
+	BINARY=$(DEBUG_BINARY) python3 scripts/test_auth_flood.py
 
 e2e:
 	BINARY=$(DEBUG_BINARY) scripts/e2e.sh

@@ -14,6 +14,8 @@
  * a client certificate but does not verify one, and it reports a bad key only to its log. */
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 static inline void cmhd_copy_reason(char *reason, size_t size, const char *text) {
     if (reason != NULL && size > 0) snprintf(reason, size, "%s", text);
@@ -44,6 +46,19 @@ static inline int cmhd_client_certificate(struct MHD_Connection *connection, cha
         cmhd_copy_reason(reason, reason_size, "the certificate is not trusted");
     }
     return -1;
+}
+
+/* The client's IP address as text (inet_ntop): 0, or -1 when it is not known.
+ * MHD_get_connection_info is variadic, so Swift cannot call it. */
+static inline int cmhd_client_address(struct MHD_Connection *connection, char *text, size_t size) {
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (info == NULL || info->client_addr == NULL || size == 0) return -1;
+    const struct sockaddr *address = info->client_addr;
+    const void *raw = NULL;
+    if (address->sa_family == AF_INET) raw = &((const struct sockaddr_in *) address)->sin_addr;
+    else if (address->sa_family == AF_INET6) raw = &((const struct sockaddr_in6 *) address)->sin6_addr;
+    else return -1;
+    return inet_ntop(address->sa_family, raw, text, (socklen_t) size) == NULL ? -1 : 0;
 }
 
 /* Loads PEM certificate chain + key (and trusted client CAs when `ca` is not NULL) the way

@@ -31,11 +31,11 @@ private final class ThreadBody: Sendable {
 
 /// The calling thread's scheduling.
 public enum Threads {
-    /// Nice +10 for this thread alone (Linux schedules threads as tasks), so the HTTP thread
-    /// goes first on a busy host. Best effort: false when the kernel refused.
+    /// Nice +10 (or `nice`) for this thread alone (Linux schedules threads as tasks), so the
+    /// HTTP thread goes first on a busy host. Best effort: false when the kernel refused.
     @discardableResult
-    public static func lowerPriority() -> Bool {
-        cgs_set_thread_nice(10) == 0
+    public static func lowerPriority(nice: Int32 = 10) -> Bool {
+        cgs_set_thread_nice(nice) == 0
     }
 }
 

@@ -47,7 +47,7 @@ struct ConsistencyTests {
                                   store: store, logger: Logger(level: .error))
         await refresher.refreshCycle()
         let routes = Routes(store: store)
-        let server = try HTTPServer(listener: try ListenSocket(address: "127.0.0.1", port: 0), logger: Logger(level: .error)) { routes.handle($0) }
+        let server = try HTTPServer(listener: try ListenSocket(address: "127.0.0.1", port: 0), logger: Logger(level: .error)) { .now(routes.handle($0)) }
         defer { server.stop() }
         let port = server.listener.port
 

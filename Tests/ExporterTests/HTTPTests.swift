@@ -215,7 +215,7 @@ struct HTTPAbuseTests {
         snapshot.backups = ["pg": []]
         let routes = Routes(store: SnapshotStore(snapshot))
         let server = try HTTPServer(listener: try ListenSocket(address: "127.0.0.1", port: 0), limits: limits, logger: Logger(level: .error)) {
-            routes.handle($0)
+            .now(routes.handle($0))
         }
         defer { server.stop() }
         try body(server)

@@ -210,12 +210,12 @@ struct BasicAuthTests {
         config.headers = [HTTPHeaderField(name: "X-Frame-Options", value: "deny")]
         let access = WebAccess(config: config)
         let ok = HTTPResponse(status: 200, body: Array("metrics".utf8))
-        let missing = access.handle(HTTPRequest(method: "GET", path: "/metrics")) { _ in ok }
+        let missing = access.handleNow(HTTPRequest(method: "GET", path: "/metrics")) { _ in ok }
         #expect(missing.status == 401)
         #expect(missing.headers.contains { $0.0 == "WWW-Authenticate" && $0.1.hasPrefix("Basic ") })
         #expect(missing.headers.contains { $0 == ("X-Frame-Options", "deny") })
         let good = HTTPRequest(method: "GET", path: "/metrics", credentials: BasicCredentials(user: "prometheus", password: WebConfigTests.password))
-        let answered = access.handle(good) { _ in ok }
+        let answered = access.handleNow(good) { _ in ok }
         #expect(answered.status == 200 && answered.body == Array("metrics".utf8))
         #expect(answered.headers.contains { $0 == ("X-Frame-Options", "deny") })
 
@@ -224,8 +224,8 @@ struct BasicAuthTests {
         var certificateConfig = WebConfig()
         certificateConfig.tls = tls
         let certificates = WebAccess(config: certificateConfig)
-        #expect(certificates.handle(HTTPRequest(method: "GET", path: "/", clientCertificate: .none)) { _ in ok }.status == 403)
-        #expect(certificates.handle(HTTPRequest(method: "GET", path: "/", clientCertificate: .rejected(reason: "expired"))) { _ in ok }.status == 403)
-        #expect(certificates.handle(HTTPRequest(method: "GET", path: "/", clientCertificate: .verified)) { _ in ok }.status == 200)
+        #expect(certificates.handleNow(HTTPRequest(method: "GET", path: "/", clientCertificate: .none)) { _ in ok }.status == 403)
+        #expect(certificates.handleNow(HTTPRequest(method: "GET", path: "/", clientCertificate: .rejected(reason: "expired"))) { _ in ok }.status == 403)
+        #expect(certificates.handleNow(HTTPRequest(method: "GET", path: "/", clientCertificate: .verified)) { _ in ok }.status == 200)
     }
 }

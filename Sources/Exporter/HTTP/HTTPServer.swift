@@ -25,10 +25,12 @@ public struct HTTPRequest: Sendable {
     public var credentials: BasicCredentials?
     /// What the TLS client presented; `.notChecked` unless the server was asked to check.
     public var clientCertificate: ClientCertificate
+    /// The client's IP address ("" when unknown), for throttling failed logins.
+    public var clientAddress: String
 
     public init(method: String, path: String, acceptEncoding: String? = nil, accept: String? = nil, version: String = "HTTP/1.1",
                 hostFields: Int = 1, malformedFieldName: Bool = false, credentials: BasicCredentials? = nil,
-                clientCertificate: ClientCertificate = .notChecked) {
+                clientCertificate: ClientCertificate = .notChecked, clientAddress: String = "") {
         self.method = method
         self.path = path
         self.acceptEncoding = acceptEncoding
@@ -38,6 +40,7 @@ public struct HTTPRequest: Sendable {
         self.malformedFieldName = malformedFieldName
         self.credentials = credentials
         self.clientCertificate = clientCertificate
+        self.clientAddress = clientAddress
     }
 }
 
@@ -86,7 +89,16 @@ public struct HTTPResponse: Sendable {
     }
 }
 
-public typealias HTTPHandler = @Sendable (HTTPRequest) -> HTTPResponse
+/// What the handler answers: a response now, or work that must not run on the event thread.
+public enum HTTPReply: Sendable {
+    case now(HTTPResponse)
+    /// `compute` runs on `worker` while the connection waits, suspended, costing the event
+    /// thread nothing; `whenBusy` answers at once instead if the worker's queue is full or the
+    /// server is stopping.
+    case later(on: WorkerThread, after: Duration = .zero, whenBusy: @Sendable () -> HTTPResponse, _ compute: @Sendable () -> HTTPResponse)
+}
+
+public typealias HTTPHandler = @Sendable (HTTPRequest) -> HTTPReply
 
 /// Limits that keep a misbehaving client from hurting other clients.
 public struct HTTPLimits: Sendable {
@@ -104,7 +116,9 @@ public struct HTTPLimits: Sendable {
 }
 
 /// The libmicrohttpd adapter: one internal epoll thread answers every request by calling the
-/// handler, which only reads in-memory data. This is the only file that sees libmicrohttpd.
+/// handler; what the handler must not do there (a bcrypt, a delay) it returns as `.later`, and
+/// the connection is suspended until a worker thread has the response. This is the only file
+/// that sees libmicrohttpd.
 public final class HTTPServer: Sendable {
     /// The MHD daemon until stop(); the lock also makes stop() run once.
     private let daemon: Mutex<OpaquePointer?>
@@ -129,6 +143,7 @@ public final class HTTPServer: Sendable {
         self.context = serverContext
 
         var flags = MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_EPOLL.rawValue | MHD_USE_ITC.rawValue | MHD_USE_ERROR_LOG.rawValue
+            | MHD_ALLOW_SUSPEND_RESUME.rawValue
         var options: [MHD_OptionItem] = [
             MHD_OptionItem(option: .EXTERNAL_LOGGER, value: unsafeBitCast(mhdLogger, to: Int.self), ptr_value: context.toOpaque()),
             MHD_OptionItem(option: .NOTIFY_COMPLETED, value: unsafeBitCast(requestCompleted, to: Int.self), ptr_value: context.toOpaque()),
@@ -171,9 +186,14 @@ public final class HTTPServer: Sendable {
     public func stop(drainTimeout: Duration = .seconds(2), keepingListener: Bool = false) {
         daemon.withLock { handle in
             guard let daemon = handle else { return }
+            // Connections waiting for a worker get their answer now (503): MHD must not stop with
+            // suspended connections, and a worker must never resume one after it stopped.
+            context.resumeAllWaiting()
             // Quiescing closes nothing: MHD stops accepting and hands the listening socket back.
             let quiesced = MHD_quiesce_daemon(daemon) >= 0
-            Deadline.poll(every: .milliseconds(5), for: drainTimeout) { context.responsesInFlight.load(ordering: .acquiring) == 0 }
+            Deadline.poll(every: .milliseconds(5), for: drainTimeout) {
+                context.responsesInFlight.load(ordering: .acquiring) == 0 && context.resumedNotQueued.load(ordering: .acquiring) == 0
+            }
             MHD_stop_daemon(daemon)
             handle = nil
             Unmanaged.passUnretained(context).release()
@@ -202,11 +222,64 @@ private final class ServerContext: Sendable {
     let checksClientCertificates: Bool
     let readsCredentials: Bool
     let responsesInFlight = Atomic<Int>(0)
+    /// Connections resumed with their response and not yet queued it (stop waits for them too).
+    let resumedNotQueued = Atomic<Int>(0)
+    /// Suspended connections waiting for a worker's response; nil once the server stops.
+    private let waiting = Mutex<[ObjectIdentifier: PendingReply]?>([:])
+
     init(handler: @escaping HTTPHandler, logger: Logger, checksClientCertificates: Bool, readsCredentials: Bool) {
         self.handler = handler
         self.logger = logger
         self.checksClientCertificates = checksClientCertificates
         self.readsCredentials = readsCredentials
+    }
+
+    /// Records `pending` as waiting; false when the server is stopping (answer at once then).
+    func startWaiting(_ pending: PendingReply) -> Bool {
+        waiting.withLock { waiting in
+            guard waiting != nil else { return false }
+            waiting?[ObjectIdentifier(pending)] = pending
+            return true
+        }
+    }
+
+    /// Gives a waiting connection its response and wakes it, unless the server stopped
+    /// meanwhile (then the connection was already answered and resumed by `resumeAllWaiting`).
+    func finish(_ pending: PendingReply, with response: HTTPResponse) {
+        waiting.withLock { waiting in
+            guard waiting?.removeValue(forKey: ObjectIdentifier(pending)) != nil else { return }
+            pending.response.withLock { $0 = response }
+            resumedNotQueued.add(1, ordering: .releasing)
+            MHD_resume_connection(pending.connection)
+        }
+    }
+
+    /// At stop: every waiting connection is answered 503 and resumed, and no worker resumes one
+    /// again.
+    func resumeAllWaiting() {
+        waiting.withLock { waiting in
+            for pending in (waiting ?? [:]).values {
+                pending.response.withLock { $0 = HTTPResponse(status: 503, headers: [("Content-Type", "text/plain; charset=utf-8")],
+                                                              body: Array("503 service unavailable: the exporter is stopping or reloading\n".utf8)) }
+                resumedNotQueued.add(1, ordering: .releasing)
+                MHD_resume_connection(pending.connection)
+            }
+            waiting = nil
+        }
+    }
+}
+
+/// A request whose response a worker computes while its connection is suspended; MHD keeps a
+/// retained reference in the request's `con_cls` until the request completes.
+private final class PendingReply: Sendable {
+    // nonisolated(unsafe): set once in init; libmicrohttpd's connection outlives the request.
+    nonisolated(unsafe) let connection: OpaquePointer
+    let response = Mutex<HTTPResponse?>(nil)
+    /// Whether the response was queued (counted in `responsesInFlight` until completion).
+    let queued = Atomic<Bool>(false)
+
+    init(connection: OpaquePointer) {
+        self.connection = connection
     }
 }
 
@@ -263,6 +336,18 @@ private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, m
         return MHD_Result.YES
     }
     let context = Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue()
+    // Resumed: a worker has the response of this request.
+    if let raw = requestState.pointee, RequestState.of(raw) == nil {
+        let pending = Unmanaged<PendingReply>.fromOpaque(raw).takeUnretainedValue()
+        let response = pending.response.withLock { $0 } ?? HTTPResponse(status: 500, body: Array("500 internal error: no response\n".utf8))
+        let queued = queue(response, on: connection, context: context)
+        context.resumedNotQueued.subtract(1, ordering: .releasing)
+        if queued == MHD_Result.YES {
+            pending.queued.store(true, ordering: .releasing)
+            context.responsesInFlight.add(1, ordering: .releasing)
+        }
+        return queued
+    }
     func header(_ name: String) -> String? {
         MHD_lookup_connection_value(connection, MHD_ValueKind.HEADER_KIND, name).map { String(cString: $0) }
     }
@@ -287,31 +372,59 @@ private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, m
         default: break
         }
     }
+    var address = [CChar](repeating: 0, count: 64)
+    if cmhd_client_address(connection, &address, address.count) == 0 {
+        request.clientAddress = String(decoding: address.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
     if context.readsCredentials, let authorization = MHD_lookup_connection_value(connection, MHD_ValueKind.HEADER_KIND, "Authorization") {
         request.credentials = BasicCredentials(authorization: Array(UnsafeRawBufferPointer(start: authorization, count: strlen(authorization))))
     }
-    let reply = context.handler(request)
+    switch context.handler(request) {
+    case .now(let response):
+        let queued = queue(response, on: connection, context: context)
+        if queued == MHD_Result.YES {
+            requestState.pointee = RequestState.responseQueued.pointer
+            context.responsesInFlight.add(1, ordering: .releasing)
+        }
+        return queued
+    case .later(let worker, let delay, let whenBusy, let compute):
+        let pending = PendingReply(connection: connection)
+        guard context.startWaiting(pending) else {
+            // The server is stopping: nothing may wait for a worker any more.
+            let queued = queue(whenBusy(), on: connection, context: context)
+            if queued == MHD_Result.YES {
+                requestState.pointee = RequestState.responseQueued.pointer
+                context.responsesInFlight.add(1, ordering: .releasing)
+            }
+            return queued
+        }
+        // Released in requestCompleted.
+        requestState.pointee = Unmanaged.passRetained(pending).toOpaque()
+        MHD_suspend_connection(connection)
+        if !worker.submit(after: delay, { context.finish(pending, with: compute()) }) {
+            context.finish(pending, with: whenBusy())
+        }
+        return MHD_Result.YES
+    }
+}
 
-    // Zero copy: MHD sends from the shared buffer and calls releasePayload when done with it.
+/// Queues `reply` on `connection`. Zero copy: MHD sends from the shared buffer and calls
+/// releasePayload when done with it.
+private func queue(_ reply: HTTPResponse, on connection: OpaquePointer, context: ServerContext) -> MHD_Result {
     let payload = Unmanaged.passRetained(reply.payload)
     let response: OpaquePointer? = reply.payload.withUnsafeBytes { body in
         MHD_create_response_from_buffer_with_free_callback_cls(body.count, UnsafeMutableRawPointer(mutating: body.baseAddress), releasePayload, payload.toOpaque())
     }
     guard let response else {
         payload.release()
-        context.logger.error("cannot create an HTTP response (out of memory)", ["path": request.path])
+        context.logger.error("cannot create an HTTP response (out of memory)")
         return MHD_Result.NO
     }
     defer { MHD_destroy_response(response) }
     for (name, value) in reply.headers where MHD_add_response_header(response, name, value) != MHD_Result.YES {
         context.logger.error("cannot add an HTTP response header", ["header": name])
     }
-    let queued = MHD_queue_response(connection, UInt32(reply.status), response)
-    if queued == MHD_Result.YES {
-        requestState.pointee = RequestState.responseQueued.pointer
-        context.responsesInFlight.add(1, ordering: .releasing)
-    }
-    return queued
+    return MHD_queue_response(connection, UInt32(reply.status), response)
 }
 
 /// What `surveyHeaderField` finds among a request's header fields.
@@ -339,9 +452,13 @@ private let releasePayload: MHD_ContentReaderFreeCallback = { cls in
 
 /// Called when MHD is done with a request (sent, failed or timed out).
 private let requestCompleted: MHD_RequestCompletedCallback = { cls, _, requestState, _ in
-    guard let cls, let requestState else { return }
-    if RequestState.of(requestState.pointee) == .responseQueued {
-        Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue().responsesInFlight.subtract(1, ordering: .releasing)
+    guard let cls, let requestState, let raw = requestState.pointee else { return }
+    let context = Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue()
+    if let state = RequestState.of(raw) {
+        if state == .responseQueued { context.responsesInFlight.subtract(1, ordering: .releasing) }
+    } else {
+        let pending = Unmanaged<PendingReply>.fromOpaque(raw).takeRetainedValue()
+        if pending.queued.load(ordering: .acquiring) { context.responsesInFlight.subtract(1, ordering: .releasing) }
     }
     requestState.pointee = nil
 }

@@ -8,6 +8,8 @@ import Barman
 public struct WebAccess: Sendable {
     public let config: WebConfig
     let authenticator: BasicAuthenticator?
+    /// Failed logins per client address, for this web config (a reload starts afresh).
+    let throttle = LoginThrottle()
 
     public init(config: WebConfig) {
         self.config = config
@@ -58,31 +60,80 @@ public struct WebAccess: Sendable {
         return turnedOff
     }
 
-    public func handle(_ request: HTTPRequest, next: (HTTPRequest) -> HTTPResponse) -> HTTPResponse {
-        var response = refusal(request) ?? next(request)
+    /// Checks a password that was not verified before: bcrypt runs here, one at a time for the
+    /// whole process, at nice +19 (the lowest priority: on a busy host guesses wait, scrapes do
+    /// not), never on the HTTP event thread. At most `capacity` checks wait; past that a login
+    /// is answered 503, a second later.
+    static let passwordChecks = WorkerThread(name: "password checks", capacity: 16, nice: 19)
+    /// Answers for throttled clients, sent `throttleDelay` late so a guessing loop gets slow.
+    static let delayedAnswers = WorkerThread(name: "delayed answers", capacity: 1024)
+    static let throttleDelay: Duration = .seconds(1)
+
+    /// The answer to `request`: refused (certificate, password), or `next`'s, with the
+    /// configured headers either way. A password seen before is checked at once; a new one on
+    /// the password worker, the connection waiting meanwhile.
+    public func handle(_ request: HTTPRequest, next: @escaping @Sendable (HTTPRequest) -> HTTPResponse) -> HTTPReply {
+        if let refusal = certificateRefusal(request) { return .now(withHeaders(refusal)) }
+        guard let authenticator else { return .now(withHeaders(next(request))) }
+        guard let credentials = request.credentials else { return .now(withHeaders(unauthorized())) }
+        if authenticator.isRemembered(user: credentials.user, password: credentials.password) {
+            return .now(withHeaders(next(request)))
+        }
+        let throttle = self.throttle
+        let address = request.clientAddress
+        guard throttle.beginCheck(address) else {
+            var refusal = text(429, "429 too many requests: \(LoginThrottle.allowedFailures) wrong passwords from this address in the last \(LoginThrottle.window.components.seconds) s; wait, then give the right user and password\n")
+            refusal.headers.append(("Retry-After", String(LoginThrottle.window.components.seconds)))
+            let answer = withHeaders(refusal)
+            return .later(on: Self.delayedAnswers, after: Self.throttleDelay, whenBusy: { answer }) { answer }
+        }
+        let busy = withHeaders(text(503, "503 service unavailable: too many password checks waiting; retry in a few seconds\n"))
+        // Every check is taken: answered a moment later, without a bcrypt, so that a flood from
+        // many addresses cannot keep the event thread busy answering it either.
+        if Self.passwordChecks.queued >= Self.passwordChecks.capacity {
+            throttle.endCheck(address, failed: false)
+            return .later(on: Self.delayedAnswers, after: Self.throttleDelay, whenBusy: { busy }) { busy }
+        }
+        return .later(on: Self.passwordChecks, whenBusy: {
+            throttle.endCheck(address, failed: false)
+            return busy
+        }) {
+            let accepted = authenticator.accepts(user: credentials.user, password: credentials.password)
+            throttle.endCheck(address, failed: !accepted)
+            return withHeaders(accepted ? next(request) : unauthorized())
+        }
+    }
+
+    /// The same answer, computed here whatever it costs (tests and `--once`-like callers).
+    public func handleNow(_ request: HTTPRequest, next: @escaping @Sendable (HTTPRequest) -> HTTPResponse) -> HTTPResponse {
+        switch handle(request, next: next) {
+        case .now(let response): return response
+        case .later(_, _, _, let compute): return compute()
+        }
+    }
+
+    private func withHeaders(_ response: HTTPResponse) -> HTTPResponse {
+        var response = response
         for header in config.headers { response.headers.append((header.name, header.value)) }
         return response
     }
 
-    func refusal(_ request: HTTPRequest) -> HTTPResponse? {
-        if let clientAuth = config.tls?.clientAuth {
-            switch request.clientCertificate {
-            case .none where clientAuth.requiresCertificate:
-                return text(403, "403 forbidden: this exporter requires a TLS client certificate (client_auth_type \(clientAuth.rawValue)); give the scraper one signed by the exporter's client_ca_file (Prometheus: tls_config cert_file and key_file)\n")
-            case .rejected(let reason) where clientAuth.verifiesCertificate:
-                return text(403, "403 forbidden: the TLS client certificate was not accepted: \(reason)\n")
-            default:
-                break
-            }
+    private func unauthorized() -> HTTPResponse {
+        var response = text(401, "401 unauthorized: give a user and password from the exporter's web config (Prometheus: basic_auth)\n")
+        response.headers.append(("WWW-Authenticate", "Basic realm=\"prometheus-barman-exporter\", charset=\"UTF-8\""))
+        return response
+    }
+
+    func certificateRefusal(_ request: HTTPRequest) -> HTTPResponse? {
+        guard let clientAuth = config.tls?.clientAuth else { return nil }
+        switch request.clientCertificate {
+        case .none where clientAuth.requiresCertificate:
+            return text(403, "403 forbidden: this exporter requires a TLS client certificate (client_auth_type \(clientAuth.rawValue)); give the scraper one signed by the exporter's client_ca_file (Prometheus: tls_config cert_file and key_file)\n")
+        case .rejected(let reason) where clientAuth.verifiesCertificate:
+            return text(403, "403 forbidden: the TLS client certificate was not accepted: \(reason)\n")
+        default:
+            return nil
         }
-        if let authenticator {
-            guard let credentials = request.credentials, authenticator.accepts(user: credentials.user, password: credentials.password) else {
-                var response = text(401, "401 unauthorized: give a user and password from the exporter's web config (Prometheus: basic_auth)\n")
-                response.headers.append(("WWW-Authenticate", "Basic realm=\"prometheus-barman-exporter\", charset=\"UTF-8\""))
-                return response
-            }
-        }
-        return nil
     }
 
     private func text(_ status: Int, _ body: String) -> HTTPResponse {

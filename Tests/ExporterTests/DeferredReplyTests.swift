@@ -1,0 +1,134 @@
+@testable import Barman
+@testable import Exporter
+@testable import Exposition
+@testable import Platform
+import Synchronization
+import Testing
+
+/// Work the event thread must not do (a bcrypt) runs on a worker while the connection waits
+/// suspended; password guessing is throttled per client address.
+@Suite("Deferred replies and login throttling", .serialized)
+struct DeferredReplyTests {
+    /// A gate a worker job waits at until the test opens it.
+    final class Gate: Sendable {
+        private let open = Atomic<Bool>(false)
+        private let reached = Atomic<Bool>(false)
+        func release() { open.store(true, ordering: .releasing) }
+        func wait() {
+            reached.store(true, ordering: .releasing)
+            Deadline.poll(every: .milliseconds(2), for: .seconds(30)) { open.load(ordering: .acquiring) }
+        }
+        /// Whether a job is waiting at the gate now.
+        func isReached() -> Bool { Deadline.poll(every: .milliseconds(2), for: .seconds(10)) { reached.load(ordering: .acquiring) } }
+    }
+
+    /// While one request's answer is being computed on a worker (a slow bcrypt), the event
+    /// thread answers everyone else at once: before, the check ran on it and every request and
+    /// TLS handshake waited behind it.
+    @Test func aSlowCheckOnTheWorkerHoldsUpNoOtherRequest() throws {
+        let worker = WorkerThread(name: "test", capacity: 4)
+        let gate = Gate()
+        let server = try HTTPServer(listener: try ListenSocket(address: "127.0.0.1", port: 0), logger: Logger(level: .error)) { request in
+            guard request.path == "/slow" else { return .now(HTTPResponse(status: 200, body: Array("fast".utf8))) }
+            return .later(on: worker, whenBusy: { HTTPResponse(status: 503) }) {
+                gate.wait()
+                return HTTPResponse(status: 200, body: Array("slow".utf8))
+            }
+        }
+        defer { server.stop() }
+        let slow = try RawHTTPConnection(port: server.listener.port)
+        try slow.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(gate.isReached(), "the slow job never started")
+        // The slow answer is still being computed; another client is served meanwhile.
+        let fast = try RawHTTPConnection(port: server.listener.port).request("GET", "/")
+        #expect(fast.status == 200 && fast.bodyText == "fast")
+        gate.release()
+        let answer = try slow.readResponse()
+        #expect(answer.status == 200 && answer.bodyText == "slow")
+        // The resumed connection stays usable (keep-alive).
+        #expect(try slow.request("GET", "/").status == 200)
+    }
+
+    /// Stopping (or a reload replacing the server) answers waiting connections 503 at once, and
+    /// a worker that finishes afterwards touches nothing.
+    @Test func stoppingAnswersWaitingConnections() throws {
+        let worker = WorkerThread(name: "test", capacity: 4)
+        let gate = Gate()
+        let server = try HTTPServer(listener: try ListenSocket(address: "127.0.0.1", port: 0), logger: Logger(level: .error)) { _ in
+            .later(on: worker, whenBusy: { HTTPResponse(status: 503) }) {
+                gate.wait()
+                return HTTPResponse(status: 200)
+            }
+        }
+        let waiting = try RawHTTPConnection(port: server.listener.port)
+        try waiting.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(gate.isReached(), "the job never started")
+        server.stop()
+        #expect(try waiting.readResponse().status == 503)
+        gate.release()
+        // The job ends after the server is gone: nothing crashes, the worker goes on.
+        let done = Atomic<Bool>(false)
+        #expect(worker.submit { done.store(true, ordering: .releasing) })
+        #expect(Deadline.poll(for: .seconds(10)) { done.load(ordering: .acquiring) })
+    }
+
+    @Test func aFullWorkerAnswersWhenBusy() throws {
+        let worker = WorkerThread(name: "test", capacity: 1)
+        let gate = Gate()
+        #expect(worker.submit { gate.wait() })
+        #expect(gate.isReached())
+        #expect(worker.submit {})
+        #expect(!worker.submit {}, "over capacity")
+        gate.release()
+    }
+
+    @Test func jobsRunInTheOrderTheyAreDue() throws {
+        let worker = WorkerThread(name: "test", capacity: 8)
+        let order = Mutex<[Int]>([])
+        #expect(worker.submit(after: .milliseconds(300)) { order.withLock { $0.append(3) } })
+        #expect(worker.submit(after: .milliseconds(100)) { order.withLock { $0.append(2) } })
+        #expect(worker.submit { order.withLock { $0.append(1) } })
+        #expect(Deadline.poll(for: .seconds(10)) { order.withLock { $0.count } == 3 })
+        #expect(order.withLock { $0 } == [1, 2, 3])
+    }
+
+    /// A password seen before is answered on the event thread; a new one goes to the password
+    /// worker; wrong ones from one address are throttled after five.
+    @Test func webAccessDefersNewPasswordsAndThrottlesGuessing() throws {
+        var config = WebConfig()
+        config.basicAuthUsers = ["prometheus": WebConfigTests.hash]
+        let access = WebAccess(config: config)
+        let ok: @Sendable (HTTPRequest) -> HTTPResponse = { _ in HTTPResponse(status: 200) }
+        func request(_ password: String, from address: String = "192.0.2.1") -> HTTPRequest {
+            HTTPRequest(method: "GET", path: "/metrics", credentials: BasicCredentials(user: "prometheus", password: Array(password.utf8)),
+                        clientAddress: address)
+        }
+        func isDeferred(_ reply: HTTPReply) -> Bool { if case .later = reply { true } else { false } }
+        // The first time: checked off the event thread.
+        let first = access.handle(request("s3cret pass"), next: ok)
+        #expect(isDeferred(first))
+        #expect(access.handleNow(request("s3cret pass"), next: ok).status == 200)
+        // Verified now: answered at once, even from an address that is throttled.
+        for attempt in 0..<5 {
+            #expect(access.handleNow(request("guess \(attempt)", from: "192.0.2.9"), next: ok).status == 401)
+        }
+        let throttled = access.handleNow(request("guess 6", from: "192.0.2.9"), next: ok)
+        #expect(throttled.status == 429 && throttled.headers.contains { $0.0 == "Retry-After" })
+        guard case .now(let remembered) = access.handle(request("s3cret pass", from: "192.0.2.9"), next: ok) else {
+            Issue.record("a verified password waited for the worker")
+            return
+        }
+        #expect(remembered.status == 200)
+        // Another address is not throttled by that one's guesses.
+        #expect(access.handleNow(request("guess", from: "192.0.2.10"), next: ok).status == 401)
+    }
+
+    @Test func checksUnderWayCountAgainstTheAllowance() {
+        let throttle = LoginThrottle()
+        for _ in 0..<LoginThrottle.allowedFailures { #expect(throttle.beginCheck("a")) }
+        #expect(!throttle.beginCheck("a"), "five checks under way: a sixth would exceed the allowance")
+        throttle.endCheck("a", failed: false)  // the right password after all
+        #expect(throttle.beginCheck("a"))
+        #expect(throttle.beginCheck("b"))
+    }
+}
