@@ -132,3 +132,26 @@ struct DeferredReplyTests {
         #expect(throttle.beginCheck("b"))
     }
 }
+
+/// A reload that changes the web config (certificate rotation) starts a new server on the same
+/// socket: connections the old one accepted must not be dropped.
+@Suite("Server hand-over")
+struct HandOverTests {
+    @Test func aRetiredServerFinishesItsKeepAliveConnections() throws {
+        let listener = try ListenSocket(address: "127.0.0.1", port: 0)
+        let old = try HTTPServer(listener: listener, logger: Logger(level: .error)) { _ in .now(HTTPResponse(status: 200, body: Array("old".utf8))) }
+        let connection = try RawHTTPConnection(port: listener.port)
+        #expect(try connection.request("GET", "/").bodyText == "old")
+        let successor = try HTTPServer(listener: listener, logger: Logger(level: .error)) { _ in .now(HTTPResponse(status: 200, body: Array("new".utf8))) }
+        defer { successor.stop() }
+        old.retire(within: .seconds(2))
+        // The next request on the old connection is still answered (stopping the old server at
+        // once dropped it), and told to reconnect.
+        let last = try connection.request("GET", "/")
+        #expect(last.status == 200 && last.bodyText == "old")
+        #expect(last.headers["connection"]?.lowercased() == "close")
+        #expect(connection.isClosedByPeer())
+        // New connections reach the successor.
+        #expect(try RawHTTPConnection(port: listener.port).request("GET", "/").bodyText == "new")
+    }
+}

@@ -124,6 +124,8 @@ public final class HTTPServer: Sendable {
     private let daemon: Mutex<OpaquePointer?>
     private let context: ServerContext
     private let tlsStrings: TLSStrings?
+    /// Whether MHD has handed the listening socket back (`retire`).
+    private let quiesced = Atomic<Bool>(false)
     public let listener: ListenSocket
 
     /// Starts serving on an already bound and listening socket (so the caller knows the port,
@@ -190,7 +192,7 @@ public final class HTTPServer: Sendable {
             // suspended connections, and a worker must never resume one after it stopped.
             context.resumeAllWaiting()
             // Quiescing closes nothing: MHD stops accepting and hands the listening socket back.
-            let quiesced = MHD_quiesce_daemon(daemon) >= 0
+            let quiesced = self.quiesced.load(ordering: .acquiring) || MHD_quiesce_daemon(daemon) >= 0
             Deadline.poll(every: .milliseconds(5), for: drainTimeout) {
                 context.responsesInFlight.load(ordering: .acquiring) == 0 && context.resumedNotQueued.load(ordering: .acquiring) == 0
             }
@@ -203,6 +205,28 @@ public final class HTTPServer: Sendable {
                 // MHD closed the listening socket itself; forget the number so it is never closed twice.
                 listener.relinquish()
             }
+        }
+    }
+
+    /// Hands over to a successor serving on the same listening socket without dropping a
+    /// connection: this server accepts no more, answers each request still coming on its open
+    /// connections with `Connection: close` (the client reconnects, to the successor), and stops
+    /// once `within` has passed (idle keep-alive connections are closed by the connection
+    /// timeout before that). Returns at once; the stop happens on a thread of its own.
+    public func retire(within: Duration) {
+        context.retiring.store(true, ordering: .releasing)
+        let quiesced = daemon.withLock { handle in
+            let quiesced = handle.map { MHD_quiesce_daemon($0) >= 0 } ?? false
+            if quiesced { self.quiesced.store(true, ordering: .releasing) }
+            return quiesced
+        }
+        do {
+            try DetachedThread.start { [self] in
+                Deadline.sleep(within)
+                stop(keepingListener: quiesced)
+            }
+        } catch {
+            stop(keepingListener: quiesced)
         }
     }
 
@@ -222,6 +246,8 @@ private final class ServerContext: Sendable {
     let checksClientCertificates: Bool
     let readsCredentials: Bool
     let responsesInFlight = Atomic<Int>(0)
+    /// Set when a successor took over (`retire`): answers close their connection.
+    let retiring = Atomic<Bool>(false)
     /// Connections resumed with their response and not yet queued it (stop waits for them too).
     let resumedNotQueued = Atomic<Int>(0)
     /// Suspended connections waiting for a worker's response; nil once the server stops.
@@ -421,7 +447,9 @@ private func queue(_ reply: HTTPResponse, on connection: OpaquePointer, context:
         return MHD_Result.NO
     }
     defer { MHD_destroy_response(response) }
-    for (name, value) in reply.headers where MHD_add_response_header(response, name, value) != MHD_Result.YES {
+    var headers = reply.headers
+    if context.retiring.load(ordering: .acquiring) { headers.append(("Connection", "close")) }
+    for (name, value) in headers where MHD_add_response_header(response, name, value) != MHD_Result.YES {
         context.logger.error("cannot add an HTTP response header", ["header": name])
     }
     return MHD_queue_response(connection, UInt32(reply.status), response)

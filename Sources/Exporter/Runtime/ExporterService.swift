@@ -94,7 +94,9 @@ public final class ExporterService: Sendable {
             // so no scrape is refused while certificates rotate.
             do {
                 let replacement = try Self.startServer(on: server.listener, access: access, store: pipeline.store, cache: expositionCache, logger: logger)
-                server.stop(keepingListener: true)
+                // The old server finishes what it accepted (old certificate), closing each
+                // connection after its next answer, and stops after the connection timeout.
+                server.retire(within: .seconds(Int64(HTTPLimits().connectionTimeoutSeconds) + 1))
                 state.withLock {
                     $0.server = replacement
                     $0.web = access
