@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import Barman
 @testable import Exporter
 @testable import Exposition
@@ -153,5 +156,25 @@ struct HandOverTests {
         #expect(connection.isClosedByPeer())
         // New connections reach the successor.
         #expect(try RawHTTPConnection(port: listener.port).request("GET", "/").bodyText == "new")
+    }
+}
+
+@Suite("Descriptor limits")
+struct DescriptorLimitTests {
+    /// libmicrohttpd's default of 256 connections ignores RLIMIT_NOFILE: with `ulimit -n 64`,
+    /// 80 idle connections left no descriptor for barman or a catalog read.
+    @Test func theConnectionLimitLeavesRoomForBarman() {
+        #expect(HTTPLimits.connectionLimit(openFiles: 64) == 16)
+        #expect(HTTPLimits.connectionLimit(openFiles: 1024) == 256)
+        #expect(HTTPLimits.connectionLimit(openFiles: 20) == 4)
+        #expect(HTTPLimits.connectionLimit(openFiles: nil) == 256)
+        #expect(HTTPLimits.connectionLimit(openFiles: Int.max) == 256)
+    }
+
+    /// Out of descriptors is not a permission problem: the advice says what to raise.
+    @Test func catalogErrorsAdviseByReason() {
+        #expect(WALCatalogCollector.advice(for: SystemError("open", "/x", code: EMFILE)).contains("LimitNOFILE"))
+        #expect(WALCatalogCollector.advice(for: SystemError("open", "/x", code: EACCES)).contains("barman's user"))
+        #expect(!WALCatalogCollector.advice(for: SystemError("open", "/x", code: EIO)).contains("barman's user"))
     }
 }

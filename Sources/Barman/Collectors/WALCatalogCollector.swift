@@ -44,7 +44,7 @@ public final class WALCatalogCollector: Collector {
                     return problems[server] != error.description
                 }
                 if isNew {
-                    context.logger.error("cannot read the WAL catalog; barman_last_archived_wal_timestamp_seconds keeps its last value (run the exporter as barman's user)",
+                    context.logger.error("cannot read the WAL catalog; barman_last_archived_wal_timestamp_seconds keeps its last value (\(Self.advice(for: error)))",
                                          ["server": server.text, "error": error.description])
                 }
             }
@@ -56,6 +56,13 @@ public final class WALCatalogCollector: Collector {
             kept.merge(read) { _, new in new }
             snapshot.lastArchivedWAL = kept
         }
+    }
+
+    /// What to do about a catalog that cannot be read, by the reason.
+    static func advice(for error: SystemError) -> String {
+        if error.isPermissionDenied { return "run the exporter as barman's user, or give it read access to barman's home" }
+        if error.isOutOfDescriptors { return "the exporter has no file descriptor left: raise LimitNOFILE (systemd) or ulimit -n" }
+        return "check that barman's home is mounted and readable"
     }
 
     public func emit(_ snapshot: MetricsSnapshot, _ scrape: Scrape, into families: inout FamilyBuilder) {

@@ -107,8 +107,20 @@ public struct HTTPLimits: Sendable {
     /// only at its next timeout pass (seen: up to this long after a flood of clients left).
     /// Scrapers reconnect at their next scrape, which costs nothing worth measuring.
     public var connectionTimeoutSeconds: UInt32 = 10
-    /// Open connections at once; beyond it the kernel backlog holds new ones.
-    public var connectionLimit: UInt32 = 256
+    /// Open connections at once; beyond it the kernel backlog holds new ones. 256, or fewer
+    /// when the open-file limit is low (`connectionLimit(openFiles:)`).
+    public var connectionLimit: UInt32 = HTTPLimits.connectionLimit(openFiles: OpenFiles.softLimit())
+
+    /// Descriptors kept for everything but connections: barman's pipes (4 commands at once, two
+    /// each), catalog reads, the listening socket, signal and wakeup pipes, epoll, logging.
+    static let reservedDescriptors = 48
+
+    /// At most 256 connections, and never so many that barman could not be started or a
+    /// catalog read: with `ulimit -n 64` 16 connections (libmicrohttpd ignores the limit itself).
+    static func connectionLimit(openFiles: Int?) -> UInt32 {
+        guard let openFiles else { return 256 }
+        return UInt32(clamping: max(4, min(256, openFiles - reservedDescriptors)))
+    }
     /// Per-connection buffer for request line and headers; larger requests get 431/414.
     public var connectionMemoryLimit: Int = 32 * 1024
 
