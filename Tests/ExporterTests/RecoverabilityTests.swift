@@ -263,3 +263,42 @@ struct RecoverabilityFixtureTests {
         #expect(WALCatalog.newestArchiveTime(in: tail, startsAtLineBoundary: true) == newest)
     }
 }
+
+/// Values barman cannot have written are refused, not served as facts, and said once.
+@Suite("Absurd values")
+struct AbsurdValueTests {
+    @Test(arguments: ["1e308", "99999999999", "0x1.ap30", "-1795544001", "nan", "inf", "1795544001.5.5", ""])
+    func catalogTimesBarmanDoesNotWriteAreRefused(time: String) {
+        let scan = WALCatalog.scan(Array("000000010000000000000001\t16777216\t\(time)\tNone\n".utf8), startsAtLineBoundary: true)
+        #expect(scan.newest == nil)
+        #expect(scan.problem != nil)
+    }
+
+    @Test func catalogsWithoutAUsableLineAreAProblem() {
+        let random = WALCatalog.scan((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7919 &+ 13) }, startsAtLineBoundary: true)
+        #expect(random.newest == nil && random.problem != nil)
+        let oneHugeLine = WALCatalog.scan(Array(String(repeating: "x", count: 100_000).utf8) + [0x0A], startsAtLineBoundary: true)
+        #expect(oneHugeLine.problem != nil)
+        // Only history and backup-label lines: a catalog barman writes (no segment yet), fine.
+        let labels = WALCatalog.scan(Array("00000002.history\t41\t1795549999.0\tNone\n000000010000000000000012.00000028.backup\t341\t1795544729.0\tNone\n".utf8),
+                                     startsAtLineBoundary: true)
+        #expect(labels.newest == nil && labels.problem == nil)
+        #expect(WALCatalog.scan([], startsAtLineBoundary: true).problem == nil)
+        let good = WALCatalog.scan(Array("000000010000000000000001\t16777216\t1795544001.5\tNone\n".utf8), startsAtLineBoundary: true)
+        #expect(good.newest == 1795544001.5 && good.problem == nil)
+    }
+
+    @Test func archiverValuesPostgreSQLCannotReportAreRefused() {
+        func info(_ failed: String, _ archived: String = "2026-11-24 18:25:20.520000+00:00") -> ServerInfo {
+            BarmanDecoding.serverInfo(server: "pg", ["failed_count": .string(failed), "last_archived_time": .string(archived)])
+        }
+        for failed in ["-5.5", "1e308", "2.5", "-1"] {
+            #expect(info(failed).archiver == nil, "\(failed)")
+            #expect(info(failed).refused == ["failed_count \(Double(failed) ?? 0)"], "\(failed)")
+        }
+        let yearOne = info("3", "0001-01-01 00:00:00+00:00")
+        #expect(yearOne.archiver?.failedCount == 3 && yearOne.archiver?.lastArchivedTime == nil)
+        #expect(yearOne.refused == ["last_archived_time 0001-01-01 00:00:00+00:00"])
+        #expect(info("3").refused.isEmpty && info("3").archiver?.lastArchivedTime != nil)
+    }
+}

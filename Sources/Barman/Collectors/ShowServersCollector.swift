@@ -1,3 +1,4 @@
+import Synchronization
 import Platform
 import Exposition
 import Configuration
@@ -7,9 +8,12 @@ import Configuration
 ///
 /// It changes rarely and costs a PostgreSQL connection per server, so it has its own TTL
 /// (`servers_cache_ttl`); it opens replication connections (see `ReplicationStatusCollector`).
-public struct ShowServersCollector: Collector {
+public final class ShowServersCollector: Collector {
     public static let answer = AnswerKey<[ServerName: ServerInfo]>("show-servers")
     static let command = BarmanCommand("show-servers", ["all"])
+
+    /// Values refused (not what barman or PostgreSQL can report) already logged: once each.
+    private let loggedRefusals = Mutex<Set<String>>([])
 
     public init() {}
 
@@ -22,10 +26,15 @@ public struct ShowServersCollector: Collector {
     }
 
     public func collect(_ context: CollectContext) async {
-        await context.run(Self.command, decode: BarmanDecoding.serverInfo) { servers, snapshot in
+        let servers = await context.run(Self.command, decode: BarmanDecoding.serverInfo) { servers, snapshot in
             snapshot.servers = servers
             // A server barman no longer knows has no WAL catalog to report.
             snapshot.lastArchivedWAL = snapshot.lastArchivedWAL.filter { servers[$0.key] != nil }
+        }
+        for (server, info) in servers ?? [:] {
+            for refusal in info.refused where loggedRefusals.withLock({ $0.insert(server.text + "\u{0}" + refusal).inserted }) {
+                context.logger.warn("barman show-servers printed a value it cannot have; it is not served", ["server": server.text, "value": refusal])
+            }
         }
     }
 
@@ -119,6 +128,9 @@ public struct ServerInfo: Sendable, Equatable {
     public var minimumRedundancy: Int?
     public var walCatalog: WALCatalogLocation?
     public var archiver: ArchiverStatistics?
+    /// Fields whose values barman or PostgreSQL cannot have reported (a negative count, a time
+    /// in year 1), left out of the above: `field value` each, for the log.
+    public var refused: [String] = []
 
     public init(active: Bool? = nil, disabled: Bool? = nil, passiveNode: Bool? = nil, minimumRedundancy: Int? = nil,
                 walCatalog: WALCatalogLocation? = nil, archiver: ArchiverStatistics? = nil) {
@@ -167,9 +179,15 @@ extension BarmanDecoding {
             default: return nil
             }
         }
+        var refused: [String] = []
         func time(_ key: String) -> Double? {
             guard case .string(let text)? = fields[key] else { return nil }
-            return BarmanTime.parseDateTime(text)
+            guard let seconds = BarmanTime.parseDateTime(text) else { return nil }
+            guard BarmanTime.isPlausible(seconds) else {
+                refused.append("\(key) \(text)")
+                return nil
+            }
+            return seconds
         }
         var info = ServerInfo(active: bool("active"), disabled: bool("disabled"), passiveNode: bool("passive_node"),
                               minimumRedundancy: integer(fields["minimum_redundancy"]).flatMap { Int(exactly: $0) })
@@ -181,10 +199,14 @@ extension BarmanDecoding {
         } else if let walsDirectory {
             info.walCatalog = WALCatalogLocation(path: walsDirectory + "/xlog.db")
         }
-        if let failed = number(fields["failed_count"]) {
+        // pg_stat_archiver.failed_count is a bigint count; the times are of this century.
+        if let failed = number(fields["failed_count"]), !(failed >= 0 && failed < 9_007_199_254_740_992 && failed == failed.rounded()) {
+            info.refused.append("failed_count \(failed)")
+        } else if let failed = number(fields["failed_count"]) {
             info.archiver = ArchiverStatistics(failedCount: failed, lastFailedTime: time("last_failed_time"),
                                                lastArchivedTime: time("last_archived_time"))
         }
+        info.refused += refused
         return info
     }
 

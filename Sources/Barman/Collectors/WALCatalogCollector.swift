@@ -27,8 +27,19 @@ public final class WALCatalogCollector: Collector {
         let locations = (context.snapshot.servers ?? [:]).compactMapValues(\.walCatalog)
         guard !locations.isEmpty else { return }
         let files = context.files
-        let results = locations.mapValues { location in
-            Result { () throws(SystemError) -> Double? in try WALCatalog.newestArchiveTime(location, files: files) }
+        let scans = locations.mapValues { location in
+            Result { () throws(SystemError) -> WALCatalog.Scan in try WALCatalog.scan(location, files: files) }
+        }
+        // A catalog with lines but none usable (random bytes, one huge line, times barman does
+        // not write) is a problem like an unreadable one: logged, its last value kept.
+        let results = scans.mapValues { result -> Result<Double?, CatalogProblem> in
+            switch result {
+            case .success(let scan):
+                if let problem = scan.problem { return .failure(CatalogProblem(description: problem, advice: "barman writes it; check what else does")) }
+                return .success(scan.newest)
+            case .failure(let error):
+                return .failure(CatalogProblem(description: error.description, advice: Self.advice(for: error)))
+            }
         }
         var times: [ServerName: Double] = [:]
         for (server, result) in results {
@@ -44,7 +55,7 @@ public final class WALCatalogCollector: Collector {
                     return problems[server] != error.description
                 }
                 if isNew {
-                    context.logger.error("cannot read the WAL catalog; barman_last_archived_wal_timestamp_seconds keeps its last value (\(Self.advice(for: error)))",
+                    context.logger.error("cannot read the WAL catalog; barman_last_archived_wal_timestamp_seconds keeps its last value (\(error.advice))",
                                          ["server": server.text, "error": error.description])
                 }
             }
@@ -56,6 +67,11 @@ public final class WALCatalogCollector: Collector {
             kept.merge(read) { _, new in new }
             snapshot.lastArchivedWAL = kept
         }
+    }
+
+    struct CatalogProblem: Error, Sendable, CustomStringConvertible {
+        var description: String
+        var advice: String
     }
 
     /// What to do about a catalog that cannot be read, by the reason.
@@ -102,27 +118,52 @@ public enum WALCatalog {
     static let initialTailBytes = 64 * 1024
     static let maximumTailBytes = 4 * 1024 * 1024
 
+    /// What the end of a catalog says.
+    public struct Scan: Sendable, Equatable {
+        /// The largest archive time of a WAL segment line.
+        public var newest: Double?
+        /// Complete lines read, and those in barman's format (`NAME<TAB>SIZE<TAB>TIME...` with a
+        /// segment, `.history` or `.backup` name and a plausible time).
+        public var lines = 0
+        public var wellFormed = 0
+        /// A segment line whose time barman cannot have written (first one seen), if any.
+        public var refusedTime: String?
+
+        /// Why the catalog cannot be used although it has lines; nil when it can, or is empty.
+        public var problem: String? {
+            if newest == nil, let refusedTime { return "its segment lines have times barman does not write (\(refusedTime))" }
+            if lines > 0 && wellFormed == 0 { return "none of its last \(lines) lines is in barman's catalog format (NAME, SIZE, TIME, COMPRESSION separated by tabs)" }
+            return nil
+        }
+    }
+
     /// Unix time the newest WAL segment in the catalog was archived; nil when the catalog lists
     /// none (a new server) or does not exist yet (barman creates it on first use).
     public static func newestArchiveTime(_ location: WALCatalogLocation, files: any BarmanFiles) throws(SystemError) -> Double? {
+        try scan(location, files: files).newest
+    }
+
+    /// The end of the catalog at `location` (its legacy name while the new one does not exist);
+    /// an empty scan when neither exists.
+    public static func scan(_ location: WALCatalogLocation, files: any BarmanFiles) throws(SystemError) -> Scan {
         do {
-            return try newestArchiveTime(path: location.path, files: files)
+            return try scan(path: location.path, files: files)
         } catch where error.isNotFound {
-            guard let legacy = location.legacyPath else { return nil }
+            guard let legacy = location.legacyPath else { return Scan() }
             do {
-                return try newestArchiveTime(path: legacy, files: files)
+                return try scan(path: legacy, files: files)
             } catch where error.isNotFound {
-                return nil
+                return Scan()
             }
         }
     }
 
-    private static func newestArchiveTime(path: String, files: any BarmanFiles) throws(SystemError) -> Double? {
+    private static func scan(path: String, files: any BarmanFiles) throws(SystemError) -> Scan {
         var tailBytes = initialTailBytes
         while true {
             let (bytes, wholeFile) = try files.readTail(path: path, maxBytes: tailBytes)
-            if let newest = newestArchiveTime(in: bytes, startsAtLineBoundary: wholeFile) { return newest }
-            if wholeFile || tailBytes >= maximumTailBytes { return nil }
+            let found = scan(bytes, startsAtLineBoundary: wholeFile)
+            if found.newest != nil || wholeFile || tailBytes >= maximumTailBytes { return found }
             tailBytes *= 4
         }
     }
@@ -131,30 +172,42 @@ public enum WALCatalog {
     /// digits; `.history` and `.backup` files are not WAL arrival). A first line that may be
     /// cut is skipped, and so is a last line without its newline (being written now).
     public static func newestArchiveTime(in bytes: [UInt8], startsAtLineBoundary: Bool) -> Double? {
-        var newest: Double?
+        scan(bytes, startsAtLineBoundary: startsAtLineBoundary).newest
+    }
+
+    public static func scan(_ bytes: [UInt8], startsAtLineBoundary: Bool) -> Scan {
+        var result = Scan()
         var lineStart = 0
         if !startsAtLineBoundary {
-            guard let firstNewline = bytes.firstIndex(of: UInt8(ascii: "\n")) else { return nil }
+            guard let firstNewline = bytes.firstIndex(of: UInt8(ascii: "\n")) else { return result }
             lineStart = firstNewline + 1
         }
         var index = lineStart
         while index < bytes.count {
             if bytes[index] == UInt8(ascii: "\n") {
-                if let time = segmentTime(bytes[lineStart..<index]) {
-                    newest = max(newest ?? time, time)
-                }
+                read(bytes[lineStart..<index], into: &result)
                 lineStart = index + 1
             }
             index += 1
         }
-        return newest
+        return result
     }
 
-    private static func segmentTime(_ line: ArraySlice<UInt8>) -> Double? {
-        let fields = line.split(separator: UInt8(ascii: "\t"), omittingEmptySubsequences: false)
-        guard fields.count >= 3, fields[0].count == 24, fields[0].allSatisfy(isHexDigit) else { return nil }
-        guard let time = Double(String(decoding: fields[2], as: UTF8.self)), time.isFinite, time > 0 else { return nil }
-        return time
+    private static func read(_ line: ArraySlice<UInt8>, into result: inout Scan) {
+        result.lines += 1
+        let fields = line.split(separator: UInt8(ascii: "\t"), maxSplits: 3, omittingEmptySubsequences: false)
+        guard fields.count >= 3, let name = fields.first else { return }
+        let isSegment = name.count == 24 && name.allSatisfy(isHexDigit)
+        // The other names barman catalogs: `TTTTTTTT.history` and `<segment>.<offset>.backup`.
+        let isHistory = name.count == 16 && name.prefix(8).allSatisfy(isHexDigit) && name.suffix(8).elementsEqual(".history".utf8)
+        let isBackupLabel = name.count > 24 && name.prefix(24).allSatisfy(isHexDigit) && name.suffix(7).elementsEqual(".backup".utf8)
+        guard isSegment || isHistory || isBackupLabel else { return }
+        guard let time = BarmanTime.catalogTime(fields[2]) else {
+            if isSegment, result.refusedTime == nil { result.refusedTime = String(decoding: fields[2].prefix(40), as: UTF8.self) }
+            return
+        }
+        result.wellFormed += 1
+        if isSegment { result.newest = max(result.newest ?? time, time) }
     }
 
     private static func isHexDigit(_ byte: UInt8) -> Bool {

@@ -74,4 +74,28 @@ public enum BarmanTime {
         }
         return value
     }
+
+    /// Whether `seconds` can be a time barman or PostgreSQL recorded: from 2000 to 2100. Values
+    /// outside (1e308, year 5138, year 1) are refused rather than served as facts.
+    public static func isPlausible(_ seconds: Double) -> Bool {
+        seconds.isFinite && seconds >= 946_684_800 && seconds < 4_102_444_800
+    }
+
+    /// Unix seconds as barman's WAL catalog writes them (Python's `str(float)`: digits, an
+    /// optional fraction), plausible; nil for anything else (hex floats, exponents, signs).
+    public static func catalogTime(_ text: some Collection<UInt8>) -> Double? {
+        var sawPoint = false
+        var digits = 0
+        for byte in text {
+            if byte == UInt8(ascii: ".") && !sawPoint && digits > 0 {
+                sawPoint = true
+            } else if byte >= 0x30 && byte <= 0x39 {
+                digits += 1
+            } else {
+                return nil
+            }
+        }
+        guard digits > 0, digits <= 20, let value = Double(String(decoding: text, as: UTF8.self)), isPlausible(value) else { return nil }
+        return value
+    }
 }
