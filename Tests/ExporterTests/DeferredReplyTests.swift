@@ -108,7 +108,7 @@ struct DeferredReplyTests {
         }
         func isDeferred(_ reply: HTTPReply) -> Bool { if case .later = reply { true } else { false } }
         // The first time: checked off the event thread.
-        let first = access.handle(request("s3cret pass"), next: ok)
+        let first = access.handle(request("s3cret pass")) { .now(ok($0)) }
         #expect(isDeferred(first))
         #expect(access.handleNow(request("s3cret pass"), next: ok).status == 200)
         // Verified now: answered at once, even from an address that is throttled.
@@ -117,13 +117,37 @@ struct DeferredReplyTests {
         }
         let throttled = access.handleNow(request("guess 6", from: "192.0.2.9"), next: ok)
         #expect(throttled.status == 429 && throttled.headers.contains { $0.0 == "Retry-After" })
-        guard case .now(let remembered) = access.handle(request("s3cret pass", from: "192.0.2.9"), next: ok) else {
+        guard case .now(let remembered) = access.handle(request("s3cret pass", from: "192.0.2.9"), next: { .now(ok($0)) }) else {
             Issue.record("a verified password waited for the worker")
             return
         }
         #expect(remembered.status == 200)
         // Another address is not throttled by that one's guesses.
         #expect(access.handleNow(request("guess", from: "192.0.2.10"), next: ok).status == 401)
+    }
+
+    /// The first scrape of a format (nothing rendered yet) is rendered on a worker, not on the
+    /// event thread; once a body is ready, scrapes are answered at once.
+    @Test func theEventThreadNeverRenders() {
+        var snapshot = MetricsSnapshot(version: "1")
+        snapshot.backups = ["pg": []]
+        let routes = Routes(store: SnapshotStore(snapshot), now: { 1795544800 })
+        let request = HTTPRequest(method: "GET", path: "/metrics")
+        guard case .later(_, _, _, let render) = routes.reply(request) else {
+            Issue.record("the first scrape rendered on the event thread")
+            return
+        }
+        #expect(render().status == 200)
+        guard case .now(let ready) = routes.reply(request) else {
+            Issue.record("a ready body waited for the worker")
+            return
+        }
+        #expect(ready.status == 200)
+        // Other paths never wait.
+        guard case .now = routes.reply(HTTPRequest(method: "GET", path: "/")) else {
+            Issue.record("the landing page waited")
+            return
+        }
     }
 
     @Test func checksUnderWayCountAgainstTheAllowance() {

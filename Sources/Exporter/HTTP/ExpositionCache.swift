@@ -73,6 +73,22 @@ public final class ExpositionCache: Sendable {
         }
     }
 
+    /// Whether a scrape at `second` finds its body without rendering (the renderer prepared it,
+    /// or an earlier scrape of this second rendered it). A gzip asked for and not made yet
+    /// counts as a render.
+    public func hasBody(for format: ExpositionFormat, gzip wantsGzip: Bool, store: SnapshotStore, second: Double) -> Bool {
+        let generation = store.versioned.generation
+        let running = rendererRunning.load(ordering: .relaxed)
+        return state.withLock { state in
+            let bodies = state.bodies[format] ?? []
+            let found = bodies.first { $0.generation == generation && $0.second == second }
+                ?? (running ? bodies.filter { $0.second == second }.max { $0.generation < $1.generation } : nil)
+                ?? (running ? bodies.first { $0.second == second - 1 && $0.generation == generation } : nil)
+            guard let found else { return false }
+            return !wantsGzip || found.gzip != nil
+        }
+    }
+
     /// The body for a scrape at `second`: the one rendered for this second and the current
     /// snapshot. With a renderer running, while it renders a snapshot published a moment ago,
     /// the one of this second for the previous snapshot, and while it is late for this second,

@@ -16,6 +16,25 @@ public struct Routes: Sendable {
         self.now = now
     }
 
+    /// Renders (or gzips) a body a scrape did not find ready, off the HTTP event thread: the
+    /// first scrape of a format, or one after a minute without any. One at a time; the scrapes
+    /// waiting for the same body find it ready when their turn comes.
+    static let renders = WorkerThread(name: "first renders", capacity: 256, nice: 10)
+
+    /// The answer as the HTTP server sends it: at once, or, when `/metrics` would have to
+    /// render, rendered on `renders` while the connection waits.
+    public func reply(_ request: HTTPRequest) -> HTTPReply {
+        guard Self.originPath(request.path) == "/metrics", request.method == "GET" || request.method == "HEAD",
+              request.version != "HTTP/1.1" || request.hostFields == 1, !request.malformedFieldName else { return .now(handle(request)) }
+        let format = ContentNegotiation.format(accept: request.accept)
+        let second = now().rounded(.down)
+        if cache.hasBody(for: format, gzip: ContentNegotiation.acceptsGzip(request.acceptEncoding), store: store, second: second) {
+            return .now(handle(request))
+        }
+        let busy = text(503, "503 service unavailable: too many scrapes waiting for a first render; retry in a second\n")
+        return .later(on: Self.renders, whenBusy: { busy }) { handle(request) }
+    }
+
     public func handle(_ request: HTTPRequest) -> HTTPResponse {
         if request.malformedFieldName {
             return text(400, "400 bad request: whitespace between a header field name and its colon\n")

@@ -37,7 +37,7 @@ public final class ExporterService: Sendable {
     static func startServer(on listener: ListenSocket, access: WebAccess, store: SnapshotStore, cache: ExpositionCache, logger: Logger) throws(SystemError) -> HTTPServer {
         let routes = Routes(store: store, cache: cache)
         return try HTTPServer(listener: listener, tls: access.serverTLS, readsCredentials: access.readsCredentials, logger: logger) { request in
-            access.handle(request) { routes.handle($0) }
+            access.handle(request) { routes.reply($0) }
         }
     }
 

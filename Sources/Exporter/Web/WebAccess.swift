@@ -72,12 +72,12 @@ public struct WebAccess: Sendable {
     /// The answer to `request`: refused (certificate, password), or `next`'s, with the
     /// configured headers either way. A password seen before is checked at once; a new one on
     /// the password worker, the connection waiting meanwhile.
-    public func handle(_ request: HTTPRequest, next: @escaping @Sendable (HTTPRequest) -> HTTPResponse) -> HTTPReply {
+    public func handle(_ request: HTTPRequest, next: @escaping @Sendable (HTTPRequest) -> HTTPReply) -> HTTPReply {
         if let refusal = certificateRefusal(request) { return .now(withHeaders(refusal)) }
-        guard let authenticator else { return .now(withHeaders(next(request))) }
+        guard let authenticator else { return withHeaders(next(request)) }
         guard let credentials = request.credentials else { return .now(withHeaders(unauthorized())) }
         if authenticator.isRemembered(user: credentials.user, password: credentials.password) {
-            return .now(withHeaders(next(request)))
+            return withHeaders(next(request))
         }
         let throttle = self.throttle
         let address = request.clientAddress
@@ -100,15 +100,31 @@ public struct WebAccess: Sendable {
         }) {
             let accepted = authenticator.accepts(user: credentials.user, password: credentials.password)
             throttle.endCheck(address, failed: !accepted)
-            return withHeaders(accepted ? next(request) : unauthorized())
+            // Already on a worker: whatever the answer costs is computed here.
+            return withHeaders(accepted ? Self.computed(next(request)) : unauthorized())
         }
     }
 
-    /// The same answer, computed here whatever it costs (tests and `--once`-like callers).
+    /// The same answer, computed here whatever it costs (tests).
     public func handleNow(_ request: HTTPRequest, next: @escaping @Sendable (HTTPRequest) -> HTTPResponse) -> HTTPResponse {
-        switch handle(request, next: next) {
+        Self.computed(handle(request) { .now(next($0)) })
+    }
+
+    /// A reply's response, computing a deferred one on the calling thread.
+    static func computed(_ reply: HTTPReply) -> HTTPResponse {
+        switch reply {
         case .now(let response): return response
         case .later(_, _, _, let compute): return compute()
+        }
+    }
+
+    /// `reply` with the configured headers, whenever it is answered.
+    private func withHeaders(_ reply: HTTPReply) -> HTTPReply {
+        switch reply {
+        case .now(let response):
+            return .now(withHeaders(response))
+        case .later(let worker, let delay, let whenBusy, let compute):
+            return .later(on: worker, after: delay, whenBusy: { withHeaders(whenBusy()) }) { withHeaders(compute()) }
         }
     }
 
