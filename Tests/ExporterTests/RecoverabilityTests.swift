@@ -302,3 +302,20 @@ struct AbsurdValueTests {
         #expect(info("3").refused.isEmpty && info("3").archiver?.lastArchivedTime != nil)
     }
 }
+
+extension AbsurdValueTests {
+    /// 100,000 servers (60 MB of check) made the exporter hold 875 MB: past the limit the answer
+    /// is refused with an error that says so, before more of it is decoded.
+    @Test func answersListingTooManyServersAreRefused() {
+        let servers = BarmanDecoding.maximumServers + 1
+        let json = "{" + (0..<servers).map { #""s\#($0)": {"postgresql": {"hint": "", "status": "OK"}}"# }.joined(separator: ", ") + "}"
+        do {
+            _ = try BarmanDecoding.checks(CommandOutput(stdout: Array(json.utf8)))
+            Issue.record("accepted \(servers) servers")
+        } catch {
+            #expect(error.message.contains("lists more than \(BarmanDecoding.maximumServers) servers"))
+        }
+        let fewer = "{" + (0..<100).map { #""s\#($0)": {"postgresql": {"hint": "", "status": "OK"}}"# }.joined(separator: ", ") + "}"
+        #expect((try? BarmanDecoding.checks(CommandOutput(stdout: Array(fewer.utf8))))?.count == 100)
+    }
+}

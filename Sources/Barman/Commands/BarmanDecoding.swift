@@ -57,6 +57,11 @@ public enum BarmanDecoding {
     /// keys that start with `_` are skipped). `readServer` throws `JSONError` for invalid JSON
     /// and `DecodeFailure` for JSON of the wrong shape; both end up as a `DecodeFailure` naming
     /// the command.
+    /// Servers one answer may list: far beyond any barman (200 is a large one), low enough that
+    /// what is kept of an answer stays a few tens of MB. Past it the answer is refused (the
+    /// command fails, its last good data stays), rather than a part of it served as the whole.
+    public static let maximumServers = 10_000
+
     static func readEnvelope<Value>(of command: BarmanCommand, _ stdout: [UInt8],
                                     _ readServer: (String, inout JSONReader) throws -> Value) throws(DecodeFailure) -> ([ServerName: Value], [String]) {
         let decoded: Result<([ServerName: Value], [String]), DecodeFailure> = JSONReader.withReader(stdout) { reader in
@@ -75,6 +80,9 @@ public enum BarmanDecoding {
                     } else if key.hasPrefix("_") {
                         try reader.skipValue()
                     } else {
+                        guard result.count < maximumServers else {
+                            throw DecodeFailure("barman \(command) lists more than \(maximumServers) servers, the most the exporter serves; its answer is not used (split the servers across barman configurations, each with its own exporter)")
+                        }
                         result[ServerName(key)] = try readServer(key, &reader)
                     }
                 }
