@@ -381,17 +381,23 @@ struct RefresherTests {
         #expect(harness.invocations().filter { $0 == "--version" }.count == 2)
     }
 
-    /// The catalog is a file: read at every refresh, while show-servers (which says where it
-    /// is) waits for its own TTL. A catalog that cannot be read keeps its last value, logged once.
-    @Test func walCatalogsAreReadAtEveryRefresh() async throws {
-        let directory = try TestSupport.temporaryDirectory()
-        defer { TestSupport.removeTree(directory) }
+    /// A barman with one server `srv` and no backups, whose WAL catalog is in `walsDirectory`.
+    static func barmanWithOneServer(walsDirectory directory: String) -> ScriptedBarman {
         let barman = ScriptedBarman()
         barman.answer("list-backups", #"{"srv": []}"#)
         barman.answer("check", "{}")
         barman.answer("replication-status", "{}")
         barman.answer("version", "3.4.0 Barman by EnterpriseDB (www.enterprisedb.com)\n")
         barman.answer("show-servers", #"{"srv": {"active": true, "disabled": false, "minimum_redundancy": 0, "passive_node": false, "wals_directory": "\#(directory)"}}"#)
+        return barman
+    }
+
+    /// The catalog is a file: read at every refresh, while show-servers (which says where it
+    /// is) waits for its own TTL. A catalog that cannot be read keeps its last value, logged once.
+    @Test func walCatalogsAreReadAtEveryRefresh() async throws {
+        let directory = try TestSupport.temporaryDirectory()
+        defer { TestSupport.removeTree(directory) }
+        let barman = Self.barmanWithOneServer(walsDirectory: directory)
         let log = try LogCapture()
         let store = SnapshotStore(MetricsSnapshot(version: "test"))
         let refresher = Refresher(runner: barman, settings: RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, serversCacheTTL: .seconds(3600), refreshInterval: .seconds(60)),
@@ -419,12 +425,7 @@ struct RefresherTests {
     @Test func aHangingShowServersHoldsUpNoOtherSource() async throws {
         let directory = try TestSupport.temporaryDirectory()
         defer { TestSupport.removeTree(directory) }
-        let barman = ScriptedBarman()
-        barman.answer("list-backups", #"{"srv": []}"#)
-        barman.answer("check", "{}")
-        barman.answer("replication-status", "{}")
-        barman.answer("version", "3.4.0 Barman by EnterpriseDB (www.enterprisedb.com)\n")
-        barman.answer("show-servers", #"{"srv": {"active": true, "disabled": false, "minimum_redundancy": 0, "passive_node": false, "wals_directory": "\#(directory)"}}"#)
+        let barman = Self.barmanWithOneServer(walsDirectory: directory)
         let store = SnapshotStore(MetricsSnapshot(version: "test"))
         let refresher = Refresher(runner: barman, settings: RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, serversCacheTTL: .zero, refreshInterval: .seconds(60)),
                                   store: store, logger: Logger(level: .error))
