@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """barman's own cost of being monitored: barman processes and their CPU seconds per hour at the
-default settings (refresh every 60 s, TTLs 50 s, servers_cache_ttl 600 s), for 3, 20 and 200
+default settings (refresh every 60 s, cache_ttl 50 s, checks_cache_ttl 300 s, servers_cache_ttl 600 s), for 3, 20 and 200
 servers, for this exporter now and before show-backup was driven by list-backups, the Go
 exporter's model and the Python exporter at its defaults (one refresh an hour).
 
@@ -13,8 +13,8 @@ and cost less than against a live server: a lower bound for them.
 
 Processes per hour (R = 60 refreshes an hour, N servers with a DONE backup, C servers whose
 newest backup changed in a refresh: a new backup or new WAL):
-  ours now:       R x 3 (list-backups, check, replication-status) + 6 show-servers + R x C show-backup
-  ours before:    R x (3 + N) + 12 show-servers  (show-backup of every server at every refresh)
+  ours now:       R x 2 (list-backups, replication-status) + 12 check + 6 show-servers + R x C show-backup
+  ours before:    R x 3 (check every minute, as with checks_cache_ttl 50) + 6 show-servers
   Go exporter:    R x (3 + 2N)  (its model: 3 all-server commands + 2 per server; costed as
                   list-servers, list-backups all, check all + list-backups SERVER, show-backup SERVER)
   Python exporter: 1 + 4N (list-server, then status, check, list-backup and show-backup per server)
@@ -101,10 +101,11 @@ def costs(work, servers):
 def models(n, cost):
     """(processes, CPU seconds) per hour for each exporter."""
     r = REFRESHES_PER_HOUR
-    steady = cost["list-backups all"] + cost["check all"] + cost["replication-status all"]
+    steady = cost["list-backups all"] + cost["replication-status all"]
+    checks = 3600 // 300  # checks_cache_ttl 300 s
     return {
-        "ours now": (r * 3 + 6, r * steady + 6 * cost["show-servers all"]),
-        "ours before": (r * (3 + n) + 12, r * (steady + n * cost["show-backup SERVER"]) + 12 * cost["show-servers all"]),
+        "ours now": (r * 2 + checks + 6, r * steady + checks * cost["check all"] + 6 * cost["show-servers all"]),
+        "ours before (checks every minute)": (r * 3 + 6, r * (steady + cost["check all"]) + 6 * cost["show-servers all"]),
         "Go exporter (3 + 2N a refresh)": (r * (3 + 2 * n), r * (cost["list-servers"] + cost["list-backups all"] + cost["check all"]
                                                                   + n * (cost["list-backups SERVER"] + cost["show-backup SERVER"]))),
         "Python exporter (1 + 4N an hour)": (1 + 4 * n, cost["list-servers"] + n * (cost["status SERVER"] + cost["check SERVER"]

@@ -15,7 +15,7 @@ public struct Config: Sendable, Equatable {
     /// again (`show-backup` is asked again only when `list-backups` shows its backup changed).
     public var cacheTTL: Int = 50
     /// Seconds a `check` answer is reused; `check` is the slow command (the Go exporter's README, Known problems).
-    public var checksCacheTTL: Int = 50
+    public var checksCacheTTL: Int = 300
     /// Seconds a `show-servers` answer is reused; like `check`, it connects to every PostgreSQL
     /// server, and what it tells (server state, WAL catalog location, archiver statistics)
     /// changes rarely.

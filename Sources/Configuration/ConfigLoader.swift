@@ -59,8 +59,9 @@ public enum ConfigLoader {
 
         guard problems.isEmpty else { throw ConfigError(problems) }
         var warnings: [String] = []
-        for (key, ttl) in [("cache_ttl", config.cacheTTL), ("checks_cache_ttl", config.checksCacheTTL)] where ttl > config.refreshInterval {
-            warnings.append("\(key) (\(ttl) s) is longer than refresh_interval (\(config.refreshInterval) s): some refreshes will reuse cached barman output")
+        // checks_cache_ttl and servers_cache_ttl are longer than the interval by design.
+        if config.cacheTTL > config.refreshInterval {
+            warnings.append("cache_ttl (\(config.cacheTTL) s) is longer than refresh_interval (\(config.refreshInterval) s): some refreshes will reuse cached barman output")
         }
         return LoadedConfig(config: config, warnings: warnings)
     }

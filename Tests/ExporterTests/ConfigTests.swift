@@ -32,7 +32,7 @@ struct ConfigTests {
         #expect(config.port == 9780)
         #expect(config.integrationType == .shell)
         #expect(config.cacheTTL == 50)
-        #expect(config.checksCacheTTL == 50)
+        #expect(config.checksCacheTTL == 300)
         #expect(config.refreshInterval == 60)
         #expect(config.logLevel == .warn)
         #expect(config.barmanCommand == "barman")
@@ -194,7 +194,7 @@ struct ConfigTests {
     }
 
     @Test func refreshIntervalShorterThanATTLIsOnlyAWarning() throws {
-        let (config, warnings) = try ConfigLoader.parse(Array("refresh_interval: 30\ncache_ttl: 60\nchecks_cache_ttl: 10\n".utf8), file: "c.yaml").pair
+        let (config, warnings) = try ConfigLoader.parse(Array("refresh_interval: 30\ncache_ttl: 60\nchecks_cache_ttl: 600\n".utf8), file: "c.yaml").pair
         #expect(config.refreshInterval == 30)
         #expect(warnings == ["cache_ttl (60 s) is longer than refresh_interval (30 s): some refreshes will reuse cached barman output"])
     }
