@@ -152,9 +152,10 @@ def main():
             check(f"{label}: scraper p95 within 2x of alone ({p95(ok):.2f} ms vs {baseline:.2f} ms)",
                   p95(ok) <= max(2 * baseline, baseline + 1.0), (p95(ok), baseline))
             check(f"{label}: no wrong password was accepted", answered.get(200, 0) == 0, answered)
-            # One password check at a time: at most one core's worth, whatever the attackers do.
-            check(f"{label}: the exporter used at most one core ({cpu:.1f} CPU s in {ATTACK_SECONDS} s)",
-                  cpu <= ATTACK_SECONDS * 1.1, cpu)
+            # One password check at a time (one core at most), plus the HTTP thread answering the
+            # refusals: bounded whatever the attackers do.
+            check(f"{label}: the exporter used at most 1.5 cores ({cpu:.1f} CPU s in {ATTACK_SECONDS} s)",
+                  cpu <= ATTACK_SECONDS * 1.5, cpu)
             if not distinct:
                 check("one address: after 5 failures it is throttled (429)", answered.get(429, 0) > 0 and answered.get(401, 0) <= 10,
                       answered)
