@@ -75,6 +75,22 @@ struct HTTPTests {
         }
     }
 
+    /// With no scraper at all, nothing is rendered: the renderer renders only the formats
+    /// scraped in the last 65 s, however often snapshots change.
+    @Test func withoutScrapersNothingIsRendered() async throws {
+        let store = SnapshotStore(MetricsSnapshot(version: "test"))
+        let cache = ExpositionCache()
+        let renderer = try Renderer(store: store, cache: cache, logger: Logger(level: .error))
+        try await withRenderer(renderer) {
+            for refresh in 0..<5 {
+                store.update { $0.lastRefreshMilliseconds = Double(refresh) }
+                try await Task.sleep(for: .milliseconds(300))
+            }
+            #expect(cache.renders == 0)
+            #expect(renderer.wakeups >= 5, "the renderer was not running")
+        }
+    }
+
     /// Runs `renderer` as the daemon does (a service), for the duration of `body`.
     func withRenderer(_ renderer: Renderer, _ body: () async throws -> Void) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
