@@ -28,3 +28,79 @@ public enum Gzip {
         return output
     }
 }
+
+extension Gzip {
+    /// A piece of a body compressed on its own: raw deflate ending on a byte boundary (a full
+    /// flush, no final block), so pieces compressed at different times can be joined into one
+    /// gzip member (`join`), with the CRC and length that member's trailer needs.
+    public struct Segment: Sendable {
+        let deflated: [UInt8]
+        let crc: UInt
+        let length: Int
+    }
+
+    /// `input` as a segment; nil if zlib fails.
+    public static func segment(_ input: [UInt8], level: Int32 = 6) -> Segment? {
+        var stream = z_stream()
+        // Raw deflate (windowBits -15): no header or trailer; `join` writes gzip's.
+        guard deflateInit2_(&stream, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return nil }
+        defer { deflateEnd(&stream) }
+        // A full flush ends with an empty stored block (5 bytes) beyond deflateBound's estimate.
+        var output = [UInt8](repeating: 0, count: Int(deflateBound(&stream, uLong(input.count))) + 16)
+        let status: Int32 = input.withUnsafeBytes { source in
+            output.withUnsafeMutableBufferPointer { destination in
+                stream.next_in = UnsafeMutablePointer(mutating: source.bindMemory(to: UInt8.self).baseAddress)
+                stream.avail_in = uInt(input.count)
+                stream.next_out = destination.baseAddress
+                stream.avail_out = uInt(destination.count)
+                return deflate(&stream, Z_FULL_FLUSH)
+            }
+        }
+        guard status == Z_OK, stream.avail_in == 0 else { return nil }
+        output.removeSubrange(Int(stream.total_out)...)
+        let crc = input.withUnsafeBufferPointer { crc32(0, $0.baseAddress, uInt($0.count)) }
+        return Segment(deflated: output, crc: crc, length: input.count)
+    }
+
+    /// One gzip member (RFC 1952) whose content is the segments' content in order.
+    public static func join(_ segments: [Segment]) -> [UInt8] {
+        var output: [UInt8] = [0x1F, 0x8B, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0x03]
+        output.reserveCapacity(segments.reduce(20) { $0 + $1.deflated.count })
+        var crc: UInt = 0
+        var length = 0
+        for segment in segments {
+            output.append(contentsOf: segment.deflated)
+            crc = crc32_combine(crc, segment.crc, off_t(segment.length))
+            length += segment.length
+        }
+        // The final block: an empty block of fixed Huffman codes with BFINAL set.
+        output.append(contentsOf: [0x03, 0x00])
+        for shift in stride(from: 0, to: 32, by: 8) { output.append(UInt8(truncatingIfNeeded: UInt32(truncatingIfNeeded: crc) >> UInt32(shift))) }
+        for shift in stride(from: 0, to: 32, by: 8) { output.append(UInt8(truncatingIfNeeded: UInt32(truncatingIfNeeded: length) >> UInt32(shift))) }
+        return output
+    }
+
+    /// The content of a gzip member, or nil when it is not one (tests compare bodies with it).
+    public static func decompress(_ input: [UInt8]) -> [UInt8]? {
+        var stream = z_stream()
+        guard inflateInit2_(&stream, 15 + 16, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return nil }
+        defer { inflateEnd(&stream) }
+        var output: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        return input.withUnsafeBytes { source -> [UInt8]? in
+            stream.next_in = UnsafeMutablePointer(mutating: source.bindMemory(to: UInt8.self).baseAddress)
+            stream.avail_in = uInt(input.count)
+            while true {
+                let (status, produced) = chunk.withUnsafeMutableBufferPointer { destination -> (Int32, Int) in
+                    stream.next_out = destination.baseAddress
+                    stream.avail_out = uInt(destination.count)
+                    let status = inflate(&stream, Z_NO_FLUSH)
+                    return (status, destination.count - Int(stream.avail_out))
+                }
+                output.append(contentsOf: chunk[0..<produced])
+                if status == Z_STREAM_END { return output }
+                guard status == Z_OK else { return nil }
+            }
+        }
+    }
+}

@@ -14,12 +14,23 @@ public struct MetricDefinition: Sendable, Hashable {
     public var help: String
     /// Label names, in the (alphabetical) order they are printed.
     public var labels: [String]
+    /// How the family depends on the second of the scrape; nil: only on the snapshot. The
+    /// exposition renders the rest once per snapshot and these per second.
+    public var perScrape: PerScrape?
 
-    package init(_ name: String, _ type: MetricType, _ help: String, labels: [String] = []) {
+    public enum PerScrape: Sendable, Hashable {
+        /// The scrape time minus each sample of the named family, same labels (an age).
+        case ageOf(String)
+        /// The process' own figures, read at each render.
+        case processStatistics
+    }
+
+    package init(_ name: String, _ type: MetricType, _ help: String, labels: [String] = [], perScrape: PerScrape? = nil) {
         self.name = name
         self.type = type
         self.help = help
         self.labels = labels
+        self.perScrape = perScrape
     }
 }
 
@@ -38,4 +49,9 @@ public struct Sample: Sendable, Equatable {
 public struct MetricFamily: Sendable, Equatable {
     public var definition: MetricDefinition
     public var samples: [Sample]
+
+    public init(definition: MetricDefinition, samples: [Sample]) {
+        self.definition = definition
+        self.samples = samples
+    }
 }

@@ -20,7 +20,9 @@ public enum ExpositionFormat: Sendable, Hashable {
 /// without its `_total` suffix, puts TYPE before HELP, and ends with `# EOF`. Values use the
 /// shortest representation that parses back to the same double.
 public enum TextRenderer {
-    public static func render(_ families: [MetricFamily], format: ExpositionFormat = .text) -> [UInt8] {
+    /// The body of `families`; `terminated: false` leaves out OpenMetrics' `# EOF` (a part of a
+    /// body that others follow).
+    public static func render(_ families: [MetricFamily], format: ExpositionFormat = .text, terminated: Bool = true) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(families.reduce(0) { $0 + 160 + $1.samples.count * 64 })
         for family in families {
@@ -51,9 +53,12 @@ public enum TextRenderer {
                 out.append(0x0A)
             }
         }
-        if format == .openMetrics { out.append(contentsOf: "# EOF\n".utf8) }
+        if format == .openMetrics && terminated { out.append(contentsOf: terminator) }
         return out
     }
+
+    /// What ends an OpenMetrics body.
+    public static let terminator = Array("# EOF\n".utf8)
 
     private static func appendMetadata(_ keyword: String, _ name: String, to out: inout [UInt8]) {
         out.append(contentsOf: "# ".utf8)

@@ -27,16 +27,16 @@ public struct ProcessCollector: Collector {
 
 extension Metric {
     public static let processCPU = MetricDefinition(
-        "process_cpu_seconds_total", .counter, "Total user and system CPU time spent in seconds.")
+        "process_cpu_seconds_total", .counter, "Total user and system CPU time spent in seconds.", perScrape: .processStatistics)
     public static let processResidentMemory = MetricDefinition(
-        "process_resident_memory_bytes", .gauge, "Resident memory size in bytes.")
+        "process_resident_memory_bytes", .gauge, "Resident memory size in bytes.", perScrape: .processStatistics)
     public static let processVirtualMemory = MetricDefinition(
-        "process_virtual_memory_bytes", .gauge, "Virtual memory size in bytes.")
+        "process_virtual_memory_bytes", .gauge, "Virtual memory size in bytes.", perScrape: .processStatistics)
     public static let processOpenFDs = MetricDefinition(
-        "process_open_fds", .gauge, "Number of open file descriptors.")
+        "process_open_fds", .gauge, "Number of open file descriptors.", perScrape: .processStatistics)
     public static let processMaxFDs = MetricDefinition(
-        "process_max_fds", .gauge, "Maximum number of open file descriptors.")
+        "process_max_fds", .gauge, "Maximum number of open file descriptors.", perScrape: .processStatistics)
     public static let processStartTime = MetricDefinition(
-        "process_start_time_seconds", .gauge, "Start time of the process since unix epoch in seconds.")
+        "process_start_time_seconds", .gauge, "Start time of the process since unix epoch in seconds.", perScrape: .processStatistics)
 
 }

@@ -39,6 +39,9 @@ public final class ExpositionCache: Sendable {
 
     private let state = Mutex(State())
     private let renderCount = Atomic<Int>(0)
+    private let templateCount = Atomic<Int>(0)
+    /// Per format, the newest snapshot's template.
+    private let templates = Mutex<[ExpositionFormat: BodyTemplate]>([:])
     /// Whether a renderer is preparing bodies ahead now; then a scrape that finds the body of
     /// its second for the previous snapshot serves it while the new one is being rendered.
     private let rendererRunning = Atomic<Bool>(false)
@@ -105,7 +108,7 @@ public final class ExpositionCache: Sendable {
             // ages one second behind, rather than a render while the scraper waits.
             return bodies.first { $0.second == second - 1 && $0.generation == generation }
         }
-        var body = found ?? render(snapshot, generation: generation, format: format, second: second)
+        var body = found ?? render(snapshot, generation: generation, format: format, second: second, gzip: wantsGzip)
         if wantsGzip, body.gzip == nil, let compressed = body.plain.withUnsafeBytes({ Gzip.compress($0) }) {
             body = body.withGzip(SharedBytes(compressed))
         }
@@ -128,8 +131,8 @@ public final class ExpositionCache: Sendable {
             }
         }
         for (format, gzip, rendered) in wanted {
-            var body = rendered ?? render(snapshot, generation: generation, format: format, second: second)
-            if gzip, let compressed = body.plain.withUnsafeBytes({ Gzip.compress($0) }) {
+            var body = rendered ?? render(snapshot, generation: generation, format: format, second: second, gzip: gzip)
+            if gzip, body.gzip == nil, let compressed = body.plain.withUnsafeBytes({ Gzip.compress($0) }) {
                 body = body.withGzip(SharedBytes(compressed))
             }
             keep(body, format: format)
@@ -137,12 +140,29 @@ public final class ExpositionCache: Sendable {
         return !wanted.isEmpty
     }
 
-    private func render(_ snapshot: MetricsSnapshot, generation: UInt64, format: ExpositionFormat, second: Double) -> Body {
+    /// The body of `second`: from the snapshot's template (rendered and compressed once per
+    /// snapshot), with the per-second families filled in.
+    private func render(_ snapshot: MetricsSnapshot, generation: UInt64, format: ExpositionFormat, second: Double, gzip: Bool) -> Body {
         // The process figures of this render: at most a second old when served.
-        let families = MetricsBuilder.families(snapshot, now: second, process: ProcessStatistics.current())
+        let body = template(snapshot, generation: generation, format: format).body(now: second, process: ProcessStatistics.current(), gzip: gzip)
         renderCount.add(1, ordering: .relaxed)
-        return Body(generation: generation, second: second, plain: SharedBytes(TextRenderer.render(families, format: format)), gzip: nil)
+        return Body(generation: generation, second: second, plain: SharedBytes(body.plain), gzip: body.gzip.map(SharedBytes.init))
     }
+
+    /// The template of `generation` in `format`, made once (only the newest is kept).
+    private func template(_ snapshot: MetricsSnapshot, generation: UInt64, format: ExpositionFormat) -> BodyTemplate {
+        if let existing = templates.withLock({ $0[format] }), existing.generation == generation { return existing }
+        let made = BodyTemplate(snapshot: snapshot, generation: generation, format: format)
+        templateCount.add(1, ordering: .relaxed)
+        return templates.withLock { templates in
+            if let existing = templates[format], existing.generation >= generation { return existing }
+            templates[format] = made
+            return made
+        }
+    }
+
+    /// How many templates (full renders of a snapshot) have been made.
+    public var templatesMade: Int { templateCount.load(ordering: .relaxed) }
 
     /// Keeps `body` as the one of its second, unless a newer snapshot's is there already (a
     /// slower scrape must not put back an older body); only the two newest seconds are kept.

@@ -1,0 +1,88 @@
+@testable import Barman
+@testable import Exporter
+@testable import Exposition
+@testable import Platform
+import Testing
+
+/// The body served is the one rendered per snapshot with the per-second families filled in; it
+/// must be byte for byte what a full render at that second gives.
+@Suite("Body templates")
+struct BodyTemplateTests {
+    /// A random snapshot: servers with random backups (DONE, FAILED, running), checks, clients.
+    static func randomSnapshot(_ generator: inout some RandomNumberGenerator) -> MetricsSnapshot {
+        var snapshot = MetricsSnapshot(version: "1.2.3")
+        var listing: [ServerName: [BackupSummary]] = [:]
+        var checks: [ServerName: [CheckResult]] = [:]
+        for index in 0..<Int.random(in: 0...12, using: &generator) {
+            let server = ServerName("pg-\(index)")
+            listing[server] = (0..<Int.random(in: 0...6, using: &generator)).map { number in
+                let status = ["DONE", "DONE", "FAILED", "STARTED"].randomElement(using: &generator) ?? "DONE"
+                return BackupSummary(id: "2026112\(number)T0\(number)0000", status: status,
+                                     endTime: status == "DONE" ? 1_795_000_000 - Int64(number) * 86_400 : nil,
+                                     sizeBytes: status == "DONE" ? Double(Int.random(in: 1...1 << 40, using: &generator)) : nil,
+                                     walSizeBytes: status == "DONE" ? Double(Int.random(in: 0...1 << 30, using: &generator)) : nil,
+                                     backupType: Bool.random(using: &generator) ? "full" : "incremental", retentionStatus: "-")
+            }
+            checks[server] = ["postgresql", "wal_level", "backup_maximum_age"].map { CheckResult(name: $0, ok: Bool.random(using: &generator)) }
+        }
+        snapshot.backups = listing
+        snapshot.checks = checks
+        snapshot.lastRefreshMilliseconds = Double(Int.random(in: 1...9_999, using: &generator))
+        snapshot.health["list-backups"] = CommandHealth()
+        return snapshot
+    }
+
+    @Test(arguments: [ExpositionFormat.text, .openMetrics])
+    func theBodyIsAFullRenderOfItsSecond(format: ExpositionFormat) throws {
+        var generator = SystemRandomNumberGenerator()
+        let process = ProcessStatistics(cpuSeconds: 1.5, residentBytes: 12_345_678, virtualBytes: 98_765_432, openFileDescriptors: 12,
+                                        maxFileDescriptors: 1024, startTimeSeconds: 1_795_000_000)
+        for round in 0..<40 {
+            let snapshot = Self.randomSnapshot(&generator)
+            let template = BodyTemplate(snapshot: snapshot, generation: UInt64(round), format: format)
+            for _ in 0..<3 {
+                let second = Double(Int.random(in: 1_795_000_000...1_796_000_000, using: &generator))
+                let figures: ProcessStatistics? = Bool.random(using: &generator) ? process : nil
+                let full = TextRenderer.render(MetricsBuilder.families(snapshot, now: second, process: figures), format: format)
+                let body = template.body(now: second, process: figures, gzip: true)
+                #expect(body.plain == full, "round \(round), second \(second)")
+                let gzip = try #require(body.gzip)
+                #expect(Gzip.decompress(gzip) == full, "gzip, round \(round)")
+            }
+        }
+    }
+
+    /// The mock's body, with every kind of family: the same check on real decoded data.
+    @Test func theMockBodyIsAFullRender() async throws {
+        let store = SnapshotStore(MetricsSnapshot(version: "test"))
+        let refresher = Refresher(runner: MockBarman(), settings: RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, refreshInterval: .seconds(60)),
+                                  store: store, logger: Logger(level: .error))
+        await refresher.refreshCycle()
+        let process = try #require(ProcessStatistics.current())
+        for format in [ExpositionFormat.text, .openMetrics] {
+            let template = BodyTemplate(snapshot: store.snapshot, generation: 1, format: format)
+            let full = TextRenderer.render(MetricsBuilder.families(store.snapshot, now: 1_795_580_000, process: process), format: format)
+            let body = template.body(now: 1_795_580_000, process: process, gzip: true)
+            #expect(body.plain == full)
+            #expect(body.gzip.flatMap(Gzip.decompress) == full)
+        }
+    }
+}
+
+extension BodyTemplateTests {
+    /// A snapshot is rendered whole once; each further second renders only its per-second
+    /// families (before, every second was a whole render).
+    @Test func aSnapshotIsRenderedWholeOnce() {
+        var generator = SystemRandomNumberGenerator()
+        let store = SnapshotStore(Self.randomSnapshot(&generator))
+        let cache = ExpositionCache()
+        for second in 100...104 {
+            _ = cache.body(for: .text, gzip: true, store: store, second: Double(second))
+        }
+        #expect(cache.renders == 5)
+        #expect(cache.templatesMade == 1)
+        store.update { $0.lastRefreshMilliseconds = 1 }
+        _ = cache.body(for: .text, gzip: true, store: store, second: 105)
+        #expect(cache.templatesMade == 2)
+    }
+}
