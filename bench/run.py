@@ -166,6 +166,43 @@ def run_ours(work, name, servers, backups):
             "series": sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))}
 
 
+def real_use(servers=200, backups=60, minutes=1):
+    """What a Prometheus scraping every 15 s (gzip) costs the exporter, against no scraper at all:
+    CPU seconds per minute and resident memory, the large dataset, refresh every 60 s at the
+    bench's fake barman (its own processes not counted)."""
+    work = tempfile.mkdtemp(prefix="barman-exporter-real-use-")
+    port = free_port()
+    config = os.path.join(work, "ours.yaml")
+    with open(config, "w") as f:
+        f.write(f"port: {port}\nintegration_type: shell\nbarman_command: {FAKE}\nrefresh_interval: 60\nlog_level: error\n")
+    env = {**os.environ, "BENCH_SERVERS": str(servers), "BENCH_BACKUPS": str(backups), "BENCH_LOG": os.path.join(work, "barman.log")}
+    process = subprocess.Popen([OURS, "-config", config], env=env)
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        wait_for(url, rf'^barman_last_backup_copy_time\{{server="pg{servers - 1:03d}"\}}', 300)
+        time.sleep(70)  # past the demand window of the wait's scrapes
+
+        def cpu():
+            with open(f"/proc/{process.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        results = {}
+        for label, scrape in (("no scraper", False), ("a gzip scrape every 15 s", True)):
+            before = cpu()
+            end = time.time() + 60 * minutes
+            while time.time() < end:
+                if scrape:
+                    fetch(url, {"Accept-Encoding": "gzip"})
+                time.sleep(max(0, min(15, end - time.time())))
+            results[label] = ((cpu() - before) / minutes, status(process.pid)[0] / 1024)
+        return results
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def run_ours_tls(work, servers, backups):
     """The same exporter and data twice, plain HTTP and TLS (ECDSA P-256, GnuTLS's defaults) with
     basic auth (bcrypt cost 10, as htpasswd -B makes), measured cell by cell in turn: what
@@ -272,6 +309,10 @@ def main():
     shutil.copy(OURS, stripped)
     subprocess.run(["strip", stripped], check=True)
     print(f"binary: {size} bytes as built, {os.path.getsize(stripped)} stripped (static Swift runtime; the .deb ships it stripped)")
+    if sys.argv[1:] == ["real-use"]:
+        for label, (cpu, rss) in real_use().items():
+            print(f"real use, 200 x 60, {label}: {cpu:.2f} CPU s a minute, resident {rss:.1f} MB")
+        return 0
     work = tempfile.mkdtemp(prefix="barman-bench-")
     os.chmod(work, 0o755)  # nginx's workers (www-data) read the served files from here
     try:

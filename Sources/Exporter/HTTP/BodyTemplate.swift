@@ -60,43 +60,48 @@ final class BodyTemplate: Sendable {
         self.parts = parts
     }
 
-    /// The body at `now` (whole seconds), with `process` figures; gzipped too when asked.
-    func body(now: Double, process: ProcessStatistics?, gzip: Bool) -> (plain: [UInt8], gzip: [UInt8]?) {
+    /// The body at `now` (whole seconds), with `process` figures: plain and/or gzipped, as
+    /// asked. A gzip that zlib fails to make is nil.
+    func body(now: Double, process: ProcessStatistics?, plain wantsPlain: Bool = true, gzip wantsGzip: Bool) -> (plain: [UInt8]?, gzip: [UInt8]?) {
         let processFamilies = process.map { figures in
             Dictionary(MetricsBuilder.families(MetricsSnapshot(version: snapshotVersion), now: now, process: figures)
                 .filter { $0.definition.perScrape == .processStatistics }
                 .map { ($0.definition.name, $0) }) { first, _ in first }
         } ?? [:]
-        var rendered: [[UInt8]?] = []  // nil: a fixed part, taken as it is
-        rendered.reserveCapacity(parts.count)
-        for part in parts {
+        // The open parts of this second, rendered; nil for a fixed part, taken as it is.
+        let rendered: [[UInt8]?] = parts.map { part in
             switch part {
             case .fixed:
-                rendered.append(nil)
+                return nil
             case .ages(let definition, let timestamps):
                 let family = MetricFamily(definition: definition, samples: timestamps.map { Sample($0.labelValues, now - $0.value) })
-                rendered.append(family.samples.isEmpty ? [] : TextRenderer.render([family], format: format, terminated: false))
+                return family.samples.isEmpty ? [] : TextRenderer.render([family], format: format, terminated: false)
             case .process(let definition):
-                rendered.append(processFamilies[definition.name].map { TextRenderer.render([$0], format: format, terminated: false) } ?? [])
+                return processFamilies[definition.name].map { TextRenderer.render([$0], format: format, terminated: false) } ?? []
             }
         }
-        var plain: [UInt8] = []
-        plain.reserveCapacity(parts.reduce(0) { if case .fixed(let bytes) = $1 { $0 + bytes.count } else { $0 + 256 } })
-        for (index, part) in parts.enumerated() {
-            if case .fixed(let bytes) = part { plain.append(contentsOf: bytes) } else if let bytes = rendered[index] { plain.append(contentsOf: bytes) }
-        }
-        guard gzip else { return (plain, nil) }
-        guard let fixed = compressedFixedParts() else { return (plain, Gzip.compress(plain)) }
-        var segments: [Gzip.Segment] = []
-        for (index, part) in parts.enumerated() {
-            if case .fixed = part {
-                if let segment = fixed[index] { segments.append(segment) }
-            } else if let bytes = rendered[index], !bytes.isEmpty {
-                guard let segment = Gzip.segment(bytes) else { return (plain, Gzip.compress(plain)) }
-                segments.append(segment)
+        func plain() -> [UInt8] {
+            var plain: [UInt8] = []
+            plain.reserveCapacity(parts.reduce(0) { if case .fixed(let bytes) = $1 { $0 + bytes.count } else { $0 + 256 } })
+            for (index, part) in parts.enumerated() {
+                if case .fixed(let bytes) = part { plain.append(contentsOf: bytes) } else if let bytes = rendered[index] { plain.append(contentsOf: bytes) }
             }
+            return plain
         }
-        return (plain, Gzip.join(segments))
+        func gzip() -> [UInt8]? {
+            guard let fixed = compressedFixedParts() else { return Gzip.compress(plain()) }
+            var segments: [Gzip.Segment] = []
+            for (index, part) in parts.enumerated() {
+                if case .fixed = part {
+                    if let segment = fixed[index] { segments.append(segment) }
+                } else if let bytes = rendered[index], !bytes.isEmpty {
+                    guard let segment = Gzip.segment(bytes) else { return Gzip.compress(plain()) }
+                    segments.append(segment)
+                }
+            }
+            return Gzip.join(segments)
+        }
+        return (wantsPlain ? plain() : nil, wantsGzip ? gzip() : nil)
     }
 
     /// The fixed parts compressed, once per template; nil if zlib failed.

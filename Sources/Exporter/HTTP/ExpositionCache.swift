@@ -14,14 +14,19 @@ import Barman
 /// Without the renderer (tests, or a format nobody asked for lately) a scrape renders the body
 /// itself, once per second and snapshot.
 public final class ExpositionCache: Sendable {
+    /// A second's body in one format: plain, gzip, or both, as scrapers asked for them.
     public struct Body: Sendable {
         public let generation: UInt64
         public let second: Double
-        public let plain: SharedBytes
+        public let plain: SharedBytes?
         public let gzip: SharedBytes?
 
-        func withGzip(_ gzip: SharedBytes) -> Body {
-            Body(generation: generation, second: second, plain: plain, gzip: gzip)
+        func bytes(gzip wantsGzip: Bool) -> SharedBytes? { wantsGzip ? gzip : plain }
+
+        /// This body with what `other` (of the same second and snapshot) has and it lacks.
+        func merged(with other: Body?) -> Body {
+            guard let other, other.generation == generation, other.second == second else { return self }
+            return Body(generation: generation, second: second, plain: plain ?? other.plain, gzip: gzip ?? other.gzip)
         }
     }
 
@@ -33,8 +38,8 @@ public final class ExpositionCache: Sendable {
         /// Per format: the bodies of the two newest seconds (this one and, rendered ahead, the
         /// next; or the previous one and this one).
         var bodies: [ExpositionFormat: [Body]] = [:]
-        /// Per format: when a scrape last asked for it, and when one last asked for gzip.
-        var demand: [ExpositionFormat: (asked: Double, gzipAsked: Double?)] = [:]
+        /// Per format: when a scrape last asked for it plain, and gzipped.
+        var demand: [ExpositionFormat: (plainAsked: Double?, gzipAsked: Double?)] = [:]
     }
 
     private let state = Mutex(State())
@@ -48,7 +53,7 @@ public final class ExpositionCache: Sendable {
 
     public init() {}
 
-    /// Marks the renderer running for the duration of `body` (`ExporterService.startRenderer`).
+    /// Marks the renderer running for the duration of `body` (`Renderer`).
     func withRenderer<T>(_ body: () throws -> T) rethrows -> T {
         rendererRunning.store(true, ordering: .relaxed)
         defer { rendererRunning.store(false, ordering: .relaxed) }
@@ -76,77 +81,76 @@ public final class ExpositionCache: Sendable {
         }
     }
 
-    /// Whether a scrape at `second` finds its body without rendering (the renderer prepared it,
-    /// or an earlier scrape of this second rendered it). A gzip asked for and not made yet
-    /// counts as a render.
+    /// The body a scrape at `second` may be served without rendering: the one of this second
+    /// and snapshot; with a renderer running, while it renders a snapshot published a moment
+    /// ago, the one of this second for the previous snapshot, and while it is late for this
+    /// second, the previous second's.
+    private static func ready(_ bodies: [Body], generation: UInt64, second: Double, gzip: Bool, rendererRunning: Bool) -> Body? {
+        let usable = bodies.filter { $0.bytes(gzip: gzip) != nil }
+        if let exact = usable.first(where: { $0.generation == generation && $0.second == second }) { return exact }
+        guard rendererRunning else { return nil }
+        if let sameSecond = usable.filter({ $0.second == second }).max(by: { $0.generation < $1.generation }) { return sameSecond }
+        // The renderer is late (a busy host): the previous second's body of this snapshot,
+        // ages one second behind, rather than a render while the scraper waits.
+        return usable.first { $0.second == second - 1 && $0.generation == generation }
+    }
+
+    /// Whether a scrape at `second` finds its body without rendering.
     public func hasBody(for format: ExpositionFormat, gzip wantsGzip: Bool, store: SnapshotStore, second: Double) -> Bool {
         let generation = store.versioned.generation
         let running = rendererRunning.load(ordering: .relaxed)
         return state.withLock { state in
-            let bodies = state.bodies[format] ?? []
-            let found = bodies.first { $0.generation == generation && $0.second == second }
-                ?? (running ? bodies.filter { $0.second == second }.max { $0.generation < $1.generation } : nil)
-                ?? (running ? bodies.first { $0.second == second - 1 && $0.generation == generation } : nil)
-            guard let found else { return false }
-            return !wantsGzip || found.gzip != nil
+            Self.ready(state.bodies[format] ?? [], generation: generation, second: second, gzip: wantsGzip, rendererRunning: running) != nil
         }
     }
 
-    /// The body for a scrape at `second`: the one rendered for this second and the current
-    /// snapshot. With a renderer running, while it renders a snapshot published a moment ago,
-    /// the one of this second for the previous snapshot, and while it is late for this second,
-    /// the previous second's. Otherwise rendered now.
+    /// The body for a scrape at `second`: a ready one (`ready`), else rendered now.
     public func body(for format: ExpositionFormat, gzip wantsGzip: Bool, store: SnapshotStore, second: Double) -> (bytes: SharedBytes, gzipped: Bool) {
         let (snapshot, generation) = store.versioned
-        let found = state.withLock { state -> Body? in
-            state.demand[format] = (second, wantsGzip ? second : state.demand[format]?.gzipAsked)
+        let running = rendererRunning.load(ordering: .relaxed)
+        let (found, exact) = state.withLock { state -> (Body?, Body?) in
+            let demand = state.demand[format]
+            state.demand[format] = wantsGzip ? (demand?.plainAsked, second) : (second, demand?.gzipAsked)
             let bodies = state.bodies[format] ?? []
-            if let exact = bodies.first(where: { $0.generation == generation && $0.second == second }) { return exact }
-            guard rendererRunning.load(ordering: .relaxed) else { return nil }
-            if let sameSecond = bodies.filter({ $0.second == second }).max(by: { $0.generation < $1.generation }) { return sameSecond }
-            // The renderer is late (a busy host): the previous second's body of this snapshot,
-            // ages one second behind, rather than a render while the scraper waits.
-            return bodies.first { $0.second == second - 1 && $0.generation == generation }
+            return (Self.ready(bodies, generation: generation, second: second, gzip: wantsGzip, rendererRunning: running),
+                    bodies.first { $0.generation == generation && $0.second == second })
         }
-        var body = found ?? render(snapshot, generation: generation, format: format, second: second, gzip: wantsGzip)
-        if wantsGzip, body.gzip == nil, let compressed = body.plain.withUnsafeBytes({ Gzip.compress($0) }) {
-            body = body.withGzip(SharedBytes(compressed))
-        }
-        if found == nil || (wantsGzip && found?.gzip == nil) { keep(body, format: format) }
-        if wantsGzip, let gzip = body.gzip { return (gzip, true) }
-        return (body.plain, false)
+        if let found, let bytes = found.bytes(gzip: wantsGzip) { return (bytes, wantsGzip) }
+        let body = render(snapshot, generation: generation, format: format, second: second, plain: !wantsGzip, gzip: wantsGzip).merged(with: exact)
+        keep(body, format: format)
+        if let bytes = body.bytes(gzip: wantsGzip) { return (bytes, wantsGzip) }
+        // zlib failed: the body goes uncompressed.
+        let plain = body.plain ?? render(snapshot, generation: generation, format: format, second: second, plain: true, gzip: false).plain
+        return (plain ?? SharedBytes([]), false)
     }
 
-    /// For the renderer: the bodies of the current snapshot for `second`, for every format asked
-    /// for lately (with gzip when that was asked), unless already there. True when it rendered.
+    /// For the renderer: the bodies of the current snapshot for `second`, in every format and
+    /// encoding asked for lately, unless already there. True when it rendered.
     public func prepare(store: SnapshotStore, second: Double, now: Double) -> Bool {
         let (snapshot, generation) = store.versioned
         let wanted = state.withLock { state in
-            state.demand.compactMap { format, demand -> (format: ExpositionFormat, gzip: Bool, rendered: Body?)? in
-                guard now - demand.asked < Self.demandWindow else { return nil }
-                let gzip = demand.gzipAsked.map { now - $0 < Self.demandWindow } ?? false
+            state.demand.compactMap { format, demand -> (format: ExpositionFormat, plain: Bool, gzip: Bool, rendered: Body?)? in
                 let rendered = state.bodies[format]?.first { $0.generation == generation && $0.second == second }
-                if let rendered, !gzip || rendered.gzip != nil { return nil }
-                return (format, gzip, rendered)
+                let plain = (demand.plainAsked.map { now - $0 < Self.demandWindow } ?? false) && rendered?.plain == nil
+                let gzip = (demand.gzipAsked.map { now - $0 < Self.demandWindow } ?? false) && rendered?.gzip == nil
+                guard plain || gzip else { return nil }
+                return (format, plain, gzip, rendered)
             }
         }
-        for (format, gzip, rendered) in wanted {
-            var body = rendered ?? render(snapshot, generation: generation, format: format, second: second, gzip: gzip)
-            if gzip, body.gzip == nil, let compressed = body.plain.withUnsafeBytes({ Gzip.compress($0) }) {
-                body = body.withGzip(SharedBytes(compressed))
-            }
-            keep(body, format: format)
+        for (format, plain, gzip, rendered) in wanted {
+            keep(render(snapshot, generation: generation, format: format, second: second, plain: plain, gzip: gzip).merged(with: rendered), format: format)
         }
         return !wanted.isEmpty
     }
 
-    /// The body of `second`: from the snapshot's template (rendered and compressed once per
-    /// snapshot), with the per-second families filled in.
-    private func render(_ snapshot: MetricsSnapshot, generation: UInt64, format: ExpositionFormat, second: Double, gzip: Bool) -> Body {
+    /// The body of `second`, plain and/or gzipped: from the snapshot's template (rendered and
+    /// compressed once per snapshot), with the per-second families filled in.
+    private func render(_ snapshot: MetricsSnapshot, generation: UInt64, format: ExpositionFormat, second: Double, plain: Bool, gzip: Bool) -> Body {
         // The process figures of this render: at most a second old when served.
-        let body = template(snapshot, generation: generation, format: format).body(now: second, process: ProcessStatistics.current(), gzip: gzip)
+        let body = template(snapshot, generation: generation, format: format)
+            .body(now: second, process: ProcessStatistics.current(), plain: plain, gzip: gzip)
         renderCount.add(1, ordering: .relaxed)
-        return Body(generation: generation, second: second, plain: SharedBytes(body.plain), gzip: body.gzip.map(SharedBytes.init))
+        return Body(generation: generation, second: second, plain: body.plain.map(SharedBytes.init), gzip: body.gzip.map(SharedBytes.init))
     }
 
     /// The template of `generation` in `format`, made once (only the newest is kept).
