@@ -62,6 +62,23 @@ extension Gzip {
         return Segment(deflated: output, crc: crc, length: input.count)
     }
 
+    /// `input` as a segment of stored (uncompressed) deflate blocks: no compression work at all,
+    /// for the small parts of a body that change every second.
+    public static func storedSegment(_ input: [UInt8]) -> Segment {
+        var output: [UInt8] = []
+        output.reserveCapacity(input.count + (input.count / 65535 + 1) * 5)
+        var start = 0
+        repeat {
+            let length = min(65535, input.count - start)
+            // BFINAL 0, BTYPE 00 (stored), padded to the byte; then LEN and its complement.
+            output.append(contentsOf: [0x00, UInt8(length & 0xFF), UInt8(length >> 8), UInt8(~length & 0xFF), UInt8((~length >> 8) & 0xFF)])
+            output.append(contentsOf: input[start..<(start + length)])
+            start += length
+        } while start < input.count
+        let crc = input.withUnsafeBufferPointer { crc32(0, $0.baseAddress, uInt($0.count)) }
+        return Segment(deflated: output, crc: crc, length: input.count)
+    }
+
     /// One gzip member (RFC 1952) whose content is the segments' content in order.
     public static func join(_ segments: [Segment]) -> [UInt8] {
         var output: [UInt8] = [0x1F, 0x8B, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0x03]

@@ -86,3 +86,17 @@ extension BodyTemplateTests {
         #expect(cache.templatesMade == 2)
     }
 }
+
+extension BodyTemplateTests {
+    /// Compressed and stored pieces, of any size, join into one gzip member of their content.
+    @Test func gzipPiecesJoinIntoOneMember() throws {
+        var generator = SystemRandomNumberGenerator()
+        let pieces: [[UInt8]] = [0, 1, 70_000, 140_000, 12].map { count in (0..<count).map { _ in UInt8.random(in: 0x20...0x7E, using: &generator) } }
+        var segments: [Gzip.Segment] = []
+        for (index, piece) in pieces.enumerated() {
+            segments.append(index % 2 == 0 ? try #require(Gzip.segment(piece)) : Gzip.storedSegment(piece))
+        }
+        #expect(Gzip.decompress(Gzip.join(segments)) == pieces.flatMap { $0 })
+        #expect(Gzip.decompress(Gzip.join([])) == [])
+    }
+}

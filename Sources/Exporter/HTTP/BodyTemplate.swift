@@ -6,8 +6,8 @@ import Platform
 /// A snapshot's body in one format, rendered once with the families that depend on the second
 /// of the scrape left open: ages (`barman_last_backup`, `barman_first_backup`) and the process'
 /// figures. Each second only those are rendered (a few hundred samples against tens of
-/// thousands) and joined with the rest; for gzip, the rest is compressed once too, and the
-/// pieces are joined into one gzip member. The bytes are those of a full render for that
+/// thousands) and joined with the rest; for gzip, the rest is compressed once too, the open
+/// parts are added as stored deflate blocks, and the pieces are joined into one gzip member. The bytes are those of a full render for that
 /// second (`TextRenderer.render(MetricsBuilder.families(...))`; a test compares them).
 final class BodyTemplate: Sendable {
     private enum Part: Sendable {
@@ -95,8 +95,9 @@ final class BodyTemplate: Sendable {
                 if case .fixed = part {
                     if let segment = fixed[index] { segments.append(segment) }
                 } else if let bytes = rendered[index], !bytes.isEmpty {
-                    guard let segment = Gzip.segment(bytes) else { return Gzip.compress(plain()) }
-                    segments.append(segment)
+                    // A few kB that change every second: stored, not compressed (the body grows
+                    // by that much, and a second costs no deflate).
+                    segments.append(Gzip.storedSegment(bytes))
                 }
             }
             return Gzip.join(segments)
