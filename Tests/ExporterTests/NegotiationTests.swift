@@ -86,6 +86,22 @@ struct NegotiationTests {
         #expect(cache.hasBody(for: .text, gzip: true, store: store, second: 100))
     }
 
+    /// A scraper that comes every 15 s costs no body each second in between: only a new
+    /// snapshot's whole render is made ahead, and its scrape renders the per-second families.
+    @Test func anOccasionalScraperCostsNoBodyASecond() {
+        let store = SnapshotStore(MetricsSnapshot(version: "1"))
+        let cache = ExpositionCache()
+        _ = cache.body(for: .text, gzip: true, store: store, second: 100)
+        let renders = cache.renders
+        #expect(!cache.prepare(store: store, second: 111, now: 110.9))
+        #expect(cache.renders == renders && cache.templatesMade == 1)
+        store.update { $0.lastRefreshMilliseconds = 3 }
+        #expect(cache.prepare(store: store, second: 112, now: 111.9))
+        #expect(cache.renders == renders && cache.templatesMade == 2)
+        _ = cache.body(for: .text, gzip: true, store: store, second: 115)
+        #expect(cache.renders == renders + 1 && cache.templatesMade == 2)
+    }
+
     /// With the renderer, a scrape finds its second's body ready: it renders nothing itself.
     @Test func theRendererPreparesEachSecondSoScrapesDoNotRender() throws {
         let store = SnapshotStore(MetricsSnapshot(version: "1"))

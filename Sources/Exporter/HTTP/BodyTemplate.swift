@@ -105,6 +105,11 @@ final class BodyTemplate: Sendable {
         return (wantsPlain ? plain() : nil, wantsGzip ? gzip() : nil)
     }
 
+    /// Makes ahead what the first body will need (the compressed fixed parts, for gzip).
+    func prepare(gzip: Bool) {
+        if gzip { _ = compressedFixedParts() }
+    }
+
     /// The fixed parts compressed, once per template; nil if zlib failed.
     private func compressedFixedParts() -> [Int: Gzip.Segment]? {
         compressedParts.withLock { compressed in

@@ -30,9 +30,13 @@ public final class ExpositionCache: Sendable {
         }
     }
 
-    /// What scrapers asked for: a format is rendered ahead while one was asked for within this
-    /// many seconds (a Prometheus scraping once a minute keeps it so).
+    /// What scrapers asked for: a new snapshot's template is made ahead while a format was asked
+    /// for within this many seconds (a Prometheus scraping once a minute keeps it so)...
     static let demandWindow: Double = 65
+    /// ...and each second's body while it was asked for within this many: under a steady load
+    /// every second is served from a body made ahead, while a scrape every 15 s costs 4 small
+    /// per-second renders a minute, not 60.
+    static let busyWindow: Double = 2
 
     private struct State {
         /// Per format: the bodies of the two newest seconds (this one and, rendered ahead, the
@@ -124,23 +128,36 @@ public final class ExpositionCache: Sendable {
         return (plain ?? SharedBytes([]), false)
     }
 
-    /// For the renderer: the bodies of the current snapshot for `second`, in every format and
-    /// encoding asked for lately, unless already there. True when it rendered.
+    /// For the renderer: the current snapshot's template for every format asked for lately
+    /// (compressed if gzip was), and the body of `second` in every format and encoding asked for
+    /// in the last `busyWindow` seconds, unless already there. True when it rendered.
     public func prepare(store: SnapshotStore, second: Double, now: Double) -> Bool {
         let (snapshot, generation) = store.versioned
         let wanted = state.withLock { state in
-            state.demand.compactMap { format, demand -> (format: ExpositionFormat, plain: Bool, gzip: Bool, rendered: Body?)? in
+            state.demand.compactMap { format, demand -> (format: ExpositionFormat, plain: Bool, gzip: Bool, busy: Bool, rendered: Body?)? in
                 let rendered = state.bodies[format]?.first { $0.generation == generation && $0.second == second }
-                let plain = (demand.plainAsked.map { now - $0 < Self.demandWindow } ?? false) && rendered?.plain == nil
-                let gzip = (demand.gzipAsked.map { now - $0 < Self.demandWindow } ?? false) && rendered?.gzip == nil
+                func asked(_ time: Double?, within window: Double) -> Bool { time.map { now - $0 < window } ?? false }
+                let plain = asked(demand.plainAsked, within: Self.demandWindow)
+                let gzip = asked(demand.gzipAsked, within: Self.demandWindow)
                 guard plain || gzip else { return nil }
-                return (format, plain, gzip, rendered)
+                let busy = asked(max(demand.plainAsked ?? -1, demand.gzipAsked ?? -1), within: Self.busyWindow)
+                return (format, plain && rendered?.plain == nil, gzip && rendered?.gzip == nil, busy, rendered)
             }
         }
-        for (format, plain, gzip, rendered) in wanted {
-            keep(render(snapshot, generation: generation, format: format, second: second, plain: plain, gzip: gzip).merged(with: rendered), format: format)
+        var rendered = false
+        for (format, plain, gzip, busy, existing) in wanted {
+            if busy {
+                guard plain || gzip else { continue }
+                keep(render(snapshot, generation: generation, format: format, second: second, plain: plain, gzip: gzip).merged(with: existing), format: format)
+                rendered = true
+            } else if templates.withLock({ $0[format]?.generation }) != generation {
+                // Scraped now and then: the snapshot's whole render is made ahead; the few
+                // per-second families are rendered when a scrape comes.
+                template(snapshot, generation: generation, format: format).prepare(gzip: gzip)
+                rendered = true
+            }
         }
-        return !wanted.isEmpty
+        return rendered
     }
 
     /// The body of `second`, plain and/or gzipped: from the snapshot's template (rendered and
