@@ -4,15 +4,15 @@ import Exposition
 import Configuration
 import Barman
 
-/// The rendered `/metrics` bodies, per format, with their gzip made once.
+/// The rendered `/metrics` bodies, per format and encoding, and each snapshot's `BodyTemplate`.
 ///
 /// Ages are computed in whole seconds of the scrape time, so a body is exact for every scrape in
-/// the same second of the same snapshot. In the daemon a renderer (`prepare`, driven by the
-/// thread `ExporterService.startRenderer` starts) renders each second's body before the second starts, for
-/// the formats scrapers asked for in the last `demandWindow` seconds, and a new snapshot's body as
-/// soon as it is published: a scrape then costs a lock and a reference copy, never a render.
-/// Without the renderer (tests, or a format nobody asked for lately) a scrape renders the body
-/// itself, once per second and snapshot.
+/// the same second of the same snapshot. In the daemon the `Renderer` (through `prepare`) makes
+/// a new snapshot's template as soon as it is published, for the formats asked for in the last
+/// `demandWindow` seconds, and each second's body ahead while scrapes come steadily
+/// (`busyWindow`): a scrape then costs a lock and a reference copy. Otherwise (an occasional
+/// scraper, tests) a scrape's body is made when it comes, from the template: only the families
+/// that depend on its second are rendered.
 public final class ExpositionCache: Sendable {
     /// A second's body in one format: plain, gzip, or both, as scrapers asked for them.
     public struct Body: Sendable {
