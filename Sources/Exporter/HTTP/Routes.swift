@@ -16,10 +16,11 @@ public struct Routes: Sendable {
         self.now = now
     }
 
-    /// Renders (or gzips) a body a scrape did not find ready, off the HTTP event thread: the
-    /// first scrape of a format, or one after a minute without any. One at a time; the scrapes
-    /// waiting for the same body find it ready when their turn comes.
-    static let renders = WorkerThread(name: "first renders", capacity: 256, nice: 10)
+    /// Makes a body a scrape did not find ready, off the HTTP event thread: the per-second part
+    /// for an occasional scraper, or the whole render for the first scrape of a format (or one
+    /// after a minute without any). One at a time; the scrapes waiting for the same body find it
+    /// ready when their turn comes.
+    static let renders = WorkerThread(name: "renders on demand", capacity: 256, nice: 10)
 
     /// The answer as the HTTP server sends it: at once, or, when `/metrics` would have to
     /// render, rendered on `renders` while the connection waits.
