@@ -506,12 +506,11 @@ struct RefresherTests {
     @Test func showBackupOrderIsFair() {
         let clock = ContinuousClock()
         let now = clock.now
-        let order = BackupDetailsCollector.fairOrder([
-            (BackupDetailsCollector.command(server: "b", backupID: "1"), now),
-            (BackupDetailsCollector.command(server: "c", backupID: "1"), nil),
-            (BackupDetailsCollector.command(server: "a", backupID: "1"), now + .seconds(5)),
-            (BackupDetailsCollector.command(server: "d", backupID: "1"), now - .seconds(5)),
-        ])
+        func due(_ server: String, _ lastAsked: ContinuousClock.Instant?) -> BackupDetailsCollector.Due {
+            BackupDetailsCollector.Due(command: BackupDetailsCollector.command(server: server, backupID: "1"), lastAsked: lastAsked,
+                                       server: ServerName(server), backup: BackupSummary(id: "1", status: "DONE"))
+        }
+        let order = BackupDetailsCollector.fairOrder([due("b", now), due("c", nil), due("a", now + .seconds(5)), due("d", now - .seconds(5))])
         #expect(order.map(\.command.description) == ["show-backup c 1", "show-backup d 1", "show-backup b 1", "show-backup a 1"])
     }
 

@@ -62,19 +62,24 @@ public final class BackupDetailsCollector: Collector {
         await context.publish { snapshot in
             snapshot.details = snapshot.details.filter { newest[$0.key] != nil }
         }
-        var due: [(server: ServerName, backup: BackupSummary, lastAsked: ContinuousClock.Instant?)] = []
+        var due: [Due] = []
         for (server, backup) in newest where asked[server]?.listing != DetailsKey(backup) {
-            due.append((server, backup, asked[server]?.at))
+            due.append(Due(command: Self.command(server: server.text, backupID: backup.id), lastAsked: asked[server]?.at, server: server, backup: backup))
         }
-        let ordered = Self.fairOrder(due.map { (Self.command(server: $0.server.text, backupID: $0.backup.id), $0.lastAsked) })
-        guard !ordered.isEmpty else { return }
-        let byCommand = Dictionary(uniqueKeysWithValues: due.map { (Self.command(server: $0.server.text, backupID: $0.backup.id), $0) })
+        guard !due.isEmpty else { return }
         await withTaskGroup(of: Void.self) { group in
-            for (command, _) in ordered {
-                guard let (server, backup, _) = byCommand[command] else { continue }
-                group.addTask { await self.ask(command, server: server, backup: backup, context) }
+            for item in Self.fairOrder(due) {
+                group.addTask { await self.ask(item.command, server: item.server, backup: item.backup, context) }
             }
         }
+    }
+
+    /// A `show-backup` to run, and when it was last asked for its server.
+    struct Due {
+        var command: BarmanCommand
+        var lastAsked: ContinuousClock.Instant?
+        var server: ServerName
+        var backup: BackupSummary
     }
 
     private func ask(_ command: BarmanCommand, server: ServerName, backup: BackupSummary, _ context: CollectContext) async {
@@ -95,7 +100,7 @@ public final class BackupDetailsCollector: Collector {
     }
 
     /// Never asked first, then longest ago, then by command (server name) for a stable order.
-    static func fairOrder(_ due: [(command: BarmanCommand, lastAsked: ContinuousClock.Instant?)]) -> [(command: BarmanCommand, lastAsked: ContinuousClock.Instant?)] {
+    static func fairOrder(_ due: [Due]) -> [Due] {
         due.sorted { left, right in
             switch (left.lastAsked, right.lastAsked) {
             case (nil, nil): return left.command.description < right.command.description

@@ -106,10 +106,10 @@ extension Metric {
         "Outputs the current number of available backups for specific server", labels: ["server"])
     public static let firstBackup = MetricDefinition(
         "barman_first_backup", .gauge,
-        "Time since the first backup was taken in seconds", labels: ["server"], perScrape: .ageOf("barman_first_backup_timestamp_seconds"))
+        "Time since the first backup was taken in seconds", labels: ["server"], perScrape: .ageOf(Metric.firstBackupTimestamp.name))
     public static let lastBackup = MetricDefinition(
         "barman_last_backup", .gauge,
-        "Time since the last backup was taken in seconds", labels: ["server"], perScrape: .ageOf("barman_last_backup_timestamp_seconds"))
+        "Time since the last backup was taken in seconds", labels: ["server"], perScrape: .ageOf(Metric.lastBackupTimestamp.name))
 
     public static let lastBackupTimestamp = MetricDefinition(
         "barman_last_backup_timestamp_seconds", .gauge,

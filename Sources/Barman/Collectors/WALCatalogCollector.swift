@@ -27,45 +27,44 @@ public final class WALCatalogCollector: Collector {
         let locations = (context.snapshot.servers ?? [:]).compactMapValues(\.walCatalog)
         guard !locations.isEmpty else { return }
         let files = context.files
-        let scans = locations.mapValues { location in
-            Result { () throws(SystemError) -> WALCatalog.Scan in try WALCatalog.scan(location, files: files) }
-        }
-        // A catalog with lines but none usable (random bytes, one huge line, times barman does
-        // not write) is a problem like an unreadable one: logged, its last value kept.
-        let results = scans.mapValues { result -> Result<Double?, CatalogProblem> in
-            switch result {
-            case .success(let scan):
-                if let problem = scan.problem { return .failure(CatalogProblem(description: problem, advice: "barman writes it; check what else does")) }
-                return .success(scan.newest)
-            case .failure(let error):
-                return .failure(CatalogProblem(description: error.description, advice: Self.advice(for: error)))
-            }
-        }
         var times: [ServerName: Double] = [:]
-        for (server, result) in results {
-            switch result {
+        var unreadable: Set<ServerName> = []
+        for (server, location) in locations {
+            switch Self.newestArchiveTime(location, files: files) {
             case .success(let time):
                 if problems.withLock({ $0.removeValue(forKey: server) }) != nil {
                     context.logger.info("the WAL catalog is readable again", ["server": server.text])
                 }
                 if let time { times[server] = time }
-            case .failure(let error):
+            case .failure(let problem):
+                unreadable.insert(server)
                 let isNew = problems.withLock { problems in
-                    defer { problems[server] = error.description }
-                    return problems[server] != error.description
+                    defer { problems[server] = problem.description }
+                    return problems[server] != problem.description
                 }
                 if isNew {
-                    context.logger.error("cannot read the WAL catalog; barman_last_archived_wal_timestamp_seconds keeps its last value (\(error.advice))",
-                                         ["server": server.text, "error": error.description])
+                    context.logger.error("cannot read the WAL catalog; barman_last_archived_wal_timestamp_seconds keeps its last value (\(problem.advice))",
+                                         ["server": server.text, "error": problem.description])
                 }
             }
         }
-        let unreadable = Set(results.filter { if case .failure = $0.value { true } else { false } }.keys)
-        let read = times
+        let (read, kept) = (times, unreadable)
         await context.publish { snapshot in
-            var kept = snapshot.lastArchivedWAL.filter { unreadable.contains($0.key) }
-            kept.merge(read) { _, new in new }
-            snapshot.lastArchivedWAL = kept
+            var values = snapshot.lastArchivedWAL.filter { kept.contains($0.key) }
+            values.merge(read) { _, new in new }
+            snapshot.lastArchivedWAL = values
+        }
+    }
+
+    /// The newest archive time of a catalog, or why it cannot be used: unreadable, or with lines
+    /// but none usable (random bytes, one huge line, times barman does not write).
+    static func newestArchiveTime(_ location: WALCatalogLocation, files: any BarmanFiles) -> Result<Double?, CatalogProblem> {
+        do {
+            let scan = try WALCatalog.scan(location, files: files)
+            if let problem = scan.problem { return .failure(CatalogProblem(description: problem, advice: "barman writes it; check what else does")) }
+            return .success(scan.newest)
+        } catch {
+            return .failure(CatalogProblem(description: error.description, advice: advice(for: error)))
         }
     }
 

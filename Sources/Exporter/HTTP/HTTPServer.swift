@@ -417,25 +417,21 @@ private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, m
     if context.readsCredentials, let authorization = MHD_lookup_connection_value(connection, MHD_ValueKind.HEADER_KIND, "Authorization") {
         request.credentials = BasicCredentials(authorization: Array(UnsafeRawBufferPointer(start: authorization, count: strlen(authorization))))
     }
-    switch context.handler(request) {
-    case .now(let response):
+    func answerNow(_ response: HTTPResponse) -> MHD_Result {
         let queued = queue(response, on: connection, context: context)
         if queued == MHD_Result.YES {
             requestState.pointee = RequestState.responseQueued.pointer
             context.responsesInFlight.add(1, ordering: .releasing)
         }
         return queued
+    }
+    switch context.handler(request) {
+    case .now(let response):
+        return answerNow(response)
     case .later(let worker, let delay, let whenBusy, let compute):
         let pending = PendingReply(connection: connection)
-        guard context.startWaiting(pending) else {
-            // The server is stopping: nothing may wait for a worker any more.
-            let queued = queue(whenBusy(), on: connection, context: context)
-            if queued == MHD_Result.YES {
-                requestState.pointee = RequestState.responseQueued.pointer
-                context.responsesInFlight.add(1, ordering: .releasing)
-            }
-            return queued
-        }
+        // The server is stopping: nothing may wait for a worker any more.
+        guard context.startWaiting(pending) else { return answerNow(whenBusy()) }
         // Released in requestCompleted.
         requestState.pointee = Unmanaged.passRetained(pending).toOpaque()
         MHD_suspend_connection(connection)

@@ -25,18 +25,24 @@ public struct Routes: Sendable {
     /// The answer as the HTTP server sends it: at once, or, when `/metrics` would have to
     /// render, rendered on `renders` while the connection waits.
     public func reply(_ request: HTTPRequest) -> HTTPReply {
-        guard Self.originPath(request.path) == "/metrics", request.method == "GET" || request.method == "HEAD",
-              request.version != "HTTP/1.1" || request.hostFields == 1, !request.malformedFieldName else { return .now(handle(request)) }
-        let format = ContentNegotiation.format(accept: request.accept)
+        if let answer = refusalOrPage(request) { return .now(answer) }
         let second = now().rounded(.down)
-        if cache.hasBody(for: format, gzip: ContentNegotiation.acceptsGzip(request.acceptEncoding), store: store, second: second) {
-            return .now(handle(request))
+        if cache.hasBody(for: ContentNegotiation.format(accept: request.accept), gzip: ContentNegotiation.acceptsGzip(request.acceptEncoding),
+                         store: store, second: second) {
+            return .now(metrics(request, second: second))
         }
         let busy = text(503, "503 service unavailable: too many scrapes waiting for a first render; retry in a second\n")
-        return .later(on: Self.renders, whenBusy: { busy }) { handle(request) }
+        return .later(on: Self.renders, whenBusy: { busy }) { metrics(request, second: now().rounded(.down)) }
     }
 
+    /// The answer, computed on the calling thread whatever it costs.
     public func handle(_ request: HTTPRequest) -> HTTPResponse {
+        refusalOrPage(request) ?? metrics(request, second: now().rounded(.down))
+    }
+
+    /// The answer to anything but a valid `/metrics` request (a refusal, the landing page); nil
+    /// for that one.
+    private func refusalOrPage(_ request: HTTPRequest) -> HTTPResponse? {
         if request.malformedFieldName {
             return text(400, "400 bad request: whitespace between a header field name and its colon\n")
         }
@@ -55,14 +61,14 @@ public struct Routes: Sendable {
         if path == "/" {
             return HTTPResponse(status: 200, headers: [("Content-Type", "text/html; charset=utf-8")], payload: Self.landingPageBytes)
         }
-        return metrics(request)
+        return nil
     }
 
     /// Text 0.0.4 or OpenMetrics, gzipped when asked. Ages are computed with whole seconds of the
     /// scrape time (the unit barman records end times in), so the body is reused within a second.
-    func metrics(_ request: HTTPRequest) -> HTTPResponse {
+    func metrics(_ request: HTTPRequest, second: Double) -> HTTPResponse {
         let format = ContentNegotiation.format(accept: request.accept)
-        let body = cache.body(for: format, gzip: ContentNegotiation.acceptsGzip(request.acceptEncoding), store: store, second: now().rounded(.down))
+        let body = cache.body(for: format, gzip: ContentNegotiation.acceptsGzip(request.acceptEncoding), store: store, second: second)
         var headers = [("Content-Type", format.contentType), ("Vary", "Accept, Accept-Encoding")]
         if body.gzipped { headers.append(("Content-Encoding", "gzip")) }
         return HTTPResponse(status: 200, headers: headers, payload: body.bytes)

@@ -84,15 +84,14 @@ public struct WebAccess: Sendable {
         guard throttle.beginCheck(address) else {
             var refusal = text(429, "429 too many requests: \(LoginThrottle.allowedFailures) wrong passwords from this address in the last \(LoginThrottle.window.components.seconds) s; wait, then give the right user and password\n")
             refusal.headers.append(("Retry-After", String(LoginThrottle.window.components.seconds)))
-            let answer = withHeaders(refusal)
-            return .later(on: Self.delayedAnswers, after: Self.throttleDelay, whenBusy: { answer }) { answer }
+            return Self.delayed(withHeaders(refusal))
         }
         let busy = withHeaders(text(503, "503 service unavailable: too many password checks waiting; retry in a few seconds\n"))
         // Every check is taken: answered a moment later, without a bcrypt, so that a flood from
         // many addresses cannot keep the event thread busy answering it either.
         if Self.passwordChecks.queued >= Self.passwordChecks.capacity {
             throttle.endCheck(address, failed: false)
-            return .later(on: Self.delayedAnswers, after: Self.throttleDelay, whenBusy: { busy }) { busy }
+            return Self.delayed(busy)
         }
         return .later(on: Self.passwordChecks, whenBusy: {
             throttle.endCheck(address, failed: false)
@@ -103,6 +102,11 @@ public struct WebAccess: Sendable {
             // Already on a worker: whatever the answer costs is computed here.
             return withHeaders(accepted ? Self.computed(next(request)) : unauthorized())
         }
+    }
+
+    /// `response`, sent `throttleDelay` late (at once if even the delayed answers are full).
+    private static func delayed(_ response: HTTPResponse) -> HTTPReply {
+        .later(on: delayedAnswers, after: throttleDelay, whenBusy: { response }) { response }
     }
 
     /// The same answer, computed here whatever it costs (tests).
