@@ -104,9 +104,13 @@ public struct WebAccess: Sendable {
         }
     }
 
-    /// `response`, sent `throttleDelay` late (at once if even the delayed answers are full).
+    /// `response`, sent `throttleDelay` late plus up to half a second more (at once if even the
+    /// delayed answers are full). The spread keeps guessing clients that started together from
+    /// coming back together: answered in one burst each second, they made a scrape that landed
+    /// in the burst wait a few milliseconds behind them.
     private static func delayed(_ response: HTTPResponse) -> HTTPReply {
-        .later(on: delayedAnswers, after: throttleDelay, whenBusy: { response }) { response }
+        let delay = throttleDelay + .milliseconds(Int.random(in: 0..<500))
+        return .later(on: delayedAnswers, after: delay, whenBusy: { response }) { response }
     }
 
     /// The same answer, computed here whatever it costs (tests).
