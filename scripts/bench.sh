@@ -24,5 +24,7 @@ swift build -c release --static-swift-stdlib --scratch-path .build-static --prod
 python3 bench/run.py "$@"
 # What a Prometheus scraping every 15 s costs the exporter (CPU a minute, memory), and no scraper.
 python3 bench/run.py real-use
+# Password guessing against a verified scraper, with its p95 comparison as a check.
+FLOOD_STRICT=1 BINARY=.build-static/release/prometheus-barman-exporter python3 scripts/test_auth_flood.py
 # barman's own cost of being monitored, with the real barman (needs root: barman runs as barman).
 python3 bench/barman_cost.py
