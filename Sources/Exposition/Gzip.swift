@@ -36,7 +36,8 @@ extension Gzip {
     public struct Segment: Sendable {
         let deflated: [UInt8]
         let crc: UInt
-        let length: Int
+        /// The length of the content.
+        public let length: Int
     }
 
     /// `input` as a segment; nil if zlib fails.
@@ -99,10 +100,23 @@ extension Gzip {
 
     /// The content of a gzip member, or nil when it is not one (tests compare bodies with it).
     public static func decompress(_ input: [UInt8]) -> [UInt8]? {
+        // windowBits 15 + 16: a gzip member, header and trailer checked.
+        inflated(input, windowBits: 15 + 16, expectedLength: nil)
+    }
+
+    /// The content of a segment, or nil if zlib fails: a body kept only compressed gives its
+    /// text back this way when a scraper asks for it plain.
+    public static func content(of segment: Segment) -> [UInt8]? {
+        // Raw deflate without a final block: inflate stops when the input ends.
+        inflated(segment.deflated, windowBits: -15, expectedLength: segment.length)
+    }
+
+    private static func inflated(_ input: [UInt8], windowBits: Int32, expectedLength: Int?) -> [UInt8]? {
         var stream = z_stream()
-        guard inflateInit2_(&stream, 15 + 16, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return nil }
+        guard inflateInit2_(&stream, windowBits, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return nil }
         defer { inflateEnd(&stream) }
         var output: [UInt8] = []
+        output.reserveCapacity(expectedLength ?? input.count * 4)
         var chunk = [UInt8](repeating: 0, count: 65536)
         return input.withUnsafeBytes { source -> [UInt8]? in
             stream.next_in = UnsafeMutablePointer(mutating: source.bindMemory(to: UInt8.self).baseAddress)
@@ -115,7 +129,10 @@ extension Gzip {
                     return (status, destination.count - Int(stream.avail_out))
                 }
                 output.append(contentsOf: chunk[0..<produced])
-                if status == Z_STREAM_END { return output }
+                if status == Z_STREAM_END { return expectedLength == nil ? output : nil }
+                if let expectedLength, stream.avail_in == 0, produced == 0 || status == Z_BUF_ERROR {
+                    return output.count == expectedLength ? output : nil
+                }
                 guard status == Z_OK else { return nil }
             }
         }

@@ -100,3 +100,43 @@ extension BodyTemplateTests {
         #expect(Gzip.decompress(Gzip.join([])) == [])
     }
 }
+
+extension BodyTemplateTests {
+    /// While only gzip is asked for, the fixed text is kept only compressed; a scrape asking
+    /// for plain text later still gets the full render of its second, text and gzip.
+    @Test(arguments: [ExpositionFormat.text, .openMetrics])
+    func aGzipOnlyTemplateKeepsNoTextAndServesPlainLater(format: ExpositionFormat) throws {
+        var generator = SystemRandomNumberGenerator()
+        for round in 0..<20 {
+            let snapshot = Self.randomSnapshot(&generator)
+            let template = BodyTemplate(snapshot: snapshot, generation: UInt64(round), format: format)
+            let textBytes = template.fixedTextBytes
+            template.prepare(plain: false, gzip: true)
+            #expect(template.fixedTextBytes == 0, "round \(round): \(textBytes) bytes of text were kept")
+            let second = Double(1_795_000_000 + round)
+            let full = TextRenderer.render(MetricsBuilder.families(snapshot, now: second), format: format)
+            let gzipOnly = template.body(now: second, process: nil, plain: false, gzip: true)
+            #expect(gzipOnly.plain == nil)
+            let gzipped = try #require(gzipOnly.gzip)
+            #expect(Gzip.decompress(gzipped) == full, "round \(round)")
+            let both = template.body(now: second, process: nil, plain: true, gzip: true)
+            #expect(both.plain == full, "round \(round)")
+            #expect(template.fixedTextBytes == textBytes)
+            // Asked for both: nothing is let go.
+            template.prepare(plain: true, gzip: true)
+            #expect(template.fixedTextBytes == textBytes)
+        }
+    }
+
+    /// A segment gives its content back, whatever its size (zlib's output comes in chunks).
+    @Test func aSegmentInflatesToItsContent() throws {
+        var generator = SystemRandomNumberGenerator()
+        for count in [0, 1, 65_535, 65_536, 200_000] {
+            let text: [UInt8] = (0..<count).map { _ in UInt8.random(in: 0x20...0x7E, using: &generator) }
+            let segment = try #require(Gzip.segment(text))
+            #expect(Gzip.content(of: segment) == text, "\(count) bytes")
+            #expect(Gzip.content(of: Gzip.storedSegment(text)) == text, "\(count) bytes stored")
+        }
+    }
+}
+

@@ -9,10 +9,13 @@ import Platform
 /// thousands) and joined with the rest; for gzip, the rest is compressed once too, the open
 /// parts are added as stored deflate blocks, and the pieces are joined into one gzip member. The bytes are those of a full render for that
 /// second (`TextRenderer.render(MetricsBuilder.families(...))`; a test compares them).
+///
+/// While scrapers ask only for gzip, the fixed parts are kept only compressed (a tenth of the
+/// text's size); a scrape that then asks for plain text inflates them back once.
 final class BodyTemplate: Sendable {
     private enum Part: Sendable {
-        /// Families that depend only on the snapshot, rendered.
-        case fixed([UInt8])
+        /// Families that depend only on the snapshot: the index of their text in `fixed`.
+        case fixed(Int)
         /// An age family: the scrape time minus each sample of its timestamp family.
         case ages(MetricDefinition, of: [Sample])
         /// A family of the process' own figures.
@@ -23,8 +26,14 @@ final class BodyTemplate: Sendable {
     let format: ExpositionFormat
     private let snapshotVersion: String
     private let parts: [Part]
-    /// The fixed parts compressed, made at the first gzip asked for (index: part's position).
-    private let compressedParts = Mutex<[Int: Gzip.Segment]?>(nil)
+    /// The fixed parts' text and/or their compressed segment (compressed at the first gzip asked
+    /// for); at least one of the two is there for each.
+    private let fixed: Mutex<[FixedPart]>
+
+    private struct FixedPart: Sendable {
+        var text: [UInt8]?
+        var compressed: Gzip.Segment?
+    }
 
     init(snapshot: MetricsSnapshot, generation: UInt64, format: ExpositionFormat) {
         self.generation = generation
@@ -38,9 +47,14 @@ final class BodyTemplate: Sendable {
         for definition in Metric.all where definition.perScrape == .processStatistics { definitions.append(definition) }
         definitions.sort { $0.name < $1.name }
         var parts: [Part] = []
+        var fixed: [FixedPart] = []
+        func appendFixed(_ text: [UInt8]) {
+            parts.append(.fixed(fixed.count))
+            fixed.append(FixedPart(text: text))
+        }
         var run: [MetricFamily] = []
         func closeRun() {
-            if !run.isEmpty { parts.append(.fixed(TextRenderer.render(run, format: format, terminated: false))) }
+            if !run.isEmpty { appendFixed(TextRenderer.render(run, format: format, terminated: false)) }
             run = []
         }
         for definition in definitions {
@@ -56,8 +70,9 @@ final class BodyTemplate: Sendable {
             }
         }
         closeRun()
-        if format == .openMetrics { parts.append(.fixed(TextRenderer.terminator)) }
+        if format == .openMetrics { appendFixed(TextRenderer.terminator) }
         self.parts = parts
+        self.fixed = Mutex(fixed)
     }
 
     /// The body at `now` (whole seconds), with `process` figures: plain and/or gzipped, as
@@ -80,20 +95,21 @@ final class BodyTemplate: Sendable {
                 return processFamilies[definition.name].map { TextRenderer.render([$0], format: format, terminated: false) } ?? []
             }
         }
-        func plain() -> [UInt8] {
+        func plain() -> [UInt8]? {
+            guard let texts = fixedTexts() else { return nil }
             var plain: [UInt8] = []
-            plain.reserveCapacity(parts.reduce(0) { if case .fixed(let bytes) = $1 { $0 + bytes.count } else { $0 + 256 } })
+            plain.reserveCapacity(texts.reduce(parts.count * 256) { $0 + $1.count })
             for (index, part) in parts.enumerated() {
-                if case .fixed(let bytes) = part { plain.append(contentsOf: bytes) } else if let bytes = rendered[index] { plain.append(contentsOf: bytes) }
+                if case .fixed(let position) = part { plain.append(contentsOf: texts[position]) } else if let bytes = rendered[index] { plain.append(contentsOf: bytes) }
             }
             return plain
         }
         func gzip() -> [UInt8]? {
-            guard let fixed = compressedFixedParts() else { return Gzip.compress(plain()) }
+            guard let compressed = compressedFixedParts() else { return plain().flatMap { Gzip.compress($0) } }
             var segments: [Gzip.Segment] = []
             for (index, part) in parts.enumerated() {
-                if case .fixed = part {
-                    if let segment = fixed[index] { segments.append(segment) }
+                if case .fixed(let position) = part {
+                    if compressed[position].length > 0 { segments.append(compressed[position]) }
                 } else if let bytes = rendered[index], !bytes.isEmpty {
                     // A few kB that change every second: stored, not compressed (the body grows
                     // by that much, and a second costs no deflate).
@@ -105,23 +121,49 @@ final class BodyTemplate: Sendable {
         return (wantsPlain ? plain() : nil, wantsGzip ? gzip() : nil)
     }
 
-    /// Makes ahead what the first body will need (the compressed fixed parts, for gzip).
-    func prepare(gzip: Bool) {
-        if gzip { _ = compressedFixedParts() }
+    /// Makes ahead what the next bodies will need: the compressed fixed parts when gzip is
+    /// asked for; when plain text is not, the fixed parts' text is let go (the largest part of
+    /// the exporter's memory under a Prometheus that asks for gzip, as Prometheus does).
+    func prepare(plain: Bool, gzip: Bool) {
+        guard gzip, compressedFixedParts() != nil, !plain else { return }
+        fixed.withLock { fixed in
+            for position in fixed.indices where fixed[position].compressed != nil { fixed[position].text = nil }
+        }
     }
 
-    /// The fixed parts compressed, once per template; nil if zlib failed.
-    private func compressedFixedParts() -> [Int: Gzip.Segment]? {
-        compressedParts.withLock { compressed in
-            if let compressed { return compressed }
-            var made: [Int: Gzip.Segment] = [:]
-            for (index, part) in parts.enumerated() {
-                guard case .fixed(let bytes) = part, !bytes.isEmpty else { continue }
-                guard let segment = Gzip.segment(bytes) else { return nil }
-                made[index] = segment
+    /// Bytes of fixed-part text held now (what `prepare` lets go when only gzip is asked for).
+    var fixedTextBytes: Int {
+        fixed.withLock { $0.reduce(0) { $0 + ($1.text?.count ?? 0) } }
+    }
+
+    /// Every fixed part's text (inflated again where only its compressed segment was kept, and
+    /// kept from then on); nil if zlib failed.
+    private func fixedTexts() -> [[UInt8]]? {
+        fixed.withLock { fixed in
+            var texts: [[UInt8]] = []
+            texts.reserveCapacity(fixed.count)
+            for position in fixed.indices {
+                if let text = fixed[position].text { texts.append(text); continue }
+                guard let segment = fixed[position].compressed, let text = Gzip.content(of: segment) else { return nil }
+                fixed[position].text = text
+                texts.append(text)
             }
-            compressed = made
-            return made
+            return texts
+        }
+    }
+
+    /// Every fixed part compressed, once per template; nil if zlib failed.
+    private func compressedFixedParts() -> [Gzip.Segment]? {
+        fixed.withLock { fixed in
+            var segments: [Gzip.Segment] = []
+            segments.reserveCapacity(fixed.count)
+            for position in fixed.indices {
+                if let segment = fixed[position].compressed { segments.append(segment); continue }
+                guard let text = fixed[position].text, let segment = Gzip.segment(text) else { return nil }
+                fixed[position].compressed = segment
+                segments.append(segment)
+            }
+            return segments
         }
     }
 }

@@ -141,19 +141,20 @@ public final class ExpositionCache: Sendable {
                 let gzip = asked(demand.gzipAsked, within: Self.demandWindow)
                 guard plain || gzip else { return nil }
                 let busy = asked(max(demand.plainAsked ?? -1, demand.gzipAsked ?? -1), within: Self.busyWindow)
-                return (format, plain && rendered?.plain == nil, gzip && rendered?.gzip == nil, busy, rendered)
+                return (format, plain, gzip, busy, rendered)
             }
         }
         var rendered = false
-        for (format, plain, gzip, busy, existing) in wanted {
+        for (format, plainAsked, gzipAsked, busy, existing) in wanted {
             if busy {
+                let plain = plainAsked && existing?.plain == nil, gzip = gzipAsked && existing?.gzip == nil
                 guard plain || gzip else { continue }
                 keep(render(snapshot, generation: generation, format: format, second: second, plain: plain, gzip: gzip).merged(with: existing), format: format)
                 rendered = true
             } else if templates.withLock({ $0[format]?.generation }) != generation {
                 // Scraped now and then: the snapshot's whole render is made ahead; the few
                 // per-second families are rendered when a scrape comes.
-                template(snapshot, generation: generation, format: format).prepare(gzip: gzip)
+                template(snapshot, generation: generation, format: format).prepare(plain: plainAsked, gzip: gzipAsked)
                 rendered = true
             }
         }
