@@ -47,3 +47,34 @@ become_root() {
   exec sudo env "PATH=$PATH" "BINARY=${BINARY:-}" "E2E_INSTALLED_BINARY=${E2E_INSTALLED_BINARY:-}" \
     "E2E_PIP=${E2E_PIP:-1}" "E2E_CAPTURE=${E2E_CAPTURE:-}" "$PWD/$script" "$@"
 }
+
+# debian_mirror                print the Debian mirror of this machine's own apt sources
+# debian_rootfs RELEASE DIR PACKAGES
+#                              a fresh minbase tree of Debian RELEASE (bookworm, trixie) in DIR with
+#                              PACKAGES (comma-separated) included, unpacked from a tarball cached
+#                              in .build-tools/rootfs/ (debootstrap runs only the first time)
+debian_mirror() {
+  local mirror
+  mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+  [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+  [ -n "$mirror" ] || { echo "no Debian mirror in this machine's apt sources" >&2; return 1; }
+  echo "$mirror"
+}
+
+debian_rootfs() {
+  local release=$1 dir=$2 packages=$3 cache mirror key
+  cache=$(realpath -m .build-tools/rootfs)
+  key=$(echo "$packages" | md5sum | cut -c1-8)
+  mkdir -p "$cache" "$dir"
+  if [ ! -f "$cache/$release-$key.tar" ]; then
+    mirror=$(debian_mirror)
+    echo "debootstrap $release from $mirror (cached in $cache)"
+    rm -rf "$cache/$release-$key.fresh"
+    debootstrap --variant=minbase --include="$packages" "$release" "$cache/$release-$key.fresh" "$mirror" \
+      > "$cache/$release-$key.log" 2>&1 || { tail -20 "$cache/$release-$key.log" >&2; return 1; }
+    tar -C "$cache/$release-$key.fresh" -cf "$cache/$release-$key.tar.part" .
+    mv "$cache/$release-$key.tar.part" "$cache/$release-$key.tar"
+    rm -rf "$cache/$release-$key.fresh"
+  fi
+  tar -C "$dir" -xf "$cache/$release-$key.tar"
+}

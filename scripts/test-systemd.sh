@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# The Debian package under a real systemd: a Debian 12 container (systemd-nspawn) boots systemd
-# as PID 1, with PostgreSQL 15 and Debian's barman inside and one streaming barman server with a
-# backup, and the package's unit is driven as an operator would: start, reload (valid and
-# invalid), stop, kill -9, a barman home elsewhere with a drop-in, an upgrade over a modified
+# The Debian package under a real systemd: a Debian 12 or 13 container (systemd-nspawn) boots
+# systemd as PID 1, with that release's own PostgreSQL (15, 17) and barman (3.4.0, 3.13.3) inside
+# and one streaming barman server with a backup; lintian of that release checks the package, and
+# the package's unit is driven as an operator would: start, reload (valid and invalid), stop,
+# kill -9, TLS and basic auth, a barman home elsewhere with a drop-in, an upgrade over a modified
 # conffile, purge. The unit's sandboxing is enforced inside (see docs/operations.md).
 #
-#   scripts/test-systemd.sh [DEB]   (default: .build-tools/deb/prometheus-barman-exporter_*_amd64.deb)
+#   scripts/test-systemd.sh [bookworm|trixie] [DEB]
 #
+# DEB defaults to that release's package: .build-tools/deb/ (scripts/build-deb.sh) for bookworm,
+# .build-tools/deb-trixie/ (scripts/build-deb-chroot.sh) for trixie.
 # The root file system comes from debootstrap with the host's own apt mirror and is cached as a
-# tarball in .build-tools/systemd/ (unpacked anew each run). The container shares the host's
+# tarball in .build-tools/rootfs/ (unpacked anew each run). The container shares the host's
 # network (apt inside reaches the same mirror), so PostgreSQL and the exporter listen on free
 # loopback ports. Whatever fails, the container is powered off and its tree and cgroups removed.
 # Needs root.
@@ -17,12 +20,15 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 become_root scripts/test-systemd.sh "$@"
 
-deb=$(realpath "${1:-$(ls .build-tools/deb/prometheus-barman-exporter_*_amd64.deb 2>/dev/null | head -1)}")
-[ -f "$deb" ] || { echo "test-systemd: no package; run scripts/build-deb.sh first" >&2; exit 1; }
-cache=.build-tools/systemd
-mkdir -p "$cache"
-cache=$(realpath "$cache")
-name=pbe-test-$$
+release=${1:-bookworm}
+case "$release" in
+  bookworm) pg=15; debs=.build-tools/deb; builder=scripts/build-deb.sh ;;
+  trixie) pg=17; debs=.build-tools/deb-trixie; builder=scripts/build-deb-chroot.sh ;;
+  *) echo "test-systemd: unknown release '$release'; expected bookworm or trixie" >&2; exit 2 ;;
+esac
+deb=$(realpath "${2:-$(ls $debs/prometheus-barman-exporter_*_amd64.deb 2>/dev/null | head -1)}")
+[ -f "$deb" ] || { echo "test-systemd: no $release package in $debs; run $builder first" >&2; exit 1; }
+name=pbe-$release-$$
 work=$(mktemp -d /tmp/pbe-systemd.XXXXXX)
 rootfs=$work/rootfs
 cgroups=(/sys/fs/cgroup/systemd/$name /sys/fs/cgroup/unified/$name)
@@ -31,7 +37,7 @@ leader=
 unit=prometheus-barman-exporter
 conffile=/etc/prometheus-barman-exporter/config.yaml
 
-log() { echo "systemd-test: $*"; }
+log() { echo "systemd-test ($release): $*"; }
 
 poweroff() {
   set +e
@@ -48,19 +54,7 @@ poweroff() {
 trap poweroff EXIT
 
 # ---------------------------------------------------------------- the root file system
-mirror=$(awk '/^URIs:/ {uri=$2} /^Suites:/ && / bookworm( |$)/ {print uri; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-[ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $3 == "bookworm" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-[ -n "$mirror" ] || { echo "test-systemd: no Debian bookworm mirror in this machine's apt sources" >&2; exit 1; }
-if [ ! -f "$cache/bookworm-rootfs.tar" ]; then
-  log "debootstrap bookworm from $mirror (cached in $cache)"
-  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,procps,python3,ca-certificates,curl,iproute2 \
-    bookworm "$work/fresh" "$mirror" > "$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log"; exit 1; }
-  tar -C "$work/fresh" -cf "$cache/bookworm-rootfs.tar.part" .
-  mv "$cache/bookworm-rootfs.tar.part" "$cache/bookworm-rootfs.tar"
-  rm -rf "$work/fresh"
-fi
-mkdir "$rootfs"
-tar -C "$rootfs" -xf "$cache/bookworm-rootfs.tar"
+debian_rootfs "$release" "$rootfs" systemd,systemd-sysv,dbus,procps,python3,ca-certificates,curl,iproute2
 # PostgreSQL's cluster is made by hand on a free port: the host may use 5432.
 mkdir -p "$rootfs/etc/postgresql-common"
 echo "create_main_cluster = false" > "$rootfs/etc/postgresql-common/createcluster.conf"
@@ -86,20 +80,20 @@ for _ in $(seq 100); do
   case "$state" in running|degraded) break ;; esac
   sleep 0.1
 done
-check "systemd boots as PID 1 of the container ($state)" test "$state" = running
+check "systemd $(inside systemctl --version | awk 'NR == 1 {print $2}') boots as PID 1 of the Debian $(inside cat /etc/debian_version) container ($state)" test "$state" = running
 
 # ---------------------------------------------------------------- PostgreSQL and barman inside
 pgport=$(free_port)
 port=$(free_port)
-log "installing PostgreSQL 15 and barman inside (PostgreSQL on 127.0.0.1:$pgport)"
+log "installing PostgreSQL $pg, barman and lintian inside (PostgreSQL on 127.0.0.1:$pgport)"
 inside bash -euc "
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql barman >/dev/null
-  pg_createcluster -p $pgport 15 main >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql barman lintian >/dev/null
+  pg_createcluster -p $pgport $pg main >/dev/null
   printf 'local all postgres peer\nhost all barman 127.0.0.1/32 trust\nhost replication streaming_barman 127.0.0.1/32 trust\n' \
-    > /etc/postgresql/15/main/pg_hba.conf
-  echo \"listen_addresses = '127.0.0.1'\" >> /etc/postgresql/15/main/postgresql.conf
-  systemctl start postgresql@15-main
+    > /etc/postgresql/$pg/main/pg_hba.conf
+  echo \"listen_addresses = '127.0.0.1'\" >> /etc/postgresql/$pg/main/postgresql.conf
+  systemctl start postgresql@$pg-main
   runuser -u postgres -- psql -q -p $pgport -c 'CREATE USER barman SUPERUSER' -c 'CREATE USER streaming_barman REPLICATION'
   printf '[pg]\ndescription = \"systemd test\"\nconninfo = host=127.0.0.1 port=$pgport user=barman dbname=postgres\nstreaming_conninfo = host=127.0.0.1 port=$pgport user=streaming_barman\nbackup_method = postgres\nstreaming_archiver = on\nslot_name = barman\ncreate_slot = auto\n' \
     > /etc/barman.d/pg.conf
@@ -107,10 +101,24 @@ inside bash -euc "
   runuser -u barman -- barman cron >/dev/null
   for _ in \$(seq 100); do runuser -u barman -- barman -f json replication-status pg | grep -q streaming && break; sleep 0.2; done
   runuser -u barman -- barman switch-wal --force --archive pg >/dev/null 2>&1
-  runuser -u barman -- barman backup pg --wait >/dev/null 2>&1
+  # On an idle server the backup waits for its end segment to be closed and archived: switch
+  # WAL and run cron while it waits, until it is DONE.
+  runuser -u barman -- barman backup pg --wait >/dev/null 2>&1 &
+  for _ in \$(seq 60); do
+    sleep 1
+    runuser -u barman -- barman -f json list-backups pg | grep -q '\"status\": \"DONE\"' && break
+    runuser -u barman -- barman switch-wal --force pg >/dev/null 2>&1 || true
+    runuser -u barman -- barman cron >/dev/null 2>&1 || true
+  done
+  kill %1 2>/dev/null || true
+  wait || true
 " > "$work/setup.log" 2>&1 || { tail -30 "$work/setup.log"; exit 1; }
-check "barman made a DONE backup of pg inside the container" \
+check "barman $(inside runuser -u barman -- barman --version 2>/dev/null | awk 'NR == 1 {print $1}') made a DONE backup of pg (PostgreSQL $pg) inside the container" \
   bash -c "nsenter -t $leader -a runuser -u barman -- barman -f json list-backups pg | grep -q '\"status\": \"DONE\"'"
+inside lintian --pedantic --display-info /root/current.deb > "$work/lintian.txt" 2>&1 || true
+cat "$work/lintian.txt"
+check "lintian $(inside dpkg-query -W -f='${Version}' lintian) of Debian $(inside cat /etc/debian_version): no finding on the package (pedantic included)" \
+  bash -c "! grep -E '^[EWIPX]: ' '$work/lintian.txt'"
 
 # ---------------------------------------------------------------- install and start
 # A policy-rc.d keeps the package from starting the service before its port is set.

@@ -225,7 +225,8 @@ struct RecoverabilityFixtureTests {
         var snapshot = MetricsSnapshot(version: "test")
         snapshot.backups = listing
         let family = MetricsBuilder.families(snapshot, now: 1795700000).first { $0.definition == Metric.backupInProgressStart }
-        #expect(family?.samples == [Sample(["pg-c"], Double(try #require(BarmanTime.backupStart(id: running.id))))])
+        let start = try #require(BarmanTime.backupStart(id: running.id))
+        #expect(family?.samples == [Sample(["pg-c"], Double(start))])
     }
 
     @Test(arguments: versions)
