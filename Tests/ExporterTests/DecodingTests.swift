@@ -16,7 +16,8 @@ struct DecodingTests {
         #expect(pg.count == 2)
         #expect(pg.allSatisfy { $0.isDone })
         // Newest first, end times from the string `end_time_timestamp`.
-        #expect(try #require(pg[0].endTime) > (try #require(pg[1].endTime)))
+        let newestEnd = try #require(pg[0].endTime), previousEnd = try #require(pg[1].endTime)
+        #expect(newestEnd > previousEnd)
         #expect(backups["pg2"] == [])
         let pg3 = try #require(backups["pg3"])
         #expect(pg3.count == 1)
@@ -47,7 +48,8 @@ struct DecodingTests {
         let pg3 = try #require(checks["pg3"])
         #expect(pg3.count == 22)
         #expect(pg3.filter { !$0.ok }.map(\.name) == ["failed_backups"])
-        #expect(try #require(checks["pg"]).allSatisfy { $0.ok })
+        let pgChecks = try #require(checks["pg"])
+        #expect(pgChecks.allSatisfy { $0.ok })
     }
 
     @Test(arguments: ["3.4.0", "3.20.1"])
@@ -59,7 +61,8 @@ struct DecodingTests {
     @Test func showBackup340() throws {
         let details = try BarmanDecoding.backupDetails(try TestSupport.fixture("3.4.0", "show-backup-pg-latest"), server: "pg", backupID: "20261124T182524")
         #expect(details == BackupDetails(backupID: "20261124T182524", copyTimeSeconds: 4.099697, throughputBytesPerSecond: 9000024.635967,
-                                         walFiles: 12, walRatePerSecond: 0.01326498091819527, beginTime: 1795544724, endTime: 1795544728))
+                                         walFiles: 12, walRatePerSecond: 0.01326498091819527, beginTime: 1795544724, endTime: 1795544728,
+                                         beginWAL: "000000010000000000000006"))
         #expect(details.durationSeconds == 4)
     }
 
@@ -67,7 +70,8 @@ struct DecodingTests {
         // 3.20 renames the size fields and makes throughput_bytes an int.
         let details = try BarmanDecoding.backupDetails(try TestSupport.fixture("3.20.1", "show-backup-pg-latest"), server: "pg", backupID: "20261124T182645")
         #expect(details == BackupDetails(backupID: "20261124T182645", copyTimeSeconds: 0.304078, throughputBytesPerSecond: 121339830,
-                                         walFiles: 6, walRatePerSecond: 0.007748162375667854, beginTime: 1795544805, endTime: 1795544805))
+                                         walFiles: 6, walRatePerSecond: 0.007748162375667854, beginTime: 1795544805, endTime: 1795544805,
+                                         beginWAL: "00000001000000000000000C"))
     }
 
     @Test(arguments: [("3.4.0", "20261124T182531"), ("3.20.1", "20261124T182648")])
@@ -107,7 +111,7 @@ struct DecodingTests {
         // barman's answer when one server's PostgreSQL is down (captured from barman 3.4.0 and 3.20.1): exit status 1, `{}` for it.
         let output = CommandOutput(stdout: Array(#"{"_ERROR": ["Unable to connect to server pg2"], "pg": {"server_lsn": "0/1", "standby_info": "No streaming clients attached", "streaming_clients": []}, "pg2": {}}"#.utf8), exitStatus: 1)
         let report = try BarmanDecoding.replication(output)
-        #expect(report == ReplicationReport(clients: ["pg": []], unreachable: ["pg2"], errors: ["Unable to connect to server pg2"]))
+        #expect(report == ReplicationReport(clients: ["pg": []], serverLSN: ["pg": 1], unreachable: ["pg2"], errors: ["Unable to connect to server pg2"]))
         let allDown = CommandOutput(stdout: Array(#"{"_ERROR": ["Unable to connect to server pg2"], "pg2": {}}"#.utf8), exitStatus: 1)
         #expect(throws: DecodeFailure("barman replication-status all exited with status 1: Unable to connect to server pg2")) {
             try BarmanDecoding.replication(allDown)

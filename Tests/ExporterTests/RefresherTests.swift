@@ -64,28 +64,33 @@ struct RefresherTests {
         harness.answer("version", "3.4.0 Barman by EnterpriseDB (www.enterprisedb.com)\n")
         for index in 0..<servers {
             harness.answer("show-backup-srv\(index)-B2", Self.showBackup.replacingPercent("srv\(index)"))
+            harness.answer("show-backup-srv\(index)-B1", Self.showBackup.replacingPercent("srv\(index)").replacing("\"B2\"", with: "\"B1\""))
         }
     }
 
     static let showBackup = #"{"%": {"backup_id": "B2", "status": "DONE", "base_backup_information": {"copy_time_seconds": 1.5, "throughput_bytes": 100}, "wal_information": {"no_of_files": 3, "wal_rate_per_second": 0.5}}}"#
 
     /// One `all` call per source (list-backups, check, replication-status, show-servers) plus one
-    /// show-backup per server with backups: 4 + N barman processes (the Go exporter needs 3 + 2N,
-    /// Python 1 + 4N), and `--version` once after start.
+    /// show-backup per server with backups (its newest DONE backup) and, at start, one per
+    /// server whose oldest DONE backup is another (for its first WAL; asked once per backup):
+    /// 4 + 2N barman processes at start (the Go exporter needs 3 + 2N every time, Python
+    /// 1 + 4N), and `--version` once after start.
     @Test func invocationBudgetIsFourPlusOnePerServerWithBackups() async throws {
         let harness = Harness()
         let servers = 5
         answerSynthetic(harness, servers: servers)
         await harness.refresher.refreshCycle()
         let calls = harness.invocations()
-        #expect(calls.count == 1 + 4 + servers)
+        #expect(calls.count == 1 + 4 + 2 * servers)
         #expect(calls.filter { $0 == "--version" }.count == 1)
         #expect(calls.filter { $0 == "list-backups all" }.count == 1)
         #expect(calls.filter { $0 == "check all" }.count == 1)
         #expect(calls.filter { $0 == "replication-status all" }.count == 1)
         #expect(calls.filter { $0 == "show-servers all" }.count == 1)
-        // One show-backup per server with a DONE backup, of its newest DONE backup only.
-        #expect(Set(calls.filter { $0.hasPrefix("show-backup") }) == Set((0..<servers).map { "show-backup srv\($0) B2" }))
+        // One show-backup per server with a DONE backup, of its newest and its oldest DONE backup.
+        #expect(calls.filter { $0.hasPrefix("show-backup") }.sorted() == (0..<servers).flatMap { ["show-backup srv\($0) B1", "show-backup srv\($0) B2"] })
+        await harness.refresher.refreshCycle()
+        #expect(harness.invocations().filter { $0.hasPrefix("show-backup") }.count == 2 * servers, "the oldest backups' begin is asked once")
         let families = MetricsBuilder.families(harness.store.snapshot, now: 1795544800)
         #expect(families.first { $0.definition == Metric.lastBackupCopyTime }?.samples.count == servers)
     }
@@ -96,7 +101,8 @@ struct RefresherTests {
         try harness.answerFromFixtures(version)
         await harness.refresher.refreshCycle()
         let snapshot = harness.store.snapshot
-        #expect(harness.invocations().count == 6)
+        // --version, the four `all` commands, show-backup of pg's newest and of its oldest backup.
+        #expect(harness.invocations().count == 7)
         #expect(snapshot.backups?.keys.sorted() == ["pg", "pg2", "pg3"])
         #expect(snapshot.replication?["pg"]?.count == 2)
         #expect(snapshot.checks?["pg3"]?.contains(CheckResult(name: "failed_backups", ok: false)) == true)
@@ -111,7 +117,7 @@ struct RefresherTests {
         try harness.answerFromFixtures("3.4.0")
         await harness.refresher.refreshCycle()
         await harness.refresher.refreshCycle()
-        #expect(harness.invocations().count == 6)
+        #expect(harness.invocations().count == 7)
     }
 
     @Test func expiredAnswersAreFetchedAgain() async throws {
@@ -120,8 +126,8 @@ struct RefresherTests {
         await harness.refresher.refreshCycle()
         await harness.refresher.refreshCycle()
         // --version only once (it is asked again after a reload), show-backup only when the
-        // listing of the newest backup changes.
-        #expect(harness.invocations().count == 6 + 4)
+        // listing of the newest backup changes, and of the oldest only once.
+        #expect(harness.invocations().count == 7 + 4)
     }
 
     @Test func checksHaveTheirOwnTTL() async throws {
@@ -132,7 +138,7 @@ struct RefresherTests {
         let calls = harness.invocations()
         #expect(calls.filter { $0 == "check all" }.count == 1)
         #expect(calls.filter { $0 == "list-backups all" }.count == 2)
-        #expect(calls.filter { $0.hasPrefix("show-backup") }.count == 1)
+        #expect(calls.filter { $0.hasPrefix("show-backup") }.count == 2)
     }
 
     /// 200 servers, every cache expired at every refresh but show-servers' (every tenth at the
@@ -311,7 +317,7 @@ struct RefresherTests {
         let calls = harness.invocations()
         #expect(calls.filter { $0 == "list-backups all" }.count == 1)
         #expect(calls.filter { $0 == "check all" }.count == 1)
-        #expect(calls.filter { $0.hasPrefix("show-backup") }.count == servers)
+        #expect(calls.filter { $0.hasPrefix("show-backup") }.count == 2 * servers)
         #expect(harness.barman.mostAtOnce <= 3)
         #expect(harness.store.snapshot.details.count == servers)
     }

@@ -22,6 +22,9 @@ extension BarmanAnswers {
         let listing = try BarmanDecoding.backupList(CommandOutput(stdout: try TestSupport.read("\(fixtures)/list-backups-all.stdout")))
         let newest = try #require(listing["pg"]?.first?.id)
         try answer("show-backup-pg-\(newest)", try TestSupport.text("\(fixtures)/show-backup-pg-latest.stdout"))
+        // The oldest DONE backup, for its first WAL (the catalog's continuity is counted from it).
+        let oldest = try #require(listing["pg"]?.last { $0.isDone }?.id)
+        try answer("show-backup-pg-\(oldest)", try TestSupport.text("\(fixtures)/show-backup-pg-oldest.stdout"))
         // show-servers and --version come from the end-to-end test's capture of the same JSON
         // shapes (3.19.1 prints what 3.20.1 does); its servers are named pg-a, pg-b and pg-c.
         let captured = "Tests/ExporterTests/Fixtures/e2e/\(version == "3.4.0" ? "3.4.0" : "3.19.1")"

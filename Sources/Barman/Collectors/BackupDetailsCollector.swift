@@ -165,6 +165,8 @@ public struct BackupDetails: Sendable, Equatable {
     /// Unix seconds, from `base_backup_information.begin_time_timestamp` and `end_time_timestamp`.
     public var beginTime: Int64?
     public var endTime: Int64?
+    /// The backup's first WAL segment (`base_backup_information.begin_wal`).
+    public var beginWAL: String?
 
     public var durationSeconds: Double? {
         guard let beginTime, let endTime, endTime >= beginTime else { return nil }
@@ -172,7 +174,8 @@ public struct BackupDetails: Sendable, Equatable {
     }
 
     public init(backupID: String, copyTimeSeconds: Double? = nil, throughputBytesPerSecond: Double? = nil, walFiles: Double? = nil, walRatePerSecond: Double? = nil,
-                beginTime: Int64? = nil, endTime: Int64? = nil) {
+                beginTime: Int64? = nil, endTime: Int64? = nil, beginWAL: String? = nil) {
+        self.beginWAL = beginWAL
         self.beginTime = beginTime
         self.endTime = endTime
         self.backupID = backupID
@@ -184,6 +187,13 @@ public struct BackupDetails: Sendable, Equatable {
 }
 
 extension BarmanDecoding {
+    /// A segment file name (24 hex digits), else nil.
+    static func beginWAL(_ value: JSONValue?) -> String? {
+        guard case .string(let name)? = value, name.utf8.count == 24,
+              name.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x41...0x46).contains($0) }) else { return nil }
+        return name
+    }
+
     public static func backupDetails(_ output: CommandOutput, server: String, backupID: String) throws(DecodeFailure) -> BackupDetails {
         let command = BackupDetailsCollector.command(server: server, backupID: backupID)
         let context = "barman \(command): server '\(server)'"
@@ -205,6 +215,7 @@ extension BarmanDecoding {
             walFiles: walFiles,
             walRatePerSecond: walRate,
             beginTime: integer(base["begin_time_timestamp"]),
-            endTime: integer(base["end_time_timestamp"]))
+            endTime: integer(base["end_time_timestamp"]),
+            beginWAL: beginWAL(base["begin_wal"]))
     }
 }

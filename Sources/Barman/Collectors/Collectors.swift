@@ -9,10 +9,12 @@ public enum Collectors {
         [
             ListBackupsCollector(),
             BackupDetailsCollector(),
+            BackupBeginWALCollector(),
             ChecksCollector(),
             ReplicationStatusCollector(),
             ShowServersCollector(),
             WALCatalogCollector(),
+            WALDirectoriesCollector(),
             VersionCollector(),
             ExporterHealthCollector(),
             ProcessCollector(),

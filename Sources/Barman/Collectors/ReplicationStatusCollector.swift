@@ -11,6 +11,7 @@ import Configuration
 /// of them runs, it waits for the next refresh.
 public struct ReplicationStatusCollector: Collector {
     public static let answer = AnswerKey<[ServerName: [StreamingClient]]>("replication-status")
+    public static let serverLSNAnswer = AnswerKey<[ServerName: UInt64]>("server-lsn")
     static let command = BarmanCommand("replication-status", ["all"])
 
     public init() {}
@@ -25,6 +26,7 @@ public struct ReplicationStatusCollector: Collector {
     public func collect(_ context: CollectContext) async {
         let report = await context.run(Self.command, decode: BarmanDecoding.replication) { report, snapshot in
             snapshot.replication = report.clients
+            snapshot.serverLSN = report.serverLSN
         }
         if let report, !report.errors.isEmpty {
             context.logger.warn("barman replication-status could not reach every server; they have no streaming metrics until it can",
@@ -70,6 +72,13 @@ extension MetricsSnapshot {
     public var replication: [ServerName: [StreamingClient]]? {
         get { self[ReplicationStatusCollector.answer] }
         set { self[ReplicationStatusCollector.answer] = newValue }
+    }
+
+    /// Server -> PostgreSQL's current WAL position (`server_lsn` of `replication-status`), as
+    /// of its last usable answer; the WAL lag metrics measure against it.
+    public var serverLSN: [ServerName: UInt64] {
+        get { self[ReplicationStatusCollector.serverLSNAnswer] ?? [:] }
+        set { self[ReplicationStatusCollector.serverLSNAnswer] = newValue }
     }
 }
 
@@ -123,11 +132,14 @@ public struct StreamingClient: Sendable, Equatable {
 /// no entry here, and the others keep theirs.
 public struct ReplicationReport: Sendable, Equatable {
     public var clients: [ServerName: [StreamingClient]]
+    /// PostgreSQL's current WAL position per reachable server (`server_lsn`).
+    public var serverLSN: [ServerName: UInt64] = [:]
     public var unreachable: [String]
     public var errors: [String]
 
-    public init(clients: [ServerName: [StreamingClient]], unreachable: [String] = [], errors: [String] = []) {
+    public init(clients: [ServerName: [StreamingClient]], serverLSN: [ServerName: UInt64] = [:], unreachable: [String] = [], errors: [String] = []) {
         self.clients = clients
+        self.serverLSN = serverLSN
         self.unreachable = unreachable
         self.errors = errors
     }
@@ -151,6 +163,10 @@ extension BarmanDecoding {
                 continue
             }
             guard case .array(let entries)? = fields["streaming_clients"] else { throw missing("streaming_clients", context) }
+            if case .string(let text)? = fields["server_lsn"] {
+                guard let lsn = WALPosition.lsn(text) else { throw DecodeFailure("\(context): server_lsn '\(text.prefix(40))' is not an LSN") }
+                report.serverLSN[server] = lsn
+            }
             report.clients[server] = entries.map { entry in
                 StreamingClient(
                     applicationName: shared(entry["application_name"]),

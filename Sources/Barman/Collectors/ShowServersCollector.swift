@@ -22,7 +22,9 @@ public final class ShowServersCollector: Collector {
 
     public var metrics: [MetricDefinition] {
         [Metric.serverActive, Metric.serverDisabled, Metric.serverPassiveNode,
-         Metric.archiverFailures, Metric.archiverLastFailureTimestamp, Metric.archiverLastArchivedTimestamp]
+         Metric.archiverFailures, Metric.archiverLastFailureTimestamp, Metric.archiverLastArchivedTimestamp,
+         Metric.replicationSlotActive, Metric.replicationSlotRetainedBytes,
+         Metric.lastBackupMaximumAge, Metric.lastWALMaximumAge]
     }
 
     public func collect(_ context: CollectContext) async {
@@ -49,6 +51,16 @@ public final class ShowServersCollector: Collector {
                 families.add(Metric.archiverLastFailureTimestamp, server, archiver.lastFailedTime)
                 families.add(Metric.archiverLastArchivedTimestamp, server, archiver.lastArchivedTime)
             }
+            if let slot = info.replicationSlot {
+                families.add(Metric.replicationSlotActive, [name.text, slot.name], slot.active ? 1 : 0)
+                // PostgreSQL's position now (replication-status, every refresh) minus where the
+                // slot holds WAL from; both are read at different moments, so never below 0.
+                if let restart = slot.restartLSN, let current = snapshot.serverLSN[name] {
+                    families.add(Metric.replicationSlotRetainedBytes, [name.text, slot.name], Double(current >= restart ? current - restart : 0))
+                }
+            }
+            families.add(Metric.lastBackupMaximumAge, server, info.lastBackupMaximumAge)
+            families.add(Metric.lastWALMaximumAge, server, info.lastWALMaximumAge)
         }
     }
 }
@@ -84,7 +96,56 @@ extension Metric {
         "barman_archiver_last_archived_timestamp_seconds", .gauge,
         "Unix time PostgreSQL's archiver last archived a WAL file successfully (pg_stat_archiver.last_archived_time via barman show-servers).",
         labels: ["server"])
+    public static let replicationSlotActive = MetricDefinition(
+        "barman_replication_slot_active", .gauge,
+        "1 when the server's replication slot for barman is in use by a WAL receiver, else 0 (replication_slot of barman show-servers).",
+        labels: ["server", "slot"])
+    public static let replicationSlotRetainedBytes = MetricDefinition(
+        "barman_replication_slot_retained_bytes", .gauge,
+        "Bytes of WAL PostgreSQL keeps for barman's replication slot: the server's current LSN (replication-status) minus the slot's restart_lsn (show-servers).",
+        labels: ["server", "slot"])
+    public static let lastBackupMaximumAge = MetricDefinition(
+        "barman_server_last_backup_maximum_age_seconds", .gauge,
+        "barman's last_backup_maximum_age of the server in seconds: the age of the newest backup barman check accepts (barman show-servers; absent when not set).",
+        labels: ["server"])
+    public static let lastWALMaximumAge = MetricDefinition(
+        "barman_server_last_wal_maximum_age_seconds", .gauge,
+        "barman's last_wal_maximum_age of the server in seconds: the age of the newest WAL barman check accepts (barman show-servers; absent when not set).",
+        labels: ["server"])
+}
 
+/// The directories barman uses for a server (show-servers).
+public struct ServerDirectories: Sendable, Equatable {
+    /// Where `archive_command` delivers WAL files, until `barman cron` (archive-wal) archives them.
+    public var incomingWALs: String?
+    /// Where `receive-wal` writes streamed WAL, until `barman cron` archives it.
+    public var streamingWALs: String?
+    /// Where barman moves WAL files it refused (duplicates, unknown files).
+    public var errors: String?
+    public var basebackups: String?
+    public var wals: String?
+
+    public init(incomingWALs: String? = nil, streamingWALs: String? = nil, errors: String? = nil, basebackups: String? = nil, wals: String? = nil) {
+        self.incomingWALs = incomingWALs
+        self.streamingWALs = streamingWALs
+        self.errors = errors
+        self.basebackups = basebackups
+        self.wals = wals
+    }
+}
+
+/// The server's replication slot for barman, as PostgreSQL reports it through barman.
+public struct ReplicationSlot: Sendable, Equatable {
+    public var name: String
+    public var active: Bool
+    /// Where the slot holds WAL from; nil when PostgreSQL has none yet (a slot never used).
+    public var restartLSN: UInt64?
+
+    public init(name: String, active: Bool, restartLSN: UInt64?) {
+        self.name = name
+        self.active = active
+        self.restartLSN = restartLSN
+    }
 }
 
 /// Where barman keeps a server's WAL catalog (`xlog.db`: one line per archived WAL file).
@@ -128,6 +189,13 @@ public struct ServerInfo: Sendable, Equatable {
     public var minimumRedundancy: Int?
     public var walCatalog: WALCatalogLocation?
     public var archiver: ArchiverStatistics?
+    public var directories = ServerDirectories()
+    /// PostgreSQL's `wal_segment_size` as barman last read it (`xlog_segment_size`).
+    public var segmentSize: UInt64?
+    public var replicationSlot: ReplicationSlot?
+    /// barman's `last_backup_maximum_age` and `last_wal_maximum_age`, in seconds.
+    public var lastBackupMaximumAge: Double?
+    public var lastWALMaximumAge: Double?
     /// Fields whose values barman or PostgreSQL cannot have reported (a negative count, a time
     /// in year 1), left out of the above: `field value` each, for the log.
     public var refused: [String] = []
@@ -168,6 +236,8 @@ extension BarmanDecoding {
     private static let keptServerFields: Set<String> = [
         "active", "disabled", "passive_node", "minimum_redundancy", "wals_directory", "xlogdb_directory",
         "failed_count", "last_failed_time", "last_archived_time",
+        "incoming_wals_directory", "streaming_wals_directory", "errors_directory", "basebackups_directory",
+        "xlog_segment_size", "replication_slot", "last_backup_maximum_age", "last_wal_maximum_age",
     ]
 
     static func serverInfo(server: String, _ fields: [String: JSONValue]) -> ServerInfo {
@@ -206,8 +276,78 @@ extension BarmanDecoding {
             info.archiver = ArchiverStatistics(failedCount: failed, lastFailedTime: time("last_failed_time"),
                                                lastArchivedTime: time("last_archived_time"))
         }
+        info.directories = ServerDirectories(incomingWALs: nonEmptyString(fields["incoming_wals_directory"]),
+                                             streamingWALs: nonEmptyString(fields["streaming_wals_directory"]),
+                                             errors: nonEmptyString(fields["errors_directory"]),
+                                             basebackups: nonEmptyString(fields["basebackups_directory"]),
+                                             wals: walsDirectory)
+        if let size = integer(fields["xlog_segment_size"]), size > 0 {
+            if WALPosition.isValid(segmentSize: UInt64(size)) { info.segmentSize = UInt64(size) } else { refused.append("xlog_segment_size \(size)") }
+        }
+        if let slot = nonEmptyString(fields["replication_slot"]) {
+            if let parsed = replicationSlot(slot) { info.replicationSlot = parsed } else { refused.append("replication_slot \(slot.prefix(120))") }
+        }
+        for (key, path) in [("last_backup_maximum_age", \ServerInfo.lastBackupMaximumAge), ("last_wal_maximum_age", \ServerInfo.lastWALMaximumAge)] {
+            guard let text = nonEmptyString(fields[key]) else { continue }
+            if let seconds = maximumAge(text) { info[keyPath: path] = seconds } else { refused.append("\(key) \(text.prefix(120))") }
+        }
         info.refused += refused
         return info
+    }
+
+    /// `replication_slot` as barman prints it: the repr of psycopg2's named tuple,
+    /// `Record(slot_name='barman', active=True, restart_lsn='0/13000000')` (restart_lsn None for a
+    /// slot never used). Exactly these three fields, in this order; nil for anything else.
+    static func replicationSlot(_ text: String) -> ReplicationSlot? {
+        guard text.hasPrefix("Record("), text.hasSuffix(")") else { return nil }
+        let body = text.dropFirst("Record(".count).dropLast()
+        let fields = body.split(separator: ", ", omittingEmptySubsequences: false)
+        guard fields.count == 3 else { return nil }
+        func value(_ field: Substring, _ key: String) -> Substring? {
+            guard field.hasPrefix(key + "=") else { return nil }
+            return field.dropFirst(key.count + 1)
+        }
+        func quoted(_ value: Substring) -> Substring? {
+            guard value.count >= 2, value.first == "'", value.last == "'" else { return nil }
+            let inner = value.dropFirst().dropLast()
+            return inner.contains("'") || inner.contains("\\") ? nil : inner
+        }
+        guard let nameValue = value(fields[0], "slot_name"), let name = quoted(nameValue), !name.isEmpty,
+              let activeValue = value(fields[1], "active"), activeValue == "True" || activeValue == "False",
+              let restartValue = value(fields[2], "restart_lsn") else { return nil }
+        var restart: UInt64?
+        if restartValue != "None" {
+            guard let lsnText = quoted(restartValue), let lsn = WALPosition.lsn(String(lsnText)) else { return nil }
+            restart = lsn
+        }
+        return ReplicationSlot(name: String(name), active: activeValue == "True", restartLSN: restart)
+    }
+
+    /// A maximum age as barman prints it, in seconds: its human form (`7 days`, `1 day, 6 hours`,
+    /// followed by barman's ` (...)` comment on the newest backup), Python's timedelta (`6:00:00`,
+    /// `2 days, 6:00:00`) or the config's own (`1 WEEKS`, `2 MONTHS`, a month being 31 days as
+    /// barman counts it). nil for anything else.
+    static func maximumAge(_ text: String) -> Double? {
+        var rest = Substring(text)
+        if let comment = rest.firstRange(of: " (") { rest = rest[..<comment.lowerBound] }
+        var seconds = 0.0
+        for part in rest.split(separator: ", ", omittingEmptySubsequences: false) {
+            let words = part.split(separator: " ", omittingEmptySubsequences: false)
+            if words.count == 1 {
+                // H:MM:SS of a timedelta.
+                let clock = words[0].split(separator: ":", omittingEmptySubsequences: false)
+                guard clock.count == 3, let hours = Int(clock[0]), let minutes = Int(clock[1]), let wholeSeconds = Double(clock[2]),
+                      hours >= 0, (0..<60).contains(minutes), (0..<60).contains(wholeSeconds) else { return nil }
+                seconds += Double(hours * 3600 + minutes * 60) + wholeSeconds
+                continue
+            }
+            guard words.count == 2, let count = Int(words[0]), count >= 0 else { return nil }
+            let unit = words[1].lowercased()
+            let units: [String: Double] = ["second": 1, "minute": 60, "hour": 3_600, "day": 86_400, "week": 604_800, "month": 2_678_400]
+            guard let size = units[unit.hasSuffix("s") ? String(unit.dropLast()) : unit] else { return nil }
+            seconds += Double(count) * size
+        }
+        return rest.isEmpty ? nil : seconds
     }
 
     private static func nonEmptyString(_ value: JSONValue?) -> String? {

@@ -108,6 +108,18 @@ public struct CollectContext: Sendable {
         await refresher.run(command, for: self, stillDue: stillDue, decode: decode, publish: publish)
     }
 
+    /// Runs blocking work (reading barman's files, statvfs) on the file worker thread, off
+    /// Swift's cooperative pool, whose few threads must never wait on a disk.
+    public func blocking<Value: Sendable>(_ work: @escaping @Sendable () -> Value) async -> Value {
+        await withCheckedContinuation { continuation in
+            let queued = Self.fileWorker.submit { continuation.resume(returning: work()) }
+            // The worker's queue is full or its thread cannot start: here, rather than not at all.
+            if !queued { continuation.resume(returning: work()) }
+        }
+    }
+
+    private static let fileWorker = WorkerThread(name: "barman-files", capacity: 1024)
+
     /// Publishes data that came from no barman command (a file), unless a reload replaced the
     /// barman source meanwhile.
     public func publish(_ change: @Sendable (inout MetricsSnapshot) -> Void) async {
@@ -115,18 +127,32 @@ public struct CollectContext: Sendable {
     }
 }
 
-/// Files barman writes that some collectors read (its WAL catalog); the mock integration
-/// serves embedded ones.
+/// Files and directories barman writes that some collectors read (its WAL catalog, its WAL
+/// inboxes, the file systems it writes to); the mock integration serves embedded ones.
 public protocol BarmanFiles: Sendable {
-    /// The end of a file, read without taking barman's lock, and whether it is the whole file.
-    func readTail(path: String, maxBytes: Int) throws(SystemError) -> (bytes: [UInt8], wholeFile: Bool)
+    /// Up to `maxBytes` of a file from `offset`, read without taking barman's lock, with the
+    /// file's size and identity now.
+    func read(path: String, from offset: Int, maxBytes: Int) throws(SystemError) -> (bytes: [UInt8], size: Int, identity: FileIdentity)
+    /// Each entry of a directory: its name, and a way to get its modification time (nil unless
+    /// a regular file).
+    func visitDirectory(path: String, _ body: (_ name: String, _ modificationTime: () -> Double?) -> Void) throws(SystemError)
+    /// Free space an unprivileged user can use and the size of the file system holding `path`.
+    func fileSystemSpace(path: String) throws(SystemError) -> (availableBytes: UInt64, sizeBytes: UInt64)
 }
 
 /// barman's files on this host.
 public struct LocalBarmanFiles: BarmanFiles {
     public init() {}
 
-    public func readTail(path: String, maxBytes: Int) throws(SystemError) -> (bytes: [UInt8], wholeFile: Bool) {
-        try FileReader.readTail(path: path, maxBytes: maxBytes)
+    public func read(path: String, from offset: Int, maxBytes: Int) throws(SystemError) -> (bytes: [UInt8], size: Int, identity: FileIdentity) {
+        try FileReader.readChunk(path: path, from: offset, maxBytes: maxBytes)
+    }
+
+    public func visitDirectory(path: String, _ body: (_ name: String, _ modificationTime: () -> Double?) -> Void) throws(SystemError) {
+        try Directory.visit(path: path, body)
+    }
+
+    public func fileSystemSpace(path: String) throws(SystemError) -> (availableBytes: UInt64, sizeBytes: UInt64) {
+        try FileSystemSpace.of(path: path)
     }
 }
