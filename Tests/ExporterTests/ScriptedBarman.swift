@@ -30,6 +30,8 @@ extension BarmanAnswers {
         let captured = "Tests/ExporterTests/Fixtures/e2e/\(version == "3.4.0" ? "3.4.0" : "3.19.1")"
         try answer("show-servers", try TestSupport.text("\(captured)/show-servers-all.stdout"))
         try answer("version", try TestSupport.text("\(captured)/version.stdout"))
+        // barman >= 3.14's list-processes with nothing running, as it prints it.
+        for server in listing.keys { try answer("list-processes-\(server.text)", "{\"\(server.text)\": []}") }
     }
 }
 
@@ -123,7 +125,11 @@ final class ScriptedBarman: BarmanRunner, BarmanAnswers {
             throw CommandFailure("cancelled", reason: .cancelled)
         }
         let key: String
-        if command.kind == "show-backup" { key = "show-backup-" + command.arguments.dropFirst().filter { $0 != "--" }.joined(separator: "-") } else { key = command.kind }
+        if command.kind == "show-backup" || command.kind == "list-processes" {
+            key = command.kind + "-" + command.arguments.dropFirst().filter { $0 != "--" }.joined(separator: "-")
+        } else {
+            key = command.kind
+        }
         return state.withLock { state in
             guard let json = state.answers[key] else {
                 return CommandOutput(stdout: Array(#"{"_ERROR": ["no answer prepared"]}"#.utf8), exitStatus: 1)

@@ -219,4 +219,18 @@ struct WALPipelineTests {
         let missing = WALDirectoriesCollector.read(ServerDirectories(incomingWALs: root + "/gone"), files: LocalBarmanFiles()) { path, _ in failures.append(path) }
         #expect(missing.pending.isEmpty && failures == [root + "/gone"])
     }
+
+    // MARK: - list-processes
+
+    @Test func runningProcessesOnlyFromBarman314() throws {
+        for (version, supported) in [("3.4.0", false), ("3.13.3", false), ("3.14.0", true), ("3.20.1", true), ("4.0", true), ("x", false), ("", false)] {
+            #expect(RunningProcessesCollector.isSupported(version: version) == supported, "\(version)")
+        }
+        let output = CommandOutput(stdout: Array(#"{"pg": [{"pid": 526, "name": "receive-wal"}, {"pid": 4411, "name": "backup"}, {"pid": 4412, "name": "backup"}]}"#.utf8))
+        #expect(try BarmanDecoding.processes(output, server: "pg") == ["receive-wal": 1, "backup": 2])
+        #expect(try BarmanDecoding.processes(CommandOutput(stdout: Array(#"{"pg": []}"#.utf8)), server: "pg") == [:])
+        for bad in [#"{"pg": [{"pid": 0, "name": "cron"}]}"#, #"{"pg": [{"name": "cron"}]}"#, #"{"pg": {}}"#, #"{"other": []}"#] {
+            #expect(throws: DecodeFailure.self) { try BarmanDecoding.processes(CommandOutput(stdout: Array(bad.utf8)), server: "pg") }
+        }
+    }
 }

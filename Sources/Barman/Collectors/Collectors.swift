@@ -13,6 +13,7 @@ public enum Collectors {
             ChecksCollector(),
             ReplicationStatusCollector(),
             ShowServersCollector(),
+            RunningProcessesCollector(),
             WALCatalogCollector(),
             WALDirectoriesCollector(),
             VersionCollector(),

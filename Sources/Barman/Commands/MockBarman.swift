@@ -75,6 +75,10 @@ public struct MockBarman: BarmanRunner, BarmanFiles {
         "show-backup pg-main 20261124T020004": (showBackupMain, 0),
         "show-backup pg-reports 20261121T230001": (showBackupReports, 0),
         "show-backup pg-main 20261122T020002": (showBackupMainOldest, 0),
+        // pg-main's backup runs now; pg-reports' receive-wal is gone.
+        "list-processes pg-main": (#"{"pg-main": [{"pid": 526, "name": "receive-wal"}, {"pid": 4411, "name": "backup"}]}"#, 0),
+        "list-processes pg-new": (#"{"pg-new": [{"pid": 528, "name": "receive-wal"}]}"#, 0),
+        "list-processes pg-reports": (#"{"pg-reports": []}"#, 0),
     ]
 
     static let walCatalogs: [String: String] = [
