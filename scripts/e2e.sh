@@ -214,8 +214,24 @@ recoverability() {  # LABEL BIN CONF DIR URL
     psql_primary -c "INSERT INTO filler SELECT g, md5(g::text) FROM generate_series(1, 1000) g" -c "SELECT pg_switch_wal()" >/dev/null
   done
   sleep 2  # receive-wal of pg-a writes the segments out
+  # Without barman cron, the finished segments wait in streaming/.
+  check "[$label] without cron, pg-a's finished segments wait in streaming/ (at least the 3 switched)" \
+    wait_for_value "$url" 'barman_wal_pending_files{directory="streaming",server="pg-a"}' 'v is not None and v >= 3'
+  check "[$label] ... with the oldest one's time" \
+    wait_for_value "$url" 'barman_wal_pending_oldest_timestamp_seconds{server="pg-a"}' "v is not None and abs(v - $(date +%s)) < 120"
   "$bin" -c "$conf" -q archive-wal pg-a >/dev/null
   "$bin" -c "$conf" -q archive-wal pg-b >/dev/null || true
+  check "[$label] once archive-wal ran, none waits any more" \
+    wait_for_value "$url" 'barman_wal_pending_files{directory="streaming",server="pg-a"}' 'v == 0'
+  check "[$label] ... and no oldest time is served" \
+    wait_for_value "$url" 'barman_wal_pending_oldest_timestamp_seconds{server="pg-a"}' 'v is None'
+  local slot_b="{server=\"pg-b\",slot=\"pg_b_$label\"}"
+  check "[$label] pg-b's receive-wal stopped: its replication slot is inactive" \
+    wait_for_value "$url" "barman_replication_slot_active$slot_b" 'v == 0' 40
+  check "[$label] ... and PostgreSQL retains more than a segment for it" \
+    wait_for_value "$url" "barman_replication_slot_retained_bytes$slot_b" 'v is not None and v > 16 * 2**20' 40
+  check "[$label] ... and barman's archive of pg-b is more than a segment behind PostgreSQL" \
+    wait_for_value "$url" 'barman_wal_archive_lag_bytes{server="pg-b"}' 'v is not None and v > 16 * 2**20' 40
   check "[$label] PostgreSQL's WAL moved on ($lsn_before -> $(psql_primary -c "SELECT pg_current_wal_lsn()"))" \
     test "$(psql_primary -c "SELECT pg_current_wal_lsn() > '$lsn_before'::pg_lsn")" = t
   check "[$label] pg-a's newest archived WAL moved (was $before_a)" wait_for_value "$url" "$series_a" "v > $before_a"
@@ -233,6 +249,47 @@ recoverability() {  # LABEL BIN CONF DIR URL
   log "[$label] restart pg-b's receive-wal (barman cron); it catches up from its slot"
   wal_streams "$bin" "$conf" "$dir" pg-b
   check "[$label] pg-b's newest archived WAL caught up" wait_for_value "$url" "$series_b" "v > $before_b"
+  check "[$label] ... its slot is active again" wait_for_value "$url" "barman_replication_slot_active$slot_b" 'v == 1' 40
+  check "[$label] ... and its archive is less than a segment behind" \
+    wait_for_value "$url" 'barman_wal_archive_lag_bytes{server="pg-b"}' 'v is not None and v < 16 * 2**20' 40
+
+  log "[$label] a segment missing from pg-a's WAL catalog (a changed copy put in place, then the original back)"
+  local catalog
+  catalog=$("$bin" -c "$conf" -f json show-servers pg-a | python3 -c 'import json,sys; i=json.load(sys.stdin)["pg-a"]; d=i.get("xlogdb_directory"); print(f"{d}/pg-a-xlog.db" if d else i["wals_directory"] + "/xlog.db")')
+  check "[$label] no segment is missing from pg-a's archive" \
+    wait_for_value "$url" 'barman_wal_missing_segments{server="pg-a"}' 'v == 0'
+  cp -p "$catalog" "$dir/catalog.original"
+  cp -p "$catalog" "$dir/catalog.changed"
+  # The second-newest segment line goes: after every backup's begin, before the newest.
+  python3 - "$dir/catalog.changed" <<'PY'
+import re, sys
+lines = open(sys.argv[1]).readlines()
+segments = [i for i, line in enumerate(lines) if re.match(r"[0-9A-F]{24}\t", line)]
+del lines[segments[-2]]
+open(sys.argv[1], "w").writelines(lines)
+PY
+  mv "$dir/catalog.changed" "$catalog"
+  check "[$label] with one segment line removed, one segment is missing" \
+    wait_for_value "$url" 'barman_wal_missing_segments{server="pg-a"}' 'v == 1'
+  mv "$dir/catalog.original" "$catalog"
+  check "[$label] with the original catalog back, none is missing" \
+    wait_for_value "$url" 'barman_wal_missing_segments{server="pg-a"}' 'v == 0'
+
+  local df_avail df_size
+  read -r df_size df_avail < <(df -B1 --output=size,avail "$dir/home/pg-a/wals" | tail -1)
+  check "[$label] the WAL archive's file system: the size is df's ($df_size)" \
+    wait_for_value "$url" 'barman_filesystem_size_bytes{directory="wals",server="pg-a"}' "v == $df_size"
+  check "[$label] ... and the free space is df's ($df_avail, within 256 MiB written meanwhile)" \
+    wait_for_value "$url" 'barman_filesystem_avail_bytes{directory="wals",server="pg-a"}' "v is not None and abs(v - $df_avail) < 256 * 2**20"
+  check "[$label] barman's thresholds of pg-a in seconds (last_backup_maximum_age 1 DAYS, last_wal_maximum_age 6 HOURS)" \
+    bash -c "[ \"\$(curl -fsS '$url' | grep -E '^barman_server_last_(backup|wal)_maximum_age_seconds\{server=\"pg-a\"\}' | awk '{print \$2}' | tr '\n' ' ')\" = '86400 21600 ' ]"
+  if [ "$label" = pypi ]; then
+    check "[$label] barman >= 3.14: the running receive-wal of each server is listed (barman list-processes)" \
+      wait_for_value "$url" 'barman_running_processes{server="pg-a",task="receive-wal"}' 'v == 1'
+  else
+    check "[$label] barman < 3.14: no barman_running_processes and no list-processes run" \
+      bash -c "! curl -fsS '$url' | grep -q '^barman_running_processes' && ! grep -q 'list-processes' '$dir/exporter.log'"
+  fi
 
   log "[$label] PostgreSQL's archive_command fails (pg-b has archiver = on)"
   local failed_before
@@ -308,7 +365,9 @@ CONF
   }
   {
     printf '[barman]\nbarman_home = %s/home\nbarman_user = barman\nlog_file = %s/log/barman.log\nlog_level = INFO\n\n' "$dir" "$dir"
-    server_block pg-a ""
+    # barman's own thresholds, which the exporter serves in seconds.
+    server_block pg-a "last_backup_maximum_age = 1 DAYS
+last_wal_maximum_age = 6 HOURS"
     server_block pg-b "minimum_redundancy = 1
 archiver = on"
     # 256 kB/s makes the copy of the ~50 MB cluster take minutes, time enough to kill it.

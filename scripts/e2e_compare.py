@@ -11,6 +11,7 @@ to 30 s (--within); prints every difference of the last round and exits 1 when n
 import argparse
 import datetime
 import json
+import os
 import re
 import subprocess
 import sys
@@ -66,6 +67,118 @@ def newest_archived_wal(info, server):
     return None
 
 
+def lsn(text):
+    high, low = text.split("/")
+    return int(high, 16) << 32 | int(low, 16)
+
+
+SLOT = re.compile(r"^Record\(slot_name='([^']+)', active=(True|False), restart_lsn=(?:'([0-9A-F]+/[0-9A-F]+)'|None)\)$")
+FINISHED_WAL = re.compile(r"^[0-9A-F]{24}$|^[0-9A-F]{8}\.history$|^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$")
+
+
+def catalog_lines(info, server):
+    """The WAL catalog's lines (name, size), read here directly."""
+    if info.get("xlogdb_directory"):
+        paths = [f"{info['xlogdb_directory']}/{server}-xlog.db", f"{info['wals_directory']}/xlog.db"]
+    else:
+        paths = [f"{info['wals_directory']}/xlog.db"]
+    for path in paths:
+        try:
+            with open(path) as catalog:
+                return [(line.split("\t")[0], int(line.split("\t")[1])) for line in catalog if line.endswith("\n")]
+        except FileNotFoundError:
+            continue
+    return []
+
+
+def missing_segments(names, begin, segment_size):
+    """Segments missing from `begin` to the newest, timeline by timeline (a new timeline may
+    start inside its parent's last segment)."""
+    per_log = 0x100000000 // segment_size
+    by_timeline = {}
+    for name in names:
+        if re.fullmatch(r"[0-9A-F]{24}", name):
+            by_timeline.setdefault(int(name[:8], 16), set()).add(int(name[8:16], 16) * per_log + int(name[16:], 16))
+    begin_timeline, next_number = int(begin[:8], 16), int(begin[8:16], 16) * per_log + int(begin[16:], 16)
+    missing, first = 0, True
+    for timeline in sorted(t for t in by_timeline if t >= begin_timeline):
+        start_from = next_number if first or next_number == 0 else next_number - 1
+        numbers = sorted(n for n in by_timeline[timeline] if n >= start_from)
+        if not numbers:
+            continue
+        missing += max(0, numbers[0] - next_number) + (numbers[-1] - numbers[0] + 1 - len(numbers))
+        next_number, first = numbers[-1] + 1, False
+    return 1 if first else missing
+
+
+def directory_files(path):
+    """Finished WAL files waiting in a directory: their modification times."""
+    times = []
+    for entry in os.scandir(path):
+        if FINISHED_WAL.match(entry.name) and entry.is_file(follow_symlinks=False):
+            times.append(entry.stat(follow_symlinks=False).st_mtime)
+    return times
+
+
+def wal_pipeline(config, listing, servers, replication, series):
+    """The WAL pipeline's series, each computed here from barman's JSON and files."""
+    for server, info in servers.items():
+        key = (("server", server),)
+        segment_size = int(info.get("xlog_segment_size") or 16777216)
+        server_lsn = replication.get(server, {}).get("server_lsn")
+        slot = SLOT.match(info.get("replication_slot") or "")
+        if slot:
+            labels = (("server", server), ("slot", slot.group(1)))
+            series[("barman_replication_slot_active", labels)] = int(slot.group(2) == "True")
+            if slot.group(3) and server_lsn:
+                series[("barman_replication_slot_retained_bytes", labels)] = max(0, lsn(server_lsn) - lsn(slot.group(3)))
+        lines = catalog_lines(info, server)
+        series[("barman_wal_archive_files", key)] = len(lines)
+        series[("barman_wal_archive_size_bytes", key)] = sum(size for _, size in lines)
+        segments = [name for name, _ in lines if re.fullmatch(r"[0-9A-F]{24}", name)]
+        if segments and server_lsn:
+            per_log = 0x100000000 // segment_size
+            newest = max(int(name[8:16], 16) * per_log + int(name[16:], 16) for name in segments)
+            series[("barman_wal_archive_lag_bytes", key)] = max(0, lsn(server_lsn) - (newest + 1) * segment_size)
+        done = [b for b in listing.get(server, []) if b["status"] == "DONE"]
+        if done and segments:
+            begin = barman(config, "show-backup", server, done[-1]["backup_id"])[server]["base_backup_information"]["begin_wal"]
+            series[("barman_wal_missing_segments", key)] = missing_segments(segments, begin, segment_size)
+        oldest = []
+        for label, field in (("incoming", "incoming_wals_directory"), ("streaming", "streaming_wals_directory")):
+            times = directory_files(info[field])
+            series[("barman_wal_pending_files", (("directory", label), ("server", server)))] = len(times)
+            oldest += times
+        if oldest:
+            series[("barman_wal_pending_oldest_timestamp_seconds", key)] = min(oldest)
+        series[("barman_wal_error_files", key)] = sum(1 for e in os.scandir(info["errors_directory"]) if e.is_file(follow_symlinks=False))
+        for label, field in (("backups", "basebackups_directory"), ("wals", "wals_directory")):
+            space = os.statvfs(info[field])
+            labels = (("directory", label), ("server", server))
+            series[("barman_filesystem_avail_bytes", labels)] = space.f_bavail * space.f_frsize
+            series[("barman_filesystem_size_bytes", labels)] = space.f_blocks * space.f_frsize
+        for field, metric in (("last_backup_maximum_age", "barman_server_last_backup_maximum_age_seconds"),
+                              ("last_wal_maximum_age", "barman_server_last_wal_maximum_age_seconds")):
+            if server in CONFIGURED_AGES and field in CONFIGURED_AGES[server]:
+                series[(metric, key)] = CONFIGURED_AGES[server][field]
+    if barman_version_tuple() >= (3, 14):
+        for server in listing:
+            counts = {}
+            for process in barman(config, "list-processes", server)[server]:
+                counts[process["name"]] = counts.get(process["name"], 0) + 1
+            for task in ("archive-wal", "backup", "cron", "receive-wal", "sync-backup", "sync-wal", *counts):
+                series[("barman_running_processes", (("server", server), ("task", task)))] = counts.get(task, 0)
+
+
+# What the e2e test's barman configuration sets (scripts/e2e.sh), in seconds: barman prints these
+# in its own words, which the exporter reads.
+CONFIGURED_AGES = {"pg-a": {"last_backup_maximum_age": 86400, "last_wal_maximum_age": 21600}}
+
+
+def barman_version_tuple():
+    return tuple(int(part) for part in re.findall(r"\d+", barman_version())[:2])
+
+
 def barman_version():
     run = subprocess.run([BARMAN, "--version"], capture_output=True, text=True, timeout=60)
     return (run.stdout.split() or [""])[0]
@@ -73,7 +186,7 @@ def barman_version():
 
 def recoverability(config, listing, series):
     """The recoverability series: lifecycle, type and retention from list-backups, state and
-    catalog from show-servers, barman's version."""
+    catalog from show-servers, barman's version. Returns show-servers' answer."""
     servers = {k: v for k, v in barman(config, "show-servers", "all").items() if not k.startswith("_")}
     for server, backups in listing.items():
         key = (("server", server),)
@@ -113,6 +226,7 @@ def recoverability(config, listing, series):
         if newest is not None:
             series[("barman_last_archived_wal_timestamp_seconds", key)] = newest
     series[("barman_version_info", (("version", barman_version()),))] = 1
+    return servers
 
 
 def expected(config):
@@ -122,7 +236,7 @@ def expected(config):
     listing = {k: v for k, v in barman(config, "list-backups", "all").items() if not k.startswith("_")}
     # First what opens replication connections of its own (show-servers, check): every
     # replication-status meanwhile, the exporter's too, counts them as streaming clients.
-    recoverability(config, listing, series)
+    servers = recoverability(config, listing, series)
     checks = {k: v for k, v in barman(config, "check", "all").items() if not k.startswith("_")}
     for server, results in checks.items():
         for name, result in results.items():
@@ -169,13 +283,20 @@ def expected(config):
         series.update(lags)
         for state, count in states.items():
             series[("barman_replication_streaming_clients_by_sync_state", (("server", server), ("sync_state", state)))] = count
+    wal_pipeline(config, listing, servers, replication, series)
     return series, ages, set(listing), quiet_since
 
 
 # Values that change whenever PostgreSQL writes WAL: with a cache of many seconds they can only be
 # compared for presence, not value (the cache_ttl 0 runs compare them exactly).
 MOVING = {"barman_replication_client_sent_lag_bytes", "barman_replication_client_write_lag_bytes",
-          "barman_replication_client_flush_lag_bytes"}
+          "barman_replication_client_flush_lag_bytes", "barman_wal_archive_lag_bytes", "barman_replication_slot_retained_bytes"}
+
+# Values compared within a tolerance: free space changes with every file PostgreSQL and barman
+# write; a slot's restart_lsn comes from show-servers (cached for servers_cache_ttl), so the
+# retained bytes may be that much older than PostgreSQL's position (a segment or so).
+TOLERANCE = {"barman_filesystem_avail_bytes": 256 << 20, "barman_replication_slot_retained_bytes": 32 << 20,
+             "barman_wal_archive_lag_bytes": 32 << 20}
 
 
 def differences(source, want, ages, got, measured_at, age_tolerance, moving_values=False):
@@ -188,7 +309,7 @@ def differences(source, want, ages, got, measured_at, age_tolerance, moving_valu
             problems.append(f"{source} has no {key}")
         elif moving_values and key[0] in MOVING:
             continue
-        elif abs(got[key] - float(value)) > 1e-9 * max(1.0, abs(float(value))):
+        elif abs(got[key] - float(value)) > max(TOLERANCE.get(key[0], 0), 1e-9 * max(1.0, abs(float(value)))):
             problems.append(f"{key}: {source} {got[key]!r}, barman {value!r}")
     for key, end_time in ages.items():
         age = measured_at - end_time
@@ -234,8 +355,12 @@ def compare(url, config, servers, moving_values=False):
     # the installed config's cache, the next refresh can be a minute away.
     got, scraped_at = scrape_after(url, quiet_since, 75 if moving_values else 25)
     again, _, _, _ = expected(config)
-    moved = sorted(key for key in set(want) | set(again) if want.get(key) != again.get(key)
-                   and not (moving_values and key[0] in MOVING))
+    def changed(key):
+        before, after = want.get(key), again.get(key)
+        if before is None or after is None:
+            return before is not after
+        return abs(float(before) - float(after)) > TOLERANCE.get(key[0], 0)
+    moved = sorted(key for key in set(want) | set(again) if changed(key) and not (moving_values and key[0] in MOVING))
     if moved:
         return [f"barman's state moved during the comparison, not compared: {key}" for key in moved], 0
     problems = differences("exporter", want, ages, got, scraped_at, 2, moving_values)

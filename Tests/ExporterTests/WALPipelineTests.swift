@@ -161,15 +161,18 @@ struct WALPipelineTests {
         // 10 more lines, the last one half written: only the new bytes are read, and the
         // half line is read again once complete.
         let appended = (1001...1010).map { Self.line($0) }.joined()
-        let handle = fopen(path, "a")
-        defer { fclose(handle) }
-        fputs(appended + String(Self.line(1011).prefix(10)), handle)
-        fflush(handle)
+        let descriptor = open(path, O_WRONLY | O_APPEND)
+        #expect(descriptor >= 0)
+        defer { close(descriptor) }
+        func append(_ text: String) {
+            let bytes = Array(text.utf8)
+            #expect(bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) } == bytes.count)
+        }
+        append(appended + String(Self.line(1011).prefix(10)))
         try reader.update(WALCatalogLocation(path: path), files: files)
         #expect(reader.scan.files == 1010)
         #expect(files.bytesRead.load(ordering: .relaxed) == first.utf8.count + appended.utf8.count + 10)
-        fputs(String(Self.line(1011).dropFirst(10)), handle)
-        fflush(handle)
+        append(String(Self.line(1011).dropFirst(10)))
         try reader.update(WALCatalogLocation(path: path), files: files)
         #expect(reader.scan.files == 1011)
         #expect(reader.scan.newest == Double(1_795_544_000 + 1011) + 0.5)
@@ -215,9 +218,14 @@ struct WALPipelineTests {
         #expect(state.space["wals"]?.sizeBytes == UInt64(expected.f_blocks) * UInt64(expected.f_frsize))
         #expect(state.space.keys.sorted() == ["backups", "wals"])
 
-        // A directory that cannot be read is reported and has no count.
-        let missing = WALDirectoriesCollector.read(ServerDirectories(incomingWALs: root + "/gone"), files: LocalBarmanFiles()) { path, _ in failures.append(path) }
-        #expect(missing.pending.isEmpty && failures == [root + "/gone"])
+        // A directory barman has not made yet: nothing waits there, nothing to report.
+        let notYet = WALDirectoriesCollector.read(ServerDirectories(incomingWALs: root + "/gone", errors: root + "/gone", wals: root + "/gone"),
+                                                  files: LocalBarmanFiles()) { path, _ in failures.append(path) }
+        #expect(notYet.pending == ["incoming": 0] && notYet.errorFiles == 0 && notYet.space.isEmpty && failures.isEmpty)
+        // One that cannot be read (a file where a directory should be) is reported and has no count.
+        let broken = WALDirectoriesCollector.read(ServerDirectories(incomingWALs: root + "/errors/000000010000000000000002.20261124T183000Z.duplicate"),
+                                                  files: LocalBarmanFiles()) { path, _ in failures.append(path) }
+        #expect(broken.pending.isEmpty && failures.count == 1)
     }
 
     // MARK: - list-processes

@@ -64,6 +64,9 @@ public final class WALDirectoriesCollector: Collector {
                 }
                 state.pending[label] = count
                 if let oldest { state.oldestPending = min(state.oldestPending ?? oldest, oldest) }
+            } catch where error.isNotFound {
+                // barman makes its directories on first use: none yet, so nothing waits there.
+                state.pending[label] = 0
             } catch {
                 failed(path, error)
             }
@@ -75,6 +78,8 @@ public final class WALDirectoriesCollector: Collector {
                     if modificationTime() != nil { count += 1 }
                 }
                 state.errorFiles = count
+            } catch where error.isNotFound {
+                state.errorFiles = 0
             } catch {
                 failed(path, error)
             }
@@ -83,6 +88,8 @@ public final class WALDirectoriesCollector: Collector {
             guard let path else { continue }
             do {
                 state.space[label] = try files.fileSystemSpace(path: path)
+            } catch where error.isNotFound {
+                continue  // not made by barman yet: no series until it is
             } catch {
                 failed(path, error)
             }
