@@ -77,6 +77,19 @@ public enum FileWriter {
         }
     }
 
+    /// Appends `bytes` to the file at `path` (created if missing), as barman appends to its
+    /// WAL catalog: for benchmarks that grow a catalog the way barman does.
+    public static func append(_ bytes: [UInt8], to path: String) throws(SystemError) {
+        let fd = try System.call("open", on: path) { open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644) }
+        defer { System.close(fd) }
+        try writeAll(fd, bytes, to: path)
+    }
+
+    /// Removes the file at `path`; a file already gone is fine.
+    public static func remove(path: String) throws(SystemError) {
+        guard unlink(path) == 0 || errno == ENOENT else { throw SystemError("remove", path, call: "unlink") }
+    }
+
     /// For logs and last-resort messages: nowhere is left to report a failed write.
     public static func writeIgnoringErrors(_ fd: Int32, _ bytes: [UInt8]) {
         try? writeAll(fd, bytes)

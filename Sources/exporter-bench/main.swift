@@ -26,6 +26,59 @@ func snapshot(servers: Int, backups: Int) -> MetricsSnapshot {
 }
 
 let clock = ContinuousClock()
+
+/// `exporter-bench catalog [SEGMENTS]`: a WAL catalog of SEGMENTS lines (default 1,000,000, about
+/// 70 MB) read whole as at start, then again after barman appended 100 segments, as at a refresh.
+func catalogBenchmark(segments: Int) throws(SystemError) {
+    let path = "/tmp/exporter-bench-\(segments)-xlog.db"
+    func lines(_ range: Range<Int>) -> [UInt8] {
+        var text: [UInt8] = []
+        text.reserveCapacity(range.count * 70)
+        for number in range {
+            func hex8(_ value: Int) -> String {
+                let digits = String(value, radix: 16, uppercase: true)
+                return String(repeating: "0", count: 8 - digits.count) + digits
+            }
+            text.append(contentsOf: "00000001\(hex8(number / 256))\(hex8(number % 256))\t16777216\t\(1_795_000_000 + number).123456\tNone\n".utf8)
+        }
+        return text
+    }
+    try AtomicFile.write(lines(0..<segments), to: path)
+    defer { try? FileWriter.remove(path: path) }
+    let location = WALCatalogLocation(path: path)
+    let files = LocalBarmanFiles()
+    var reader = WALCatalog.Reader()
+    let residentBefore = ProcessStatistics.current()?.residentBytes ?? 0
+    var failure: SystemError?
+    let first = clock.measure {
+        do throws(SystemError) { try reader.update(location, files: files) } catch { failure = error }
+    }
+    if let failure { throw failure }
+    let residentAfter = ProcessStatistics.current()?.residentBytes ?? 0
+    try FileWriter.append(lines(segments..<(segments + 100)), to: path)
+    let refresh = clock.measure {
+        do throws(SystemError) { try reader.update(location, files: files) } catch { failure = error }
+    }
+    if let failure { throw failure }
+    let missing = reader.scan.segments.missing(from: WALPosition.Segment(timeline: 1, number: 0))
+    func milliseconds(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        return String(format1: Double(seconds) * 1000 + Double(attoseconds) / 1e15)
+    }
+    print("catalog of \(segments) segments (\(reader.scan.files) files listed after 100 more; \(missing) missing):")
+    print("  first read \(milliseconds(first)) ms, resident memory +\(String(format1: Double(residentAfter - min(residentAfter, residentBefore)) / 1_048_576)) MB while reading")
+    print("  a refresh after 100 new segments \(milliseconds(refresh)) ms")
+}
+
+if CommandLine.arguments.dropFirst().first == "catalog" {
+    do {
+        try catalogBenchmark(segments: CommandLine.arguments.dropFirst(2).first.flatMap { Int($0) } ?? 1_000_000)
+    } catch {
+        print("catalog benchmark failed: \(error)")
+        ProcessExit.exit(1)
+    }
+    ProcessExit.exit(0)
+}
 // `exporter-bench SERVERS BACKUPS RENDERS`: only that, for a profiler (valgrind --tool=callgrind
 // counts instructions: the difference between 1 and 2 renders is one render).
 let arguments = CommandLine.arguments.dropFirst().compactMap { Int($0) }
@@ -43,7 +96,7 @@ if arguments.count == 3 {
 }
 var points: [(series: Double, microseconds: Double)] = []
 print("servers backups   series      bytes  render_us  ns_per_series")
-for (servers, backups) in [(3, 5), (25, 30), (50, 60), (100, 60), (200, 60), (400, 60)] {
+for (servers, backups) in [(3, 5), (25, 30), (50, 60), (100, 60), (200, 60), (400, 60), (1_000, 60)] {
     let data = snapshot(servers: servers, backups: backups)
     var bytes = 0
     var series = 0
