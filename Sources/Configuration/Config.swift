@@ -31,6 +31,13 @@ public struct Config: Sendable, Equatable {
     public var commandTimeout: Int = 600
     /// exporter-toolkit's web config (TLS, basic auth, headers); `--web.config.file` wins.
     public var webConfigFile: String? = nil
+    /// Server names or shell globs: only these servers are served (all when empty).
+    public var serversInclude: [String] = []
+    /// Server names or shell globs left out, after `serversInclude`.
+    public var serversExclude: [String] = []
+
+    /// Which barman servers the exporter asks about and serves.
+    public var serverSelection: ServerSelection { ServerSelection(include: serversInclude, exclude: serversExclude) }
 
     public init() {}
 }
@@ -62,4 +69,28 @@ public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
     public init(_ problems: [ConfigProblem]) { self.problems = problems }
 
     public var description: String { problems.map(\.description).joined(separator: "\n") }
+}
+
+/// The servers the exporter serves: those matching an `include` pattern (every server when there
+/// is none) and no `exclude` pattern. Patterns are server names or shell globs (`pg-*`).
+public struct ServerSelection: Sendable, Equatable {
+    public var include: [String]
+    public var exclude: [String]
+
+    public init(include: [String] = [], exclude: [String] = []) {
+        self.include = include
+        self.exclude = exclude
+    }
+
+    public var selectsAll: Bool { include.isEmpty && exclude.isEmpty }
+
+    public func includes(_ server: String) -> Bool {
+        (include.isEmpty || include.contains { Glob.matches($0, server) }) && !exclude.contains { Glob.matches($0, server) }
+    }
+
+    /// The patterns that match none of `servers` (`include:` or `exclude:` before each).
+    public func unmatched(by servers: [String]) -> [String] {
+        include.filter { pattern in !servers.contains { Glob.matches(pattern, $0) } }.map { "servers_include: \($0)" }
+            + exclude.filter { pattern in !servers.contains { Glob.matches(pattern, $0) } }.map { "servers_exclude: \($0)" }
+    }
 }

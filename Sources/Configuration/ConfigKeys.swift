@@ -16,6 +16,13 @@ public struct ConfigKey: Sendable {
     let assign: @Sendable (String, inout Config) throws(ConfigValueError) -> Void
     /// The current value, for the settings log line.
     let show: @Sendable (Config) -> String
+    /// For a key that takes a list of scalars: parses the items (an error names the item).
+    let assignList: (@Sendable ([YAMLScalar], inout Config) throws(ConfigValueError) -> Void)?
+
+    public var takesList: Bool { assignList != nil }
+    /// Another name of the same setting (`barman_config` for `barman_config_file`): setting both is
+    /// a duplicate.
+    public private(set) var sameAs: String?
 
     init<Value>(_ name: String, _ field: WritableKeyPath<Config, Value> & Sendable, _ parser: ValueParser<Value>, _ summary: String) {
         self.name = name
@@ -24,6 +31,32 @@ public struct ConfigKey: Sendable {
         self.defaultText = parser.show(Config()[keyPath: field])
         assign = { (text, config) throws(ConfigValueError) in config[keyPath: field] = try parser.parse(text) }
         show = { config in parser.show(config[keyPath: field]) }
+        assignList = nil
+    }
+
+    /// A key that takes a YAML list of values, each parsed by `item`; an empty value is an
+    /// empty list, any other single value is refused (a list is written `[a, b]` or as `- a` lines).
+    init(_ name: String, list field: WritableKeyPath<Config, [String]> & Sendable, _ item: ValueParser<String>, example: String, _ summary: String) {
+        self.name = name
+        self.typeDescription = "list of \(item.typeDescription)"
+        self.summary = summary
+        self.defaultText = "none"
+        assign = { (text, config) throws(ConfigValueError) in
+            guard text.isEmpty else { throw ConfigValueError("expected a list, e.g. \(example), found \(shown(text))") }
+            config[keyPath: field] = []
+        }
+        assignList = { (items, config) throws(ConfigValueError) in
+            var values: [String] = []
+            for scalar in items {
+                do throws(ConfigValueError) {
+                    values.append(try item.parse(scalar.value))
+                } catch {
+                    throw ConfigValueError("item \(values.count + 1): \(error.message)", line: scalar.line, column: scalar.column)
+                }
+            }
+            config[keyPath: field] = values
+        }
+        show = { config in config[keyPath: field].isEmpty ? "none" : config[keyPath: field].joined(separator: ",") }
     }
 
     /// Every key, in documentation order.
@@ -48,19 +81,38 @@ public struct ConfigKey: Sendable {
                   "The barman executable; a name without `/` is looked up in the exporter's `PATH` before each run (under systemd that is systemd's `PATH`, not your login shell's; the error names the `PATH` searched)."),
         ConfigKey("barman_config_file", \.barmanConfigFile, .optional(.path(expected: "the path of a barman configuration file", type: "path")),
                   "Passed to barman as `-c FILE`. Without it barman uses its default (`/etc/barman.conf`)."),
+        ConfigKey("barman_config", \.barmanConfigFile, .optional(.path(expected: "the path of a barman configuration file", type: "path")),
+                  "The same as `barman_config_file` (the name pgbackrest_exporter's `--backrest.config` users look for); set one of them.").alias(of: "barman_config_file"),
         ConfigKey("command_timeout", \.commandTimeout, .seconds(minimum: 1),
                   "How long one barman command may run. Then its process group gets SIGTERM, and SIGKILL 5 s later."),
         ConfigKey("web_config_file", \.webConfigFile, .optional(.path(expected: "the path of a web config file", type: "path")),
                   "TLS, client certificates, basic auth and response headers, in exporter-toolkit's web config format (the file node_exporter's `--web.config.file` reads); see docs/operations.md. `--web.config.file` on the command line wins. A relative path is relative to this config file's directory. Re-read, with the certificates, on reload."),
+        ConfigKey("servers_include", list: \.serversInclude, .serverPattern, example: "[pg-main, 'pg-*']",
+                  "Serve only the barman servers matching one of these names or shell globs (`*`, `?`, `[...]`; quote a value that starts with `*`). Empty (the default): every server. A server left out costs no `show-backup` or `list-processes` and has no series. A pattern that matches no server is logged once."),
+        ConfigKey("servers_exclude", list: \.serversExclude, .serverPattern, example: "[pg-test, 'tmp-*']",
+                  "Leave out the barman servers matching one of these names or shell globs, also when `servers_include` matches them."),
     ]
 
     public static func named(_ name: String) -> ConfigKey? { all.first { $0.name == name } }
+
+    func alias(of name: String) -> ConfigKey {
+        var key = self
+        key.sameAs = name
+        return key
+    }
 }
 
 /// Why a value is not acceptable for its key; the loader adds the file, position and key.
 public struct ConfigValueError: Error, Sendable, Equatable {
     public var message: String
-    public init(_ message: String) { self.message = message }
+    /// Where in the file, when not at the value itself (an item of a list).
+    public var line: Int?
+    public var column: Int?
+    public init(_ message: String, line: Int? = nil, column: Int? = nil) {
+        self.message = message
+        self.line = line
+        self.column = column
+    }
 }
 
 /// How the text of one value becomes a typed value, and back for display.
@@ -142,6 +194,19 @@ struct ValueParser<Value>: Sendable {
             typeDescription: type,
             parse: { (text) throws(ConfigValueError) in
                 guard !text.isEmpty, !text.contains("\0") else { throw ConfigValueError("expected \(expected), found \(shown(text))") }
+                return text
+            },
+            show: { $0 })
+    }
+
+    /// A barman server name or a shell glob over names: not empty, no `/`, no control characters.
+    static var serverPattern: ValueParser<String> {
+        ValueParser<String>(
+            typeDescription: "server names or shell globs",
+            parse: { (text) throws(ConfigValueError) in
+                guard !text.isEmpty, text.utf8.count <= 255, !text.contains("/"), text.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F }) else {
+                    throw ConfigValueError("expected a server name or a shell glob such as 'pg-*', found \(shown(text))")
+                }
                 return text
             },
             show: { $0 })

@@ -28,18 +28,21 @@ public enum ConfigLoader {
     }
 
     public static func parse(_ bytes: [UInt8], file: String) throws(ConfigError) -> LoadedConfig {
-        let yaml = YAMLFlatMap.parse(bytes, file: file)
+        let yaml = YAMLFlatMap.parse(bytes, file: file, listKeys: Set(ConfigKey.all.filter(\.takesList).map(\.name)))
         var problems = yaml.problems
         var config = Config()
-        var seen: [String: Int] = [:]
+        var seen: [String: (line: Int, spelled: String)] = [:]
 
         for entry in yaml.entries {
-            if let firstLine = seen[entry.key] {
+            // A setting with two names (barman_config, barman_config_file) is set once.
+            let setting = ConfigKey.named(entry.key)?.sameAs ?? entry.key
+            if let first = seen[setting] {
+                let spelled = first.spelled == entry.key ? "" : " as '\(first.spelled)'"
                 problems.append(ConfigProblem(file: file, line: entry.keyLine, column: entry.keyColumn,
-                                              message: "duplicate key '\(entry.key)' (first set on line \(firstLine))"))
+                                              message: "duplicate key '\(entry.key)' (first set on line \(first.line)\(spelled))"))
                 continue
             }
-            seen[entry.key] = entry.keyLine
+            seen[setting] = (entry.keyLine, entry.key)
             guard let key = ConfigKey.named(entry.key) else {
                 var message = "unknown key '\(entry.key)'"
                 if let suggestion = closestKey(to: entry.key) {
@@ -51,9 +54,14 @@ public enum ConfigLoader {
                 continue
             }
             do {
-                try key.assign(entry.value, &config)
+                if let items = entry.items, let assignList = key.assignList {
+                    try assignList(items, &config)
+                } else {
+                    try key.assign(entry.value, &config)
+                }
             } catch {
-                problems.append(ConfigProblem(file: file, line: entry.valueLine, column: entry.valueColumn, message: "\(entry.key): \(error.message)"))
+                problems.append(ConfigProblem(file: file, line: error.line ?? entry.valueLine, column: error.column ?? entry.valueColumn,
+                                              message: "\(entry.key): \(error.message)"))
             }
         }
 

@@ -9,11 +9,14 @@ public struct YAMLEntry: Sendable, Equatable {
     public var value: String
     public var valueLine: Int
     public var valueColumn: Int
+    /// The items, when the value is a list of scalars (only for the keys that take one).
+    public var items: [YAMLScalar]? = nil
 }
 
-/// The libyaml adapter: reads one flat YAML mapping of scalars (the config) and rejects everything
-/// else (nesting, sequences, anchors, aliases, tags, several documents) with a positioned message;
-/// `YAMLTree` below reads the nested web config.
+/// The libyaml adapter: reads one flat YAML mapping of scalars (the config), where the keys in
+/// `listKeys` may also take a list of scalars, and rejects everything else (other nesting,
+/// anchors, aliases, tags, several documents) with a positioned message; `YAMLTree` below reads
+/// the nested web config.
 ///
 /// This is the only file that sees libyaml. Values stay strings (libyaml does no type
 /// resolution); `ConfigLoader` decides what each key accepts. Duplicate keys are reported by the
@@ -24,8 +27,8 @@ public enum YAMLFlatMap {
         public var problems: [ConfigProblem] = []
     }
 
-    public static func parse(_ bytes: [UInt8], file: String) -> Result {
-        var walker = EventWalker(file: file)
+    public static func parse(_ bytes: [UInt8], file: String, listKeys: Set<String> = []) -> Result {
+        var walker = EventWalker(file: file, listKeys: listKeys)
         feed(bytes, file: file, to: &walker)  // An empty file means all defaults.
         return Result(entries: walker.entries, problems: walker.problems)
     }
@@ -185,9 +188,14 @@ private struct EventWalker: YAMLEventHandler {
     /// are skipped, so every other problem of the file is still reported.
     private(set) var stopped = false
     static let deepestSkipped = 16
+    /// Keys whose value may be a list of scalars.
+    let listKeys: Set<String>
+    /// While inside such a list: its key and the items so far.
+    private var list: (key: YAMLScalar, items: [YAMLScalar])?
 
-    init(file: String) {
+    init(file: String, listKeys: Set<String>) {
         self.file = file
+        self.listKeys = listKeys
     }
 
     var isSkipping: Bool { skipDepth != nil }
@@ -206,6 +214,10 @@ private struct EventWalker: YAMLEventHandler {
 
     mutating func scalar(_ scalar: YAMLScalar) {
         guard skipDepth == nil else { return }
+        if depth == 2, list != nil {
+            list?.items.append(scalar)
+            return
+        }
         if depth == 0 {
             // A bare scalar document: only "nothing" (empty or ~) is acceptable and means defaults.
             if !scalar.isNull {
@@ -234,6 +246,16 @@ private struct EventWalker: YAMLEventHandler {
             return
         }
         let kind = isMapping ? "mapping" : "list"
+        if depth == 2, !isMapping, let key = pendingKey, listKeys.contains(key.value) {
+            list = (key, [])
+            pendingKey = nil
+            return
+        }
+        if let (key, _) = list {
+            problem(line, column, "'\(key.value)' has a nested \(kind) in its list; each item is one value (a name or a pattern)")
+            skipDepth = depth
+            return
+        }
         if let key = pendingKey {
             problem(line, column, "'\(key.value)' has a nested \(kind); all options are first-level (\"key: value\")")
         } else {
@@ -244,7 +266,13 @@ private struct EventWalker: YAMLEventHandler {
     }
 
     mutating func collectionEnd() {
-        if skipDepth == depth { skipDepth = nil }
+        if skipDepth == depth {
+            skipDepth = nil
+        } else if depth == 2, let (key, items) = list {
+            entries.append(YAMLEntry(key: key.value, keyLine: key.line, keyColumn: key.column,
+                                     value: "", valueLine: key.line, valueColumn: key.column, items: items))
+            list = nil
+        }
         depth -= 1
     }
 }

@@ -82,3 +82,10 @@ public enum FileSystemSpace {
         return (UInt64(information.f_bavail) * unit, UInt64(information.f_blocks) * unit)
     }
 }
+
+/// Shell wildcard patterns (`*`, `?`, `[...]`), as fnmatch(3) matches them.
+public enum Glob {
+    public static func matches(_ pattern: String, _ name: String) -> Bool {
+        fnmatch(pattern, name, 0) == 0
+    }
+}

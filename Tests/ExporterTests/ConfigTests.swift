@@ -252,3 +252,62 @@ struct CommandLineTests {
 private extension LoadedConfig {
     var pair: (Config, [String]) { (config, warnings) }
 }
+
+/// servers_include / servers_exclude: the only keys that take a list, and what they select.
+@Suite("Server selection")
+struct ServerSelectionTests {
+    let config = ConfigTests()
+
+    @Test func listsOfNamesAndGlobs() throws {
+        let flow = try config.load("servers_include: [pg-main, 'prod-*']\nservers_exclude:\n  - prod-old\n  - \"tmp?\"\n").get()
+        #expect(flow.serversInclude == ["pg-main", "prod-*"])
+        #expect(flow.serversExclude == ["prod-old", "tmp?"])
+        #expect(try config.load("servers_include: []\nservers_exclude:\n").get().serverSelection.selectsAll)
+        let selection = flow.serverSelection
+        #expect(selection.includes("pg-main") && selection.includes("prod-a"))
+        #expect(!selection.includes("prod-old") && !selection.includes("pg-other"))
+        #expect(ServerSelection(exclude: ["tmp?"]).includes("tmp10") && !ServerSelection(exclude: ["tmp?"]).includes("tmp1"))
+        #expect(ServerSelection(include: ["pg-[ab]"], exclude: []).includes("pg-b") && !ServerSelection(include: ["pg-[ab]"]).includes("pg-c"))
+        #expect(selection.unmatched(by: ["pg-main", "prod-a"]) == ["servers_exclude: prod-old", "servers_exclude: tmp?"])
+    }
+
+    @Test func listsAreRefusedWhereTheyDoNotBelongAndItemsAreChecked() throws {
+        // Other keys still take no list, with the same positioned message.
+        #expect(try config.problem("address: [a, b]\n") == "c.yaml:1:10: 'address' has a nested list; all options are first-level (\"key: value\")")
+        // A single value where a list is expected, nesting inside the list, a bad item.
+        #expect(try config.problem("servers_include: pg-main\n") == "c.yaml:1:18: servers_include: expected a list, e.g. [pg-main, 'pg-*'], found 'pg-main'")
+        #expect(try config.problem("servers_include:\n  - a\n  - [b, c]\n") == "c.yaml:3:5: 'servers_include' has a nested list in its list; each item is one value (a name or a pattern)")
+        #expect(try config.problem("servers_exclude:\n  - {name: x}\n") == "c.yaml:2:5: 'servers_exclude' has a nested mapping in its list; each item is one value (a name or a pattern)")
+        #expect(try config.problem("servers_exclude: [ok, 'a/b']\n") == "c.yaml:1:23: servers_exclude: item 2: expected a server name or a shell glob such as 'pg-*', found 'a/b'")
+        #expect(try config.problem("servers_exclude: [a]\nservers_exclude: [b]\n") == "c.yaml:2:1: duplicate key 'servers_exclude' (first set on line 1)")
+        // Whatever follows a refused list is still read.
+        guard case .failure(let error) = config.load("servers_include:\n  - [x]\nport: 0\n") else { Issue.record("accepted"); return }
+        #expect(error.problems.map(\.line) == [2, 3])
+    }
+
+    @Test func barmanConfigIsAnotherNameOfBarmanConfigFile() throws {
+        #expect(try config.load("barman_config: /etc/barman-test.conf\n").get().barmanConfigFile == "/etc/barman-test.conf")
+        #expect(try config.problem("barman_config_file: /a\nbarman_config: /b\n")
+                == "c.yaml:2:1: duplicate key 'barman_config' (first set on line 1 as 'barman_config_file')")
+    }
+
+    /// A server left out costs no show-backup and serves no series; a pattern that matches no
+    /// server is logged once.
+    @Test func serversLeftOutAreNeverAskedAboutNorServed() async throws {
+        let barman = ScriptedBarman()
+        try barman.answerFromFixtures("3.4.0")
+        let store = SnapshotStore(MetricsSnapshot(version: "test"))
+        let log = try LogCapture()
+        let settings = RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, refreshInterval: .seconds(60),
+                                       serverSelection: ServerSelection(include: ["pg*", "nosuch-*"], exclude: ["pg"]))
+        let refresher = Refresher(runner: barman, settings: settings, store: store, logger: log.logger(.warn))
+        await refresher.refreshCycle()
+        await refresher.refreshCycle()
+        #expect(!barman.invocations.contains { $0.hasPrefix("show-backup pg ") }, "\(barman.invocations)")
+        let text = TestSupport.exposition(store.snapshot, now: 1_795_600_000)
+        #expect(!text.contains("server=\"pg\""))
+        #expect(text.contains("barman_backups_total{server=\"pg2\"}") && text.contains("barman_backups_total{server=\"pg3\"}"))
+        let logged = try log.text
+        #expect(logged.ranges(of: "pattern=\"servers_include: nosuch-*\"").count == 1, "logged once: \(logged)")
+    }
+}

@@ -19,7 +19,7 @@ public struct ChecksCollector: Collector {
 
     public func collect(_ context: CollectContext) async {
         await context.run(Self.command, decode: BarmanDecoding.checks) { checks, snapshot in
-            snapshot.checks = checks
+            snapshot.checks = context.selected(checks)
         }
     }
 

@@ -1,12 +1,16 @@
+import Synchronization
 import Platform
 import Exposition
 import Configuration
 
 /// `barman list-backups all`: every backup of every server, newest first. Backup counts, sizes,
 /// ages, lifecycle, type and retention.
-public struct ListBackupsCollector: Collector {
+public final class ListBackupsCollector: Collector {
     public static let answer = AnswerKey<[ServerName: [BackupSummary]]>("list-backups")
     static let command = BarmanCommand("list-backups", ["all"])
+
+    /// Server patterns already logged as matching no server.
+    private let loggedUnmatched = Mutex<Set<String>>([])
 
     public init() {}
 
@@ -21,8 +25,15 @@ public struct ListBackupsCollector: Collector {
     }
 
     public func collect(_ context: CollectContext) async {
-        await context.run(Self.command, decode: BarmanDecoding.backupList) { listed, snapshot in
-            snapshot.backups = listed
+        let listed = await context.run(Self.command, decode: BarmanDecoding.backupList) { listed, snapshot in
+            snapshot.backups = context.selected(listed)
+        }
+        // Every server barman knows is listed here: a pattern that selects none is a mistake
+        // worth one log line (per pattern, until the next reload).
+        let names = (listed ?? [:]).keys.map(\.text)
+        for pattern in context.selection.unmatched(by: names) where loggedUnmatched.withLock({ $0.insert(pattern).inserted }) {
+            context.logger.warn("a server pattern matches none of barman's servers; check servers_include and servers_exclude",
+                                ["pattern": pattern, "servers": names.sorted().joined(separator: ",")])
         }
     }
 

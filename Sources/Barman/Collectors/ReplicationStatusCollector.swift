@@ -25,8 +25,8 @@ public struct ReplicationStatusCollector: Collector {
 
     public func collect(_ context: CollectContext) async {
         let report = await context.run(Self.command, decode: BarmanDecoding.replication) { report, snapshot in
-            snapshot.replication = report.clients
-            snapshot.serverLSN = report.serverLSN
+            snapshot.replication = context.selected(report.clients)
+            snapshot.serverLSN = context.selected(report.serverLSN)
         }
         if let report, !report.errors.isEmpty {
             context.logger.warn("barman replication-status could not reach every server; they have no streaming metrics until it can",

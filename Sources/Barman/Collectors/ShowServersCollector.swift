@@ -28,7 +28,9 @@ public final class ShowServersCollector: Collector {
     }
 
     public func collect(_ context: CollectContext) async {
-        let servers = await context.run(Self.command, decode: BarmanDecoding.serverInfo) { servers, snapshot in
+        let servers = await context.run(Self.command, decode: { output throws(DecodeFailure) in
+            context.selected(try BarmanDecoding.serverInfo(output))
+        }) { servers, snapshot in
             snapshot.servers = servers
             // A server barman no longer knows has no WAL catalog to report.
             snapshot.lastArchivedWAL = snapshot.lastArchivedWAL.filter { servers[$0.key] != nil }

@@ -94,6 +94,15 @@ public struct CollectContext: Sendable {
     let generation: UInt64
     public let files: any BarmanFiles
     public let logger: Logger
+    /// The servers asked about and served: the collectors that list servers (list-backups,
+    /// check, replication-status, show-servers) keep only these, and the others work from
+    /// what those published.
+    public let selection: ServerSelection
+
+    /// `answer` without the servers the selection leaves out.
+    public func selected<Value>(_ answer: [ServerName: Value]) -> [ServerName: Value] {
+        selection.selectsAll ? answer : answer.filter { selection.includes($0.key.text) }
+    }
 
     /// The snapshot as published so far: what other collectors answered.
     public var snapshot: MetricsSnapshot { refresher.store.snapshot }

@@ -40,8 +40,10 @@ public struct Pipeline: Sendable {
     /// Applies a reloaded config to the refresher; cached answers are dropped when the source
     /// of barman's JSON changed.
     public func reconfigure(from old: Config, to new: Config) async {
+        // Another server selection is treated as another source: answers about servers now left
+        // out must not be served until their sources answer again.
         let sourceChanged = new.integrationType != old.integrationType || new.barmanCommand != old.barmanCommand
-            || new.barmanConfigFile != old.barmanConfigFile
+            || new.barmanConfigFile != old.barmanConfigFile || new.serverSelection != old.serverSelection
         await refresher.reconfigure(runner: Self.runner(for: new, processGroups: processGroups, outputBudget: outputBudget), settings: RefreshSettings(new),
                                     sourceChanged: sourceChanged)
     }

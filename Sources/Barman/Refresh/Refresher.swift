@@ -11,8 +11,12 @@ public struct RefreshSettings: Sendable, Equatable {
     /// At most this many barman processes run at once, across every collector: room for a slow
     /// `check`, `replication-status` and two `show-backup`s, and no more on a small backup host.
     public var maxConcurrentCommands: Int
+    /// The servers asked about and served (`servers_include`, `servers_exclude`).
+    public var serverSelection: ServerSelection
 
-    public init(cacheTTL: Duration, checksCacheTTL: Duration, serversCacheTTL: Duration = .seconds(600), refreshInterval: Duration, maxConcurrentCommands: Int = 4) {
+    public init(cacheTTL: Duration, checksCacheTTL: Duration, serversCacheTTL: Duration = .seconds(600), refreshInterval: Duration, maxConcurrentCommands: Int = 4,
+                serverSelection: ServerSelection = ServerSelection()) {
+        self.serverSelection = serverSelection
         self.cacheTTL = cacheTTL
         self.checksCacheTTL = checksCacheTTL
         self.serversCacheTTL = serversCacheTTL
@@ -22,7 +26,8 @@ public struct RefreshSettings: Sendable, Equatable {
 
     public init(_ config: Config) {
         self.init(cacheTTL: .seconds(config.cacheTTL), checksCacheTTL: .seconds(config.checksCacheTTL),
-                  serversCacheTTL: .seconds(config.serversCacheTTL), refreshInterval: .seconds(config.refreshInterval))
+                  serversCacheTTL: .seconds(config.serversCacheTTL), refreshInterval: .seconds(config.refreshInterval),
+                  serverSelection: config.serverSelection)
     }
 }
 
@@ -186,7 +191,8 @@ public actor Refresher {
                     // Not for a source a reload replaced meanwhile.
                     if await self.isCurrent(generation) {
                         await collector.collect(CollectContext(refresher: self, collector: collector.name, schedule: collector.schedule, generation: generation,
-                                                               files: await self.files, logger: self.logger))
+                                                               files: await self.files, logger: self.logger,
+                                                               selection: await self.settings.serverSelection))
                     }
                     await self.finished(collector.name, generation: generation, cycle: cycle)
                 }
