@@ -4,6 +4,7 @@
 Run by `make test` and `make lifecycle-test`, which set BINARY. Prints one line per check and
 "lifecycle: N passed, N failed".
 """
+import json
 import os
 import signal
 import socket
@@ -39,7 +40,7 @@ def wait_until(predicate, seconds=10):
 
 
 class Exporter:
-    def __init__(self, directory, config, env=None, blocked=(), journal=False):
+    def __init__(self, directory, config, env=None, blocked=(), journal=False, flags=(), launcher=()):
         self.directory = directory
         self.config_path = os.path.join(directory, "config.yaml")
         self.write_config(config)
@@ -52,7 +53,7 @@ class Exporter:
         def block():
             if blocked:
                 signal.pthread_sigmask(signal.SIG_BLOCK, set(blocked))
-        self.process = subprocess.Popen([BINARY, "-config", self.config_path], stderr=self.stderr,
+        self.process = subprocess.Popen([*launcher, BINARY, "-config", self.config_path, *flags], stderr=self.stderr,
                                         env={**os.environ, **(env or {})}, preexec_fn=block)
 
     def write_config(self, text):
@@ -327,11 +328,74 @@ def test_address_change_on_the_same_port(work):
     check("[netns] address change on the same port", run.returncode == 0, run.stdout + run.stderr)
 
 
+def test_exporter_toolkit_flags(work):
+    """--web.listen-address (repeatable), --web.telemetry-path, --web.systemd-socket,
+    --log.level and --log.format, as node_exporter takes them."""
+    config_port, first, second = free_port(), free_port(), free_port()
+    exporter = Exporter(work, mock_config(config_port, level="warn"),
+                        flags=("--web.listen-address", f"127.0.0.1:{first}", f"--web.listen-address=[::1]:{second}",
+                               "--web.telemetry-path", "/barman/metrics", "--log.level", "debug", "--log.format", "json"))
+    check("--web.listen-address twice: serves on both addresses (IPv4 and bracketed IPv6)",
+          wait_until(lambda: get(first, "/barman/metrics")[0] == 200) and wait_until(lambda: get_v6(second, "/barman/metrics")[0] == 200))
+    check("... and not on the config's port", get(config_port, "/barman/metrics")[0] is None)
+    check("--web.telemetry-path: /metrics is 404 there", get(first, "/metrics")[0] == 404)
+    status, page = get(first, "/")
+    check("... and the landing page links to the new path", status == 200 and 'href="/barman/metrics"' in page, page)
+    lines = [line for line in exporter.log().splitlines() if line]
+    parsed = []
+    for line in lines:
+        try:
+            parsed.append(json.loads(line))
+        except ValueError:
+            parsed.append(None)
+    check("--log.format json: every line is one JSON object with ts, level and msg",
+          lines and all(isinstance(p, dict) and {"ts", "level", "msg"} <= set(p) for p in parsed), "\n".join(lines[:5]))
+    check("--log.level debug wins over the config's log_level: warn (debug lines are written)",
+          any(isinstance(p, dict) and p.get("level") == "debug" for p in parsed), "\n".join(lines[:5]))
+    # A reload keeps the flags: the config's level and port do not replace them.
+    exporter.write_config(mock_config(free_port(), level="error"))
+    exporter.signal(signal.SIGHUP)
+    check("after a reload, still on the flags' addresses and path",
+          wait_until(lambda: '"msg":"config reloaded"' in exporter.log()) and get(first, "/barman/metrics")[0] == 200)
+    check("SIGTERM: exit status 0", exporter.stop() == 0)
+
+    for flags, expected in ((("--web.listen-address", "9780"), "--web.listen-address: expected HOST:PORT"),
+                            (("--web.listen-address", "::1:9780"), "--web.listen-address: expected HOST:PORT"),
+                            (("--web.telemetry-path", "metrics"), "--web.telemetry-path: expected a path"),
+                            (("--log.level", "verbose"), "--log.level: expected debug, info, warn or error"),
+                            (("--log.format", "xml"), "--log.format: expected logfmt or json"),
+                            (("--web.systemd-socket", "--web.listen-address", ":9780"), "exclude each other")):
+        run = subprocess.run([BINARY, "-config", exporter.config_path, *flags], capture_output=True, text=True)
+        check(f"{' '.join(flags)}: exit 2 with one line saying what is expected", run.returncode == 2 and expected in run.stderr
+              and run.stderr.count("\n") == 1, run.stderr)
+    run = subprocess.run([BINARY, "-config", exporter.config_path, "--web.systemd-socket"], capture_output=True, text=True, timeout=20)
+    check("--web.systemd-socket without systemd's socket: exit 1, one line saying so", run.returncode == 1 and "LISTEN_FDS is not set" in run.stderr, run.stderr)
+
+    # Socket activation as systemd does it, with systemd's own systemd-socket-activate.
+    port = free_port()
+    activated = Exporter(work, mock_config(free_port()), flags=("--web.systemd-socket",),
+                         launcher=("systemd-socket-activate", "-l", f"127.0.0.1:{port}"))
+    check("--web.systemd-socket under systemd-socket-activate: the first connection starts it and is answered",
+          wait_until(lambda: get(port)[0] == 200, 20), activated.log())
+    check("... it logs the socket it serves on", "systemd socket 3" in activated.log(), activated.log())
+    check("... and stops with status 0", activated.stop() == 0)
+
+
+def get_v6(port, path="/metrics", timeout=5):
+    try:
+        with urllib.request.urlopen(f"http://[::1]:{port}{path}", timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+    except OSError:
+        return None, ""
+
+
 def main():
     with tempfile.TemporaryDirectory() as work:
         for test in (test_command_line, test_signal_during_startup, test_reload, test_sd_notify, test_shutdown_with_barman_running,
                      test_once_and_output, test_once_stops_on_sigterm, test_address_change_on_the_same_port, test_journal_priorities,
-                     test_memory_bound_under_hostile_clients):
+                     test_memory_bound_under_hostile_clients, test_exporter_toolkit_flags):
             directory = os.path.join(work, test.__name__)
             os.mkdir(directory)
             test(directory)

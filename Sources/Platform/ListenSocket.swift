@@ -48,6 +48,47 @@ public final class ListenSocket: Sendable {
     /// The socket, or -1 once closed.
     public var fileDescriptor: Int32 { descriptor.load(ordering: .acquiring) }
 
+    /// A socket another process bound and passed on (systemd's socket activation); it must be a
+    /// listening TCP socket.
+    public init(adopting fd: Int32) throws(SystemError) {
+        func option(_ name: Int32) -> Int32? {
+            var value: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            return getsockopt(fd, SOL_SOCKET, name, &value, &length) == 0 ? value : nil
+        }
+        guard option(SO_TYPE) == Int32(SOCK_STREAM.rawValue), option(SO_ACCEPTCONN) == 1 else {
+            throw SystemError(message: "file descriptor \(fd) from systemd is not a listening TCP socket; use ListenStream= in the socket unit")
+        }
+        // The exporter's barman children must not inherit it.
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        descriptor = Atomic(fd)
+        port = Self.localPort(fd) ?? 0
+        displayAddress = "systemd socket \(fd) (port \(port))"
+    }
+
+    /// The descriptors systemd passes to a socket-activated service (sd_listen_fds(3)): from 3,
+    /// `$LISTEN_FDS` of them when `$LISTEN_PID` is this process. The variables are removed so
+    /// child processes do not see them.
+    public static func systemdListenDescriptors() throws(SystemError) -> [Int32] {
+        let pid = getenv("LISTEN_PID").map { String(cString: $0) }
+        let count = getenv("LISTEN_FDS").map { String(cString: $0) }
+        defer {
+            unsetenv("LISTEN_PID")
+            unsetenv("LISTEN_FDS")
+            unsetenv("LISTEN_FDNAMES")
+        }
+        guard let pid, let count else {
+            throw SystemError(message: "--web.systemd-socket: systemd passed no socket (LISTEN_FDS is not set); start the exporter from a .socket unit, or drop the flag")
+        }
+        guard Int32(pid) == getpid() else {
+            throw SystemError(message: "--web.systemd-socket: the sockets systemd passed are for process \(pid), not this one (\(getpid()))")
+        }
+        guard let number = Int32(count), (1...64).contains(number) else {
+            throw SystemError(message: "--web.systemd-socket: LISTEN_FDS is '\(count)'; expected 1 or more sockets")
+        }
+        return (0..<number).map { 3 + $0 }
+    }
+
     /// A socket of `info`'s family, bound and listening.
     private static func listeningSocket(_ info: addrinfo, display: String, backlog: Int32) throws(SystemError) -> Int32 {
         let fd = try System.call("socket", "create a socket for", on: display) {

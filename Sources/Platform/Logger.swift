@@ -35,7 +35,15 @@ public enum LogLevel: Int, Sendable, Comparable, CaseIterable {
     }
 }
 
-/// Writes one logfmt line per event to a file descriptor (stderr by default).
+/// How each log line is written (`--log.format`, as exporter-toolkit names them).
+public enum LogFormat: String, Sendable, CaseIterable {
+    /// `ts=... level=... msg="..." key=value`
+    case logfmt
+    /// One JSON object a line with the same fields: `{"ts":"...","level":"...","msg":"...","key":"value"}`
+    case json
+}
+
+/// Writes one line per event, logfmt or JSON, to a file descriptor (stderr by default).
 ///
 /// The level can change at run time (config reload), so it is atomic; each line goes out in a
 /// single `write(2)` so lines from different threads never interleave. When the descriptor is
@@ -45,9 +53,11 @@ public final class Logger: Sendable {
     private let minimumLevel: Atomic<Int>
     private let fileDescriptor: Int32
     private let prefixesPriority: Bool
+    public let format: LogFormat
 
     /// `journal` nil: detected from `$JOURNAL_STREAM` (set by systemd when stderr is the journal).
-    public init(level: LogLevel = .warn, fileDescriptor: Int32 = 2, journal: Bool? = nil) {
+    public init(level: LogLevel = .warn, format: LogFormat = .logfmt, fileDescriptor: Int32 = 2, journal: Bool? = nil) {
+        self.format = format
         self.minimumLevel = Atomic(level.rawValue)
         self.fileDescriptor = fileDescriptor
         self.prefixesPriority = journal ?? Self.isJournal(fileDescriptor, stream: getenv("JOURNAL_STREAM").map { String(cString: $0) })
@@ -93,9 +103,21 @@ public final class Logger: Sendable {
     public func log(_ level: LogLevel, _ message: String, fields: [(String, String)]) {
         guard isEnabled(level) else { return }
         var line = prefixesPriority ? "<\(level.syslogPriority)>" : ""
-        line += "ts=\(WallClock.iso8601(WallClock.nowMilliseconds())) level=\(level.name) msg=\(Logger.quoted(message))"
-        for (key, value) in fields {
-            line += " \(key)=\(Logger.quoted(value))"
+        let timestamp = WallClock.iso8601(WallClock.nowMilliseconds())
+        switch format {
+        case .logfmt:
+            line += "ts=\(timestamp) level=\(level.name) msg=\(Logger.quoted(message))"
+            for (key, value) in fields {
+                line += " \(key)=\(Logger.quoted(value))"
+            }
+        case .json:
+            // The fields in the logfmt order; a field named like ts, level or msg is written as
+            // given after them (JSON readers keep the last one).
+            line += "{\"ts\":\(Logger.jsonString(timestamp)),\"level\":\(Logger.jsonString(level.name)),\"msg\":\(Logger.jsonString(message))"
+            for (key, value) in fields {
+                line += ",\(Logger.jsonString(key)):\(Logger.jsonString(value))"
+            }
+            line += "}"
         }
         line += "\n"
         FileWriter.writeIgnoringErrors(fileDescriptor, Array(line.utf8))
@@ -104,6 +126,29 @@ public final class Logger: Sendable {
     /// A number as log fields show it: whole numbers without a fraction, others in full.
     public static func number(_ value: Double) -> String {
         value == value.rounded(.towardZero) && abs(value) < 1e15 ? String(Int64(value)) : String(value)
+    }
+
+    /// A JSON string literal: quotes, backslashes and control characters escaped, so a value
+    /// never breaks the one-object-a-line rule.
+    static func jsonString(_ value: String) -> String {
+        var result = "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7F || scalar.value == 0x2028 || scalar.value == 0x2029 {
+                    let hex = String(scalar.value, radix: 16)
+                    result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    result.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return result + "\""
     }
 
     /// logfmt value: bare when it is a simple token, otherwise double-quoted with escapes, so a

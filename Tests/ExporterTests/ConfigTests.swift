@@ -227,6 +227,36 @@ struct CommandLineTests {
         #expect(parse(["--once", "-config", "a.yaml", "--web.config.file", "w.yml"]) == .failure(UsageError("--web.config.file is for serving; --once and --output serve nothing")))
     }
 
+    /// exporter-toolkit's flags.
+    @Test func exporterToolkitFlags() {
+        var flags = RuntimeFlags()
+        flags.listenAddresses = [ListenAddress(host: "127.0.0.1", port: 9780), ListenAddress(host: "::1", port: 9781), ListenAddress(host: "::", port: 9782)]
+        flags.telemetryPath = "/barman/metrics"
+        flags.logLevel = .debug
+        flags.logFormat = .json
+        #expect(parse(["-config", "a.yaml", "--web.listen-address", "127.0.0.1:9780", "--web.listen-address=[::1]:9781", "--web.listen-address", ":9782",
+                       "--web.telemetry-path", "/barman/metrics", "--log.level=DEBUG", "--log.format", "json"])
+                == .success(.run(configPath: "a.yaml", webConfigPath: nil, flags: flags)))
+        var socket = RuntimeFlags()
+        socket.systemdSocket = true
+        #expect(parse(["-config", "a.yaml", "--web.systemd-socket"]) == .success(.run(configPath: "a.yaml", webConfigPath: nil, flags: socket)))
+        var logOnly = RuntimeFlags()
+        logOnly.logFormat = .json
+        #expect(parse(["--once", "-config", "a.yaml", "--log.format", "json"]) == .success(.once(configPath: "a.yaml", output: nil, flags: logOnly)))
+        #expect(parse(["--check-config", "-config", "a.yaml", "--web.listen-address", "host.example:80"])
+                == .success(.checkConfig(configPath: "a.yaml", webConfigPath: nil, flags: { var f = RuntimeFlags(); f.listenAddresses = [ListenAddress(host: "host.example", port: 80)]; return f }())))
+        for bad in ["9780", "::1:9780", "[::1]9780", "[host]:80", "127.0.0.1:", "127.0.0.1:65536", "a b:80", "[::1]:x"] {
+            #expect(ListenAddress(parsing: bad) == nil, "\(bad)")
+        }
+        for (arguments, message) in [(["--web.telemetry-path", "/"], "--web.telemetry-path: expected a path such as /metrics (starting with /, not / itself, no spaces, ? or #), found '/'"),
+                                     (["--web.telemetry-path", "/a?b"], "--web.telemetry-path: expected a path such as /metrics (starting with /, not / itself, no spaces, ? or #), found '/a?b'"),
+                                     (["--log.level"], "--log.level needs a value; see --help"),
+                                     (["--web.systemd-socket", "--web.listen-address", ":1"], "--web.systemd-socket and --web.listen-address exclude each other: systemd's socket unit says where to listen"),
+                                     (["--once", "--web.telemetry-path", "/x"], "--web.* flags are for serving; --once and --output serve nothing")] {
+            #expect(parse(["-config", "a.yaml"] + arguments) == .failure(UsageError(message)), "\(arguments)")
+        }
+    }
+
     @Test func packagedConfigWhenNoConfigIsGiven() {
         let packaged = CommandLineOptions.packagedConfigPath
         #expect(packaged == "/etc/prometheus-barman-exporter/config.yaml")

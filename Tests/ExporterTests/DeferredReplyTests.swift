@@ -201,4 +201,17 @@ struct DescriptorLimitTests {
         #expect(WALCatalogCollector.advice(for: SystemError("open", "/x", code: EACCES)).contains("barman's user"))
         #expect(!WALCatalogCollector.advice(for: SystemError("open", "/x", code: EIO)).contains("barman's user"))
     }
+
+    /// --web.telemetry-path: the metrics there, 404 at /metrics, the landing page links to it.
+    @Test func theTelemetryPathMovesTheMetrics() async throws {
+        let store = SnapshotStore(MetricsSnapshot(version: "test"))
+        let routes = Routes(store: store, telemetryPath: "/barman/metrics")
+        #expect(routes.handle(HTTPRequest(method: "GET", path: "/barman/metrics")).status == 200)
+        let old = routes.handle(HTTPRequest(method: "GET", path: "/metrics"))
+        #expect(old.status == 404 && String(decoding: old.payload.bytes, as: UTF8.self) == "404 page not found: only / and /barman/metrics exist\n")
+        let page = String(decoding: routes.handle(HTTPRequest(method: "GET", path: "/")).payload.bytes, as: UTF8.self)
+        #expect(page.contains(#"<a href="/barman/metrics">"#) && !page.contains(#"href="/metrics""#))
+        #expect(Routes(store: store).handle(HTTPRequest(method: "GET", path: "/metrics")).status == 200)
+    }
 }
+

@@ -47,4 +47,21 @@ struct LoggerTests {
             #expect(logged.count == 1 && logged[0].hasPrefix("ts="), "\(String(describing: stream))")
         }
     }
+
+    /// --log.format json: one JSON object a line, the same fields, any value escaped.
+    @Test func jsonLinesAreOneObjectEach() throws {
+        let capture = try LogCapture()
+        let logger = Logger(level: .info, format: .json, fileDescriptor: capture.fileDescriptor, journal: false)
+        logger.error("barman failed", ["argv": "barman -f json \"check\" all", "stderr": "line 1\nline 2\t\u{1}", "server": "pg-é"])
+        logger.debug("not written")
+        let lines = try capture.text.split(separator: "\n").map(String.init)
+        #expect(lines.count == 1)
+        let object = try JSONParser.parse(Array(try #require(lines.first).utf8))
+        guard case .object(let fields) = object else { Issue.record("not an object: \(lines)"); return }
+        #expect(fields["level"] == .string("error") && fields["msg"] == .string("barman failed"))
+        #expect(fields["argv"] == .string("barman -f json \"check\" all"))
+        #expect(fields["stderr"] == .string("line 1\nline 2\t\u{1}") && fields["server"] == .string("pg-é"))
+        if case .string(let time)? = fields["ts"] { #expect(time.hasSuffix("Z") && time.count == 24) } else { Issue.record("no ts") }
+    }
 }
+

@@ -3,17 +3,23 @@ import Exposition
 import Configuration
 import Barman
 
-/// What each path answers. Every answer comes from memory: `/metrics` renders the current
-/// snapshot and never waits for barman.
+/// What each path answers. Every answer comes from memory: the metrics path (`/metrics`, or
+/// `--web.telemetry-path`) renders the current snapshot and never waits for barman.
 public struct Routes: Sendable {
     public let store: SnapshotStore
     public let now: @Sendable () -> Double
     let cache: ExpositionCache
+    /// Where the metrics are served; any other path but `/` is 404.
+    public let telemetryPath: String
+    private let landingPage: SharedBytes
 
-    public init(store: SnapshotStore, cache: ExpositionCache = ExpositionCache(), now: @escaping @Sendable () -> Double = { WallClock.nowSeconds() }) {
+    public init(store: SnapshotStore, cache: ExpositionCache = ExpositionCache(), telemetryPath: String = "/metrics",
+                now: @escaping @Sendable () -> Double = { WallClock.nowSeconds() }) {
         self.store = store
         self.cache = cache
         self.now = now
+        self.telemetryPath = telemetryPath
+        landingPage = telemetryPath == "/metrics" ? Self.landingPageBytes : SharedBytes(Array(Self.landingPage(linking: telemetryPath).utf8))
     }
 
     /// Makes a body a scrape did not find ready, off the HTTP event thread: the per-second part
@@ -50,8 +56,8 @@ public struct Routes: Sendable {
             return text(400, "400 bad request: an HTTP/1.1 request needs exactly one Host header\n")
         }
         let path = Self.originPath(request.path)
-        guard path == "/metrics" || path == "/" else {
-            return text(404, "404 page not found: only / and /metrics exist\n")
+        guard path == telemetryPath || path == "/" else {
+            return text(404, "404 page not found: only / and \(telemetryPath) exist\n")
         }
         guard request.method == "GET" || request.method == "HEAD" else {
             var response = text(405, "405 method not allowed: use GET or HEAD\n")
@@ -59,7 +65,7 @@ public struct Routes: Sendable {
             return response
         }
         if path == "/" {
-            return HTTPResponse(status: 200, headers: [("Content-Type", "text/html; charset=utf-8")], payload: Self.landingPageBytes)
+            return HTTPResponse(status: 200, headers: [("Content-Type", "text/html; charset=utf-8")], payload: landingPage)
         }
         return nil
     }
@@ -90,18 +96,23 @@ public struct Routes: Sendable {
         HTTPResponse(status: status, headers: [("Content-Type", "text/plain; charset=utf-8")], body: Array(body.utf8))
     }
 
-    static let landingPageBytes = SharedBytes(Array(landingPage.utf8))
+    static let landingPageBytes = SharedBytes(Array(landingPage(linking: "/metrics").utf8))
 
-    static let landingPage = """
+    /// The page at `/`, linking to the metrics (a path made only of characters HTML and URLs
+    /// take as they are: `--web.telemetry-path` refuses spaces, `?` and `#`; `<>"&` are escaped).
+    static func landingPage(linking path: String) -> String {
+        let escaped = path.replacing("&", with: "&amp;").replacing("<", with: "&lt;").replacing(">", with: "&gt;").replacing("\"", with: "&quot;")
+        return """
         <!DOCTYPE html>
         <html lang="en">
         <head><meta charset="utf-8"><title>Barman Exporter</title></head>
         <body>
         <h1>Barman Exporter</h1>
         <p>Prometheus exporter for <a href="https://pgbarman.org/">pgbarman</a>, version \(BuildInfo.version).</p>
-        <p><a href="/metrics">Metrics</a></p>
+        <p><a href="\(escaped)">Metrics</a></p>
         </body>
         </html>
 
         """
+    }
 }

@@ -4,8 +4,8 @@ import Exposition
 import Configuration
 import Barman
 
-/// The running daemon: the pipeline, the HTTP server in front of it, and the switch from one
-/// config to the next on reload.
+/// The running daemon: the pipeline, the HTTP servers in front of it (one per listening
+/// socket), and the switch from one config to the next on reload.
 public final class ExporterService: Sendable {
     public let pipeline: Pipeline
     public let logger: Logger
@@ -14,28 +14,57 @@ public final class ExporterService: Sendable {
     private let configPath: String
     /// `--web.config.file`, which wins over the config's `web_config_file`.
     private let webConfigFlag: String?
+    /// exporter-toolkit's flags: where to listen, the metrics path, the log level.
+    private let flags: RuntimeFlags
     /// Replaced together on reload; the lifecycle reloads from one task at a time.
-    private let state: Mutex<(config: Config, server: HTTPServer, web: WebAccess)>
+    private let state: Mutex<(config: Config, servers: [HTTPServer], web: WebAccess)>
 
-    public init(config: Config, configPath: String, webConfigFlag: String? = nil, web: WebConfig = WebConfig(), logger: Logger) throws(SystemError) {
+    public init(config: Config, configPath: String, webConfigFlag: String? = nil, web: WebConfig = WebConfig(), flags: RuntimeFlags = RuntimeFlags(),
+                logger: Logger) throws(SystemError) {
         self.configPath = configPath
         self.webConfigFlag = webConfigFlag
+        self.flags = flags
         self.logger = logger
         pipeline = Pipeline(config: config, logger: logger)
         let access = WebAccess(config: web)
-        let listener = try ListenSocket(address: config.address, port: config.port)
-        let server = try Self.startServer(on: listener, access: access, store: pipeline.store, cache: expositionCache, logger: logger)
-        state = Mutex((config, server, access))
-        logger.log(.info, "listening", fields: [("address", server.listener.displayAddress), ("integration", config.integrationType.rawValue),
-                                                ("version", BuildInfo.version)] + Self.describe(web))
+        let listeners = try Self.listeners(config: config, flags: flags)
+        var servers: [HTTPServer] = []
+        for listener in listeners {
+            servers.append(try Self.startServer(on: listener, access: access, store: pipeline.store, cache: expositionCache,
+                                                telemetryPath: flags.telemetryPath, logger: logger))
+        }
+        state = Mutex((config, servers, access))
+        for server in servers {
+            logger.log(.info, "listening", fields: [("address", server.listener.displayAddress), ("metrics_path", flags.telemetryPath),
+                                                    ("integration", config.integrationType.rawValue), ("version", BuildInfo.version)] + Self.describe(web))
+        }
         logger.log(.debug, "settings", fields: ConfigLoader.settings(config))
     }
 
-    public var refresher: Refresher { pipeline.refresher }
-    public var port: Int { state.withLock { $0.server.listener.port } }
+    /// Where to listen: systemd's sockets (`--web.systemd-socket`), each `--web.listen-address`,
+    /// or the config's address and port. Every one is bound, or none is used.
+    static func listeners(config: Config, flags: RuntimeFlags) throws(SystemError) -> [ListenSocket] {
+        if flags.systemdSocket {
+            var adopted: [ListenSocket] = []
+            for fd in try ListenSocket.systemdListenDescriptors() { adopted.append(try ListenSocket(adopting: fd)) }
+            return adopted
+        }
+        if flags.listenAddresses.isEmpty { return [try ListenSocket(address: config.address, port: config.port)] }
+        var bound: [ListenSocket] = []
+        for address in flags.listenAddresses { bound.append(try ListenSocket(address: address.host, port: address.port)) }
+        return bound
+    }
 
-    static func startServer(on listener: ListenSocket, access: WebAccess, store: SnapshotStore, cache: ExpositionCache, logger: Logger) throws(SystemError) -> HTTPServer {
-        let routes = Routes(store: store, cache: cache)
+    /// Whether the config's address and port say where to listen (no flag does).
+    private var listensWhereTheConfigSays: Bool { !flags.systemdSocket && flags.listenAddresses.isEmpty }
+
+    public var refresher: Refresher { pipeline.refresher }
+    /// The first listening socket's port.
+    public var port: Int { state.withLock { $0.servers.first?.listener.port ?? 0 } }
+
+    static func startServer(on listener: ListenSocket, access: WebAccess, store: SnapshotStore, cache: ExpositionCache, telemetryPath: String,
+                            logger: Logger) throws(SystemError) -> HTTPServer {
+        let routes = Routes(store: store, cache: cache, telemetryPath: telemetryPath)
         return try HTTPServer(listener: listener, tls: access.serverTLS, readsCredentials: access.readsCredentials, logger: logger) { request in
             access.handle(request) { routes.reply($0) }
         }
@@ -61,8 +90,8 @@ public final class ExporterService: Sendable {
         }
         let next = files.config
         for warning in files.warnings { logger.warn(warning.message, ["file": warning.file]) }
-        logger.level = next.logLevel
-        let (current, server, currentAccess) = state.withLock { ($0.config, $0.server, $0.web) }
+        logger.level = flags.logLevel ?? next.logLevel
+        let (current, servers, currentAccess) = state.withLock { ($0.config, $0.servers, $0.web) }
         var access = currentAccess
         let webPath = files.webPath
         switch files.web {
@@ -75,30 +104,39 @@ public final class ExporterService: Sendable {
             logger.error("web config reload failed; still serving with the previous TLS and users", ["signal": reason, "problems": error.description])
         }
         var applied = next
-        if next.address != current.address || next.port != current.port {
+        let addressChanged = next.address != current.address || next.port != current.port
+        if addressChanged && !listensWhereTheConfigSays {
+            logger.warn("config reload: address and port are not used; the command line says where to listen",
+                        ["flag": flags.systemdSocket ? "--web.systemd-socket" : "--web.listen-address"])
+        }
+        if addressChanged && listensWhereTheConfigSays, let server = servers.first {
             do {
                 let replacement = try moveServer(from: server, current: current, to: next, access: access)
                 state.withLock {
-                    $0.server = replacement
+                    $0.servers = [replacement]
                     $0.web = access
                 }
                 logger.log(.info, "listening", fields: [("address", replacement.listener.displayAddress)] + Self.describe(access.config))
             } catch {
                 logger.error("config reload: cannot listen on the new address; still listening on the old one",
-                             ["error": error.description, "address": state.withLock { $0.server.listener.displayAddress }])
+                             ["error": error.description, "address": state.withLock { $0.servers.first?.listener.displayAddress ?? "none" }])
                 applied.address = current.address
                 applied.port = current.port
             }
         } else if access.config != currentAccess.config {
-            // The same socket: the new server starts on it before the old one stops accepting,
-            // so no scrape is refused while certificates rotate.
+            // The same sockets: each new server starts on its socket before the old one stops
+            // accepting, so no scrape is refused while certificates rotate.
             do {
-                let replacement = try Self.startServer(on: server.listener, access: access, store: pipeline.store, cache: expositionCache, logger: logger)
-                // The old server finishes what it accepted (old certificate), closing each
-                // connection after its next answer, and stops after the connection timeout.
-                server.retire(within: .seconds(Int64(HTTPLimits().connectionTimeoutSeconds) + 1))
+                var replacements: [HTTPServer] = []
+                for server in servers {
+                    replacements.append(try Self.startServer(on: server.listener, access: access, store: pipeline.store, cache: expositionCache,
+                                                             telemetryPath: flags.telemetryPath, logger: logger))
+                }
+                // The old servers finish what they accepted (old certificate), closing each
+                // connection after its next answer, and stop after the connection timeout.
+                for server in servers { server.retire(within: .seconds(Int64(HTTPLimits().connectionTimeoutSeconds) + 1)) }
                 state.withLock {
-                    $0.server = replacement
+                    $0.servers = replacements
                     $0.web = access
                 }
                 logger.log(.info, "web config reloaded", fields: [("file", webPath ?? "(none)")] + Self.describe(access.config))
@@ -115,7 +153,7 @@ public final class ExporterService: Sendable {
     /// A server for `config`'s address on this exporter's store and body cache.
     private func startServer(_ config: Config, access: WebAccess) throws(SystemError) -> HTTPServer {
         let listener = try ListenSocket(address: config.address, port: config.port)
-        return try Self.startServer(on: listener, access: access, store: pipeline.store, cache: expositionCache, logger: logger)
+        return try Self.startServer(on: listener, access: access, store: pipeline.store, cache: expositionCache, telemetryPath: flags.telemetryPath, logger: logger)
     }
 
     /// A server on `next`'s address, the old one stopped. The new socket is bound first, so the
@@ -135,7 +173,7 @@ public final class ExporterService: Sendable {
             } catch {
                 do {
                     let restored = try startServer(current, access: currentAccess)
-                    state.withLock { $0.server = restored }
+                    state.withLock { $0.servers = [restored] }
                 } catch let restoreError {
                     logger.error("config reload: cannot listen on the old address either; not serving until a reload fixes the address",
                                  ["error": restoreError.description])
@@ -148,7 +186,7 @@ public final class ExporterService: Sendable {
     /// Stops accepting scrapes (MHD finishes responses in flight) and terminates running barman
     /// process groups.
     public func stop() {
-        state.withLock { $0.server }.stop()
+        for server in state.withLock({ $0.servers }) { server.stop() }
         pipeline.processGroups.terminateAll()
     }
 }

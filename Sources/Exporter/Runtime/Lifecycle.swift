@@ -22,7 +22,7 @@ public enum Lifecycle {
         case .version:
             print("prometheus-barman-exporter \(BuildInfo.version)")
             return 0
-        case .checkConfig(let path, let webPath):
+        case .checkConfig(let path, let webPath, _):
             do {
                 let files = try ConfigFiles.load(configPath: path, webConfigFlag: webPath)
                 for warning in files.warnings { printError("\(warning.file): warning: \(warning.message)") }
@@ -33,10 +33,10 @@ public enum Lifecycle {
                 printError(error.description)
                 return 2
             }
-        case .run(let path, let webPath):
-            return await run(configPath: path, webConfigFlag: webPath)
-        case .once(let path, let output):
-            return await runOnce(configPath: path, output: output)
+        case .run(let path, let webPath, let flags):
+            return await run(configPath: path, webConfigFlag: webPath, flags: flags)
+        case .once(let path, let output, let flags):
+            return await runOnce(configPath: path, output: output, flags: flags)
         }
     }
 
@@ -44,8 +44,8 @@ public enum Lifecycle {
     /// 1 when any barman command failed (the metrics, including the failure, are still written).
     /// SIGTERM or SIGINT stops it at once, barman's process groups with it (status 128 + signal,
     /// nothing written).
-    static func runOnce(configPath: String, output: String?) async -> Int32 {
-        guard let (files, _, logger) = loadForStart(configPath) else { return 2 }
+    static func runOnce(configPath: String, output: String?, flags: RuntimeFlags = RuntimeFlags()) async -> Int32 {
+        guard let (files, _, logger) = loadForStart(configPath, flags: flags) else { return 2 }
         let config = files.config
         let signals: AsyncStream<Int32>
         do {
@@ -98,11 +98,11 @@ public enum Lifecycle {
 
     /// The config files and a logger at the config's level, with their warnings logged; nil
     /// (problems printed) when either file is invalid.
-    static func loadForStart(_ configPath: String, webConfigFlag: String? = nil) -> (ConfigFiles, WebConfig, Logger)? {
+    static func loadForStart(_ configPath: String, webConfigFlag: String? = nil, flags: RuntimeFlags) -> (ConfigFiles, WebConfig, Logger)? {
         do {
             let files = try ConfigFiles.load(configPath: configPath, webConfigFlag: webConfigFlag)
             let web = try files.web.get()
-            let logger = Logger(level: files.config.logLevel)
+            let logger = Logger(level: flags.logLevel ?? files.config.logLevel, format: flags.logFormat)
             for warning in files.warnings { logger.warn(warning.message, ["file": warning.file]) }
             return (files, web, logger)
         } catch {
@@ -111,15 +111,15 @@ public enum Lifecycle {
         }
     }
 
-    static func run(configPath: String, webConfigFlag: String?) async -> Int32 {
-        guard let (files, web, logger) = loadForStart(configPath, webConfigFlag: webConfigFlag) else { return 2 }
+    static func run(configPath: String, webConfigFlag: String?, flags: RuntimeFlags = RuntimeFlags()) async -> Int32 {
+        guard let (files, web, logger) = loadForStart(configPath, webConfigFlag: webConfigFlag, flags: flags) else { return 2 }
         let config = files.config
         let signals: AsyncStream<Int32>
         let exporter: ExporterService
         let renderer: Renderer
         do {
             signals = try Signals.stream()
-            exporter = try ExporterService(config: config, configPath: configPath, webConfigFlag: webConfigFlag, web: web, logger: logger)
+            exporter = try ExporterService(config: config, configPath: configPath, webConfigFlag: webConfigFlag, web: web, flags: flags, logger: logger)
             renderer = try Renderer(store: exporter.pipeline.store, cache: exporter.expositionCache, logger: logger)
         } catch {
             logger.error("cannot start", ["error": error.description])
