@@ -269,9 +269,26 @@ struct DocumentationTests {
 
     /// The docs' key table is exactly the one the loader uses: same keys, order, types,
     /// defaults and meanings.
+    /// Every flag and key is in `--help`, the man page, docs/configuration.md and the README.
+    @Test func everyFlagAndKeyIsDocumentedEverywhere() throws {
+        let manPage = try TestSupport.text("debian/prometheus-barman-exporter.1").replacing("\\-", with: "-")
+        let places = [("--help", CommandLineOptions.usage), ("the man page", manPage),
+                      ("docs/configuration.md", try TestSupport.text("docs/configuration.md")), ("README.md", try TestSupport.text("README.md"))]
+        for (place, text) in places {
+            for flag in CommandLineOptions.flags {
+                #expect(text.contains(flag), "\(flag) is not in \(place)")
+            }
+            guard place != "--help" else { continue }
+            for key in ConfigKey.all {
+                #expect(text.contains(key.name), "\(key.name) is not in \(place)")
+            }
+        }
+    }
+
     @Test func configurationReferenceIsTheKeyTable() throws {
         let docs = try TestSupport.text("docs/configuration.md")
-        let rows = docs.split(separator: "\n").filter { $0.hasPrefix("| `") }.map(String.init)
+        // The key table's rows (the command line table's start with a dash).
+        let rows = docs.split(separator: "\n").filter { $0.hasPrefix("| `") && !$0.hasPrefix("| `-") }.map(String.init)
         let expected = ConfigKey.all.map { key in
             let defaultCell = key.defaultText == "none" ? "none" : "`\(key.defaultText)`"
             return "| `\(key.name)` | \(key.typeDescription) | \(defaultCell) | \(key.summary) |"

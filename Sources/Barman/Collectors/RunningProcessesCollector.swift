@@ -75,7 +75,7 @@ extension MetricsSnapshot {
 extension Metric {
     public static let runningProcesses = MetricDefinition(
         "barman_running_processes", .gauge,
-        "barman processes running for the server per task (backup, cron, receive-wal, archive-wal, sync-backup, sync-wal), from barman list-processes (barman 3.14 and later).",
+        "barman processes running for the server per task (backup, cron, receive-wal, archive-wal, sync-backup, sync-wal), from barman list-processes (barman 3.14 and later). Cached for servers_cache_ttl (600 s by default).",
         labels: ["server", "task"])
 }
 

@@ -78,41 +78,41 @@ extension MetricsSnapshot {
 extension Metric {
     public static let serverActive = MetricDefinition(
         "barman_server_active", .gauge,
-        "1 when the server is active in barman's configuration (active = true), else 0 (barman show-servers).", labels: ["server"])
+        "1 when the server is active in barman's configuration (active = true), else 0 (barman show-servers). Cached for servers_cache_ttl (600 s by default).", labels: ["server"])
     public static let serverDisabled = MetricDefinition(
         "barman_server_disabled", .gauge,
-        "1 when barman has disabled the server because of a configuration error, else 0 (barman show-servers).", labels: ["server"])
+        "1 when barman has disabled the server because of a configuration error, else 0 (barman show-servers). Cached for servers_cache_ttl (600 s by default).", labels: ["server"])
     public static let serverPassiveNode = MetricDefinition(
         "barman_server_passive_node", .gauge,
-        "1 when the server is a passive node that copies backups from another barman (primary_ssh_command), else 0 (barman show-servers).",
+        "1 when the server is a passive node that copies backups from another barman (primary_ssh_command), else 0 (barman show-servers). Cached for servers_cache_ttl (600 s by default).",
         labels: ["server"])
     public static let archiverFailures = MetricDefinition(
         "barman_archiver_failures_total", .counter,
-        "Failed WAL archive attempts of PostgreSQL's archiver since its statistics were reset (pg_stat_archiver.failed_count via barman show-servers; servers with archiver = on).",
+        "Failed WAL archive attempts of PostgreSQL's archiver since its statistics were reset (pg_stat_archiver.failed_count via barman show-servers; servers with archiver = on). Cached for servers_cache_ttl (600 s by default).",
         labels: ["server"])
     public static let archiverLastFailureTimestamp = MetricDefinition(
         "barman_archiver_last_failure_timestamp_seconds", .gauge,
-        "Unix time of the last failed WAL archive attempt of PostgreSQL's archiver (pg_stat_archiver.last_failed_time via barman show-servers).",
+        "Unix time of the last failed WAL archive attempt of PostgreSQL's archiver (pg_stat_archiver.last_failed_time via barman show-servers). Cached for servers_cache_ttl (600 s by default).",
         labels: ["server"])
     public static let archiverLastArchivedTimestamp = MetricDefinition(
         "barman_archiver_last_archived_timestamp_seconds", .gauge,
-        "Unix time PostgreSQL's archiver last archived a WAL file successfully (pg_stat_archiver.last_archived_time via barman show-servers).",
+        "Unix time PostgreSQL's archiver last archived a WAL file successfully (pg_stat_archiver.last_archived_time via barman show-servers). Cached for servers_cache_ttl (600 s by default).",
         labels: ["server"])
     public static let replicationSlotActive = MetricDefinition(
         "barman_replication_slot_active", .gauge,
-        "1 when the server's replication slot for barman is in use by a WAL receiver, else 0 (replication_slot of barman show-servers).",
+        "1 when the server's replication slot for barman is in use by a WAL receiver, else 0 (replication_slot of barman show-servers). Cached for servers_cache_ttl (600 s by default).",
         labels: ["server", "slot"])
     public static let replicationSlotRetainedBytes = MetricDefinition(
         "barman_replication_slot_retained_bytes", .gauge,
-        "Bytes of WAL PostgreSQL keeps for barman's replication slot: the server's current LSN (replication-status) minus the slot's restart_lsn (show-servers).",
+        "Bytes of WAL PostgreSQL keeps for barman's replication slot: the server's current LSN (replication-status) minus the slot's restart_lsn (show-servers). Cached for servers_cache_ttl (600 s by default).",
         labels: ["server", "slot"])
     public static let lastBackupMaximumAge = MetricDefinition(
         "barman_server_last_backup_maximum_age_seconds", .gauge,
-        "barman's last_backup_maximum_age of the server in seconds: the age of the newest backup barman check accepts (barman show-servers; absent when not set).",
+        "barman's last_backup_maximum_age of the server in seconds: the age of the newest backup barman check accepts (barman show-servers; absent when not set). Cached for servers_cache_ttl (600 s by default).",
         labels: ["server"])
     public static let lastWALMaximumAge = MetricDefinition(
         "barman_server_last_wal_maximum_age_seconds", .gauge,
-        "barman's last_wal_maximum_age of the server in seconds: the age of the newest WAL barman check accepts (barman show-servers; absent when not set).",
+        "barman's last_wal_maximum_age of the server in seconds: the age of the newest WAL barman check accepts (barman show-servers; absent when not set). Cached for servers_cache_ttl (600 s by default).",
         labels: ["server"])
 }
 

@@ -66,6 +66,11 @@ public struct ListenAddress: Equatable, Sendable, CustomStringConvertible {
 }
 
 public enum CommandLineOptions {
+    /// Every flag, as `--help`, the man page, docs/configuration.md and the README spell it (a
+    /// test checks each shows them all).
+    public static let flags = ["-config", "--web.config.file", "--web.listen-address", "--web.systemd-socket", "--web.telemetry-path",
+                               "--log.level", "--log.format", "--check-config", "--once", "--output", "--help", "--version"]
+
     /// The packaged config, used when no `-config` is given and it exists.
     public static let packagedConfigPath = "/etc/prometheus-barman-exporter/config.yaml"
 
