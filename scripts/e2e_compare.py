@@ -50,8 +50,9 @@ STATUSES = ("DONE", "EMPTY", "FAILED", "STARTED", "SYNCING", "WAITING_FOR_WALS")
 RETENTION = ("-", "KEEP:FULL", "KEEP:STANDALONE", "OBSOLETE", "OBSOLETE*")
 
 
-def newest_archived_wal(info, server):
-    """The largest archive time of a WAL segment in the server's catalog, read here directly."""
+def catalog_text(info, server):
+    """The server's WAL catalog's complete lines, read here directly: `<xlogdb_directory>/<server>-xlog.db`
+    (barman 3.13 and later; the old name until barman migrated it), else `<wals_directory>/xlog.db`."""
     if info.get("xlogdb_directory"):
         paths = [f"{info['xlogdb_directory']}/{server}-xlog.db", f"{info['wals_directory']}/xlog.db"]
     else:
@@ -59,12 +60,16 @@ def newest_archived_wal(info, server):
     for path in paths:
         try:
             with open(path) as catalog:
-                times = [float(line.split("\t")[2]) for line in catalog
-                         if line.endswith("\n") and re.fullmatch(r"[0-9A-Fa-f]{24}", line.split("\t")[0])]
-            return max(times) if times else None
+                return [line.split("\t") for line in catalog if line.endswith("\n")]
         except FileNotFoundError:
             continue
-    return None
+    return []
+
+
+def newest_archived_wal(info, server):
+    """The largest archive time of a WAL segment in the server's catalog."""
+    times = [float(fields[2]) for fields in catalog_text(info, server) if re.fullmatch(r"[0-9A-Fa-f]{24}", fields[0])]
+    return max(times) if times else None
 
 
 def lsn(text):
@@ -77,18 +82,8 @@ FINISHED_WAL = re.compile(r"^[0-9A-F]{24}$|^[0-9A-F]{8}\.history$|^[0-9A-F]{24}\
 
 
 def catalog_lines(info, server):
-    """The WAL catalog's lines (name, size), read here directly."""
-    if info.get("xlogdb_directory"):
-        paths = [f"{info['xlogdb_directory']}/{server}-xlog.db", f"{info['wals_directory']}/xlog.db"]
-    else:
-        paths = [f"{info['wals_directory']}/xlog.db"]
-    for path in paths:
-        try:
-            with open(path) as catalog:
-                return [(line.split("\t")[0], int(line.split("\t")[1])) for line in catalog if line.endswith("\n")]
-        except FileNotFoundError:
-            continue
-    return []
+    """The WAL catalog's lines as (name, size)."""
+    return [(fields[0], int(fields[1])) for fields in catalog_text(info, server)]
 
 
 def missing_segments(names, begin, segment_size):

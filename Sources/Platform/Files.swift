@@ -36,34 +36,6 @@ public enum FileReader {
     }
 }
 
-extension FileReader {
-    /// The last `maxBytes` of a regular file (all of it when smaller), read without locking it,
-    /// and whether that is the whole file. For catalogs another program appends to: only their
-    /// newest lines are needed.
-    public static func readTail(path: String, maxBytes: Int) throws(SystemError) -> (bytes: [UInt8], wholeFile: Bool) {
-        let fd = try System.call("open", on: path) { open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY) }
-        defer { System.close(fd) }
-        var information = stat()
-        try System.call("fstat", "examine", on: path) { fstat(fd, &information) }
-        guard information.st_mode & S_IFMT == S_IFREG else {
-            throw SystemError(message: "cannot read '\(path)': not a regular file")
-        }
-        let size = Int(information.st_size)
-        let start = max(0, size - maxBytes)
-        var bytes = [UInt8](repeating: 0, count: size - start)
-        var filled = 0
-        while filled < bytes.count {
-            let count = try System.call("pread", "read", on: path) {
-                bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress.map { $0 + filled }, $0.count - filled, off_t(start + filled)) }
-            }
-            if count == 0 { break }  // truncated meanwhile
-            filled += count
-        }
-        bytes.removeLast(bytes.count - filled)
-        return (bytes, start == 0)
-    }
-}
-
 /// Writes whole buffers to a descriptor, retrying short writes.
 public enum FileWriter {
     public static func writeAll(_ fd: Int32, _ bytes: [UInt8], to name: @autoclosure () -> String = "") throws(SystemError) {
