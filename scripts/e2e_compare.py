@@ -107,8 +107,11 @@ def missing_segments(names, begin, segment_size):
 
 
 def directory_files(path):
-    """Finished WAL files waiting in a directory: their modification times."""
+    """Finished WAL files waiting in a directory: their modification times (none while barman
+    has not made the directory)."""
     times = []
+    if not os.path.isdir(path):
+        return times
     for entry in os.scandir(path):
         if FINISHED_WAL.match(entry.name) and entry.is_file(follow_symlinks=False):
             times.append(entry.stat(follow_symlinks=False).st_mtime)
@@ -146,8 +149,11 @@ def wal_pipeline(config, listing, servers, replication, series):
             oldest += times
         if oldest:
             series[("barman_wal_pending_oldest_timestamp_seconds", key)] = min(oldest)
-        series[("barman_wal_error_files", key)] = sum(1 for e in os.scandir(info["errors_directory"]) if e.is_file(follow_symlinks=False))
+        errors = info["errors_directory"]
+        series[("barman_wal_error_files", key)] = sum(1 for e in os.scandir(errors) if e.is_file(follow_symlinks=False)) if os.path.isdir(errors) else 0
         for label, field in (("backups", "basebackups_directory"), ("wals", "wals_directory")):
+            if not os.path.exists(info[field]):
+                continue
             space = os.statvfs(info[field])
             labels = (("directory", label), ("server", server))
             series[("barman_filesystem_avail_bytes", labels)] = space.f_bavail * space.f_frsize
