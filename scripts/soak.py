@@ -66,6 +66,8 @@ def main():
     shutil.copy(os.path.join(FIXTURES, "list-backups-all.stdout"), os.path.join(state, "list-backups.json"))
     shutil.copy(os.path.join(FIXTURES, "check-all.stdout"), os.path.join(state, "check.json"))
     shutil.copy(os.path.join(FIXTURES, "show-backup-pg-latest.stdout"), os.path.join(state, "show-backup-pg-20261124T182524.json"))
+    # The oldest DONE backup, asked once for its first WAL.
+    shutil.copy(os.path.join(FIXTURES, "show-backup-pg-oldest.stdout"), os.path.join(state, "show-backup-pg-20261124T182428.json"))
     captured = os.path.join(ROOT, "Tests/ExporterTests/Fixtures/e2e/3.4.0")
     shutil.copy(os.path.join(captured, "show-servers-all.stdout"), os.path.join(state, "show-servers.json"))
     shutil.copy(os.path.join(captured, "version.stdout"), os.path.join(state, "version.json"))

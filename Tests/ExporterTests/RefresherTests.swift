@@ -95,6 +95,19 @@ struct RefresherTests {
         #expect(families.first { $0.definition == Metric.lastBackupCopyTime }?.samples.count == servers)
     }
 
+    /// An oldest backup whose show-backup fails is not asked about at every refresh (it backs
+    /// off, from a minute); the newest backups' show-backup is unaffected.
+    @Test func aFailingOldestBackupIsNotAskedAtEveryRefresh() async throws {
+        let harness = Harness()
+        answerSynthetic(harness, servers: 2)
+        harness.answer("show-backup-srv1-B1", #"{"_ERROR": ["backup.info of B1 is unreadable"]}"#)
+        harness.exitStatus("show-backup-srv1-B1", 1)
+        for _ in 0..<4 { await harness.refresher.refreshCycle() }
+        let asked = harness.invocations().filter { $0.hasPrefix("show-backup srv1 B1") }
+        #expect(asked.count == 1, "\(asked)")
+        #expect(harness.store.snapshot.oldestBackupBeginWAL[ServerName("srv0")]?.backupID == "B1")
+    }
+
     @Test(arguments: ["3.4.0", "3.20.1"])
     func realBarmanOutputThroughTheShellIntegration(version: String) async throws {
         let harness = Harness()

@@ -12,6 +12,12 @@ import Configuration
 public final class BackupBeginWALCollector: Collector {
     public static let answer = AnswerKey<[ServerName: BackupBegin]>("backup-begin-wal")
 
+    /// Per server: the backup whose show-backup failed, how often in a row, and when to ask
+    /// again (1, 2, 4... minutes, at most an hour): a backup barman cannot show is not asked
+    /// about at every refresh.
+    private let failures = Mutex<[ServerName: (backupID: String, count: Int, retryAt: ContinuousClock.Instant)]>([:])
+    private let clock = ContinuousClock()
+
     public init() {}
 
     public var name: String { "backup-begin-wal" }
@@ -26,10 +32,15 @@ public final class BackupBeginWALCollector: Collector {
         // A server that vanished or has no DONE backup any more has no begin to count from.
         var kept = known.filter { oldest[$0.key]?.id == $0.value.backupID }
         var due: [(server: ServerName, backupID: String)] = []
+        let now = clock.now
+        let waiting = failures.withLock { failures in
+            failures = failures.filter { oldest[$0.key]?.id == $0.value.backupID }
+            return failures.filter { $0.value.retryAt > now }
+        }
         for (server, backup) in oldest where kept[server] == nil {
             if let details = snapshot.details[server], details.backupID == backup.id {
                 kept[server] = BackupBegin(backupID: backup.id, beginWAL: details.beginWAL)
-            } else {
+            } else if waiting[server] == nil {
                 due.append((server, backup.id))
             }
         }
@@ -39,13 +50,18 @@ public final class BackupBeginWALCollector: Collector {
             for (server, backupID) in due.sorted(by: { $0.server.text < $1.server.text }) {
                 group.addTask {
                     let serverText = server.text
-                    await context.run(BackupDetailsCollector.command(server: serverText, backupID: backupID), stillDue: {
+                    let answered = await context.run(BackupDetailsCollector.command(server: serverText, backupID: backupID), stillDue: {
                         context.snapshot.backups?[server]?.last(where: \.isDone)?.id == backupID
                     }, decode: { output throws(DecodeFailure) in
                         try BarmanDecoding.backupDetails(output, server: serverText, backupID: backupID)
                     }, publish: { details, snapshot in
                         snapshot.oldestBackupBeginWAL[server] = BackupBegin(backupID: backupID, beginWAL: details.beginWAL)
                     })
+                    self.failures.withLock { failures in
+                        guard answered == nil else { return failures[server] = nil }
+                        let count = failures[server].map { $0.backupID == backupID ? $0.count + 1 : 1 } ?? 1
+                        failures[server] = (backupID, count, self.clock.now + .seconds(60 << min(count - 1, 6)))
+                    }
                 }
             }
         }
