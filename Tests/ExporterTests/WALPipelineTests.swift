@@ -104,6 +104,20 @@ struct WALPipelineTests {
         #expect(segments([(1, 3), (1, 4)]).missing(from: begin) == 1)
     }
 
+    /// The counts as served: a UInt64 must become its value, not its bit pattern (which turned
+    /// 1 missing segment into 5e-324).
+    @Test func archiveFiguresAreServedAsTheirValues() {
+        var snapshot = MetricsSnapshot(version: "test")
+        snapshot.walArchives = [ServerName("pg"): WALArchive(newestArchiveTime: 1_795_544_000, files: 12, sizeBytes: 201_326_592,
+                                                             newestSegmentEnd: 0x1300_0000, missingSegments: 3)]
+        snapshot.serverLSN = [ServerName("pg"): 0x1300_0060]
+        let text = TestSupport.exposition(snapshot, now: 1_795_600_000)
+        #expect(text.contains("barman_wal_missing_segments{server=\"pg\"} 3\n"), "\(text)")
+        #expect(text.contains("barman_wal_archive_files{server=\"pg\"} 12\n"))
+        #expect(text.contains("barman_wal_archive_size_bytes{server=\"pg\"} 201326592\n"))
+        #expect(text.contains("barman_wal_archive_lag_bytes{server=\"pg\"} 96\n"))
+    }
+
     @Test func segmentRunsStayMergedWhateverTheOrder() {
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<50 {

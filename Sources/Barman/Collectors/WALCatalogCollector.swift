@@ -122,7 +122,7 @@ public final class WALCatalogCollector: Collector {
             let server = [name.text]
             families.add(Metric.walArchiveFiles, server, Double(archive.files))
             families.add(Metric.walArchiveSize, server, archive.sizeBytes)
-            families.add(Metric.walMissingSegments, server, archive.missingSegments.map(Double.init))
+            families.add(Metric.walMissingSegments, server, archive.missingSegments.map { Double($0) })
             // PostgreSQL's position (replication-status) minus the end of the newest segment
             // barman holds; read at different moments, so never below 0.
             if let newestEnd = archive.newestSegmentEnd, let current = snapshot.serverLSN[name] {

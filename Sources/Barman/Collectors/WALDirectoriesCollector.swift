@@ -114,7 +114,7 @@ public final class WALDirectoriesCollector: Collector {
             let server = name.text
             for (directory, count) in state.pending { families.add(Metric.walPendingFiles, [directory, server], Double(count)) }
             families.add(Metric.walPendingOldest, [server], state.oldestPending)
-            families.add(Metric.walErrorFiles, [server], state.errorFiles.map(Double.init))
+            families.add(Metric.walErrorFiles, [server], state.errorFiles.map { Double($0) })
             for (directory, space) in state.space {
                 families.add(Metric.fileSystemAvailable, [directory, server], Double(space.availableBytes))
                 families.add(Metric.fileSystemSize, [directory, server], Double(space.sizeBytes))
