@@ -44,6 +44,25 @@ struct LayeringTests {
         }
     }
 
+    /// The standard library's string searching by strings (`firstRange(of:)`, `replacing(_:with:)`,
+    /// `ranges(of:)`, `split(separator: "ab")`) lives in _StringProcessing, whose regex engine then
+    /// comes into the statically linked binary whole: 1.7 MB more for one `split(separator: ", ")`.
+    @Test func theBinaryDoesNotPullInTheRegexEngine() throws {
+        let patterns = [".firstRange(of:", ".replacing(", ".ranges(of:", ".wholeMatch(", "Regex<", "#/"]
+        for file in Self.swiftFiles(under: "Sources") {
+            let text = try TestSupport.text(file)
+            for pattern in patterns {
+                #expect(!text.contains(pattern), "\(file) uses \(pattern)")
+            }
+            // split with a separator of two or more characters.
+            for line in text.split(separator: "\n") where line.contains("split(separator: \"") {
+                let afterQuote = line.split(separator: "\"", maxSplits: 2, omittingEmptySubsequences: false)
+                let literal = afterQuote.count < 2 ? "" : afterQuote[1]
+                #expect(literal.count == 1 || (literal.count == 2 && literal.first == "\\"), "\(file): \(line)")
+            }
+        }
+    }
+
     @Test func cModulesAndGlibcAreImportedOnlyByPlatformAndTheAdapters() throws {
         let files = Self.swiftFiles(under: "Sources")
         #expect(files.count > 40)

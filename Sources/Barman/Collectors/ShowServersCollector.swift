@@ -303,7 +303,7 @@ extension BarmanDecoding {
     static func replicationSlot(_ text: String) -> ReplicationSlot? {
         guard text.hasPrefix("Record("), text.hasSuffix(")") else { return nil }
         let body = text.dropFirst("Record(".count).dropLast()
-        let fields = body.split(separator: ", ", omittingEmptySubsequences: false)
+        let fields = splitAtCommaSpace(body)
         guard fields.count == 3 else { return nil }
         func value(_ field: Substring, _ key: String) -> Substring? {
             guard field.hasPrefix(key + "=") else { return nil }
@@ -331,9 +331,9 @@ extension BarmanDecoding {
     /// barman counts it). nil for anything else.
     static func maximumAge(_ text: String) -> Double? {
         var rest = Substring(text)
-        if let comment = rest.firstRange(of: " (") { rest = rest[..<comment.lowerBound] }
+        if let comment = rest.indices.first(where: { rest[$0] == " " && rest[rest.index(after: $0)...].first == "(" }) { rest = rest[..<comment] }
         var seconds = 0.0
-        for part in rest.split(separator: ", ", omittingEmptySubsequences: false) {
+        for part in splitAtCommaSpace(rest) {
             let words = part.split(separator: " ", omittingEmptySubsequences: false)
             if words.count == 1 {
                 // H:MM:SS of a timedelta.
@@ -350,6 +350,26 @@ extension BarmanDecoding {
             seconds += Double(count) * size
         }
         return rest.isEmpty ? nil : seconds
+    }
+
+    /// `text` split at each ", " (by hand: the standard library's string-separator split brings
+    /// its whole regex engine, 1.7 MB, into the binary).
+    static func splitAtCommaSpace(_ text: Substring) -> [Substring] {
+        var parts: [Substring] = []
+        var start = text.startIndex
+        var index = text.startIndex
+        while index < text.endIndex {
+            let next = text.index(after: index)
+            if text[index] == ",", next < text.endIndex, text[next] == " " {
+                parts.append(text[start..<index])
+                start = text.index(after: next)
+                index = start
+            } else {
+                index = next
+            }
+        }
+        parts.append(text[start...])
+        return parts
     }
 
     private static func nonEmptyString(_ value: JSONValue?) -> String? {

@@ -101,7 +101,16 @@ public struct Routes: Sendable {
     /// The page at `/`, linking to the metrics (a path made only of characters HTML and URLs
     /// take as they are: `--web.telemetry-path` refuses spaces, `?` and `#`; `<>"&` are escaped).
     static func landingPage(linking path: String) -> String {
-        let escaped = path.replacing("&", with: "&amp;").replacing("<", with: "&lt;").replacing(">", with: "&gt;").replacing("\"", with: "&quot;")
+        var escaped = ""
+        for character in path {
+            switch character {
+            case "&": escaped += "&amp;"
+            case "<": escaped += "&lt;"
+            case ">": escaped += "&gt;"
+            case "\"": escaped += "&quot;"
+            default: escaped.append(character)
+            }
+        }
         return """
         <!DOCTYPE html>
         <html lang="en">
