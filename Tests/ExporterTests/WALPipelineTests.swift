@@ -118,6 +118,27 @@ struct WALPipelineTests {
         #expect(text.contains("barman_wal_archive_lag_bytes{server=\"pg\"} 96\n"))
     }
 
+    /// A server show-servers no longer lists loses its WAL archive and directory series.
+    @Test func aVanishedServerLosesItsWALSeries() async throws {
+        let barman = ScriptedBarman()
+        try barman.answerFromFixtures("3.4.0")
+        // barman lists no server any more: the file collectors have nothing to read, so only
+        // show-servers' answer can drop what they published.
+        barman.answer("show-servers", "{}")
+        let store = SnapshotStore(MetricsSnapshot(version: "test"))
+        let refresher = Refresher(runner: barman, files: MockBarman(), settings: RefreshSettings(cacheTTL: .zero, checksCacheTTL: .zero, serversCacheTTL: .zero,
+                                                                                                  refreshInterval: .seconds(60)),
+                                  store: store, logger: Logger(level: .error))
+        store.update {
+            $0.walArchives = [ServerName("gone"): WALArchive(files: 1)]
+            $0.walDirectories = [ServerName("gone"): ServerDirectoriesState()]
+        }
+        await refresher.refreshCycle()
+        #expect(store.snapshot.servers?[ServerName("gone")] == nil)
+        #expect(store.snapshot.walArchives[ServerName("gone")] == nil)
+        #expect(store.snapshot.walDirectories[ServerName("gone")] == nil)
+    }
+
     @Test func segmentRunsStayMergedWhateverTheOrder() {
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<50 {

@@ -32,8 +32,11 @@ public final class ShowServersCollector: Collector {
             context.selected(try BarmanDecoding.serverInfo(output))
         }) { servers, snapshot in
             snapshot.servers = servers
-            // A server barman no longer knows has no WAL catalog to report.
+            // A server barman no longer knows (or no longer selected) has no WAL catalog or
+            // directories to report.
             snapshot.lastArchivedWAL = snapshot.lastArchivedWAL.filter { servers[$0.key] != nil }
+            snapshot.walArchives = snapshot.walArchives.filter { servers[$0.key] != nil }
+            snapshot.walDirectories = snapshot.walDirectories.filter { servers[$0.key] != nil }
         }
         for (server, info) in servers ?? [:] {
             for refusal in info.refused where loggedRefusals.withLock({ $0.insert(server.text + "\u{0}" + refusal).inserted }) {
