@@ -131,24 +131,11 @@ public final class Logger: Sendable {
     /// A JSON string literal: quotes, backslashes and control characters escaped, so a value
     /// never breaks the one-object-a-line rule.
     static func jsonString(_ value: String) -> String {
-        var result = "\""
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F || scalar.value == 0x2028 || scalar.value == 0x2029 {
-                    let hex = String(scalar.value, radix: 16)
-                    result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    result.unicodeScalars.append(scalar)
-                }
-            }
+        doubleQuoted(value) { scalar in
+            guard scalar.value < 0x20 || scalar.value == 0x7F || scalar.value == 0x2028 || scalar.value == 0x2029 else { return nil }
+            let hex = String(scalar.value, radix: 16)
+            return "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
         }
-        return result + "\""
     }
 
     /// logfmt value: bare when it is a simple token, otherwise double-quoted with escapes, so a
@@ -158,6 +145,14 @@ public final class Logger: Sendable {
             scalar == " " || scalar == "=" || scalar == "\"" || scalar == "\\" || scalar.value < 0x20 || scalar.value == 0x7F
         }
         guard needsQuotes else { return value }
+        return doubleQuoted(value) { scalar in
+            scalar.value < 0x20 || scalar.value == 0x7F ? "\\u{\(String(scalar.value, radix: 16))}" : nil
+        }
+    }
+
+    /// `value` in double quotes with `"`, `\`, newline, CR and tab escaped, and any other scalar
+    /// `escape` returns a text for written as that text (the two formats differ only there).
+    private static func doubleQuoted(_ value: String, escape: (Unicode.Scalar) -> String?) -> String {
         var result = "\""
         for scalar in value.unicodeScalars {
             switch scalar {
@@ -167,11 +162,7 @@ public final class Logger: Sendable {
             case "\r": result += "\\r"
             case "\t": result += "\\t"
             default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    result += "\\u{\(String(scalar.value, radix: 16))}"
-                } else {
-                    result.unicodeScalars.append(scalar)
-                }
+                if let escaped = escape(scalar) { result += escaped } else { result.unicodeScalars.append(scalar) }
             }
         }
         return result + "\""

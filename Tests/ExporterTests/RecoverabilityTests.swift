@@ -71,8 +71,9 @@ struct RecoverabilityTests {
         #expect(WALCatalog.newestArchiveTime(in: [], startsAtLineBoundary: true) == nil)
     }
 
-    /// The newest segment is found when it is further from the end than the first read (many
-    /// `.backup` or `.history` lines after it), and a missing catalog is "no WAL yet".
+    /// The newest segment is found with many `.backup` or `.history` lines after it (once the
+    /// whole file, read incrementally now, was read only from its end), and a missing catalog is
+    /// "no WAL yet".
     @Test func catalogFilesAreReadFromTheEndAndFallBackToTheLegacyName() throws {
         let directory = try TestSupport.temporaryDirectory()
         defer { TestSupport.removeTree(directory) }

@@ -96,12 +96,6 @@ public final class WALCatalogCollector: Collector {
         }
     }
 
-    /// The newest archive time of a catalog, or why it cannot be used (a whole read).
-    static func newestArchiveTime(_ location: WALCatalogLocation, files: any BarmanFiles) -> Result<Double?, CatalogProblem> {
-        var reader = WALCatalog.Reader()
-        return read(&reader, location, files: files).map { reader.scan.newest }
-    }
-
     struct CatalogProblem: Error, Sendable, CustomStringConvertible {
         var description: String
         var advice: String
