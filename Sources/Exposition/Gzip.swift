@@ -13,19 +13,27 @@ public enum Gzip {
         let initialized = deflateInit2_(&stream, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY, zlibVersion(), Int32(MemoryLayout<z_stream>.size))
         guard initialized == Z_OK else { return nil }
         defer { deflateEnd(&stream) }
-        let bound = Int(deflateBound(&stream, uLong(input.count)))
-        var output = [UInt8](repeating: 0, count: bound)
-        let status: Int32 = output.withUnsafeMutableBufferPointer { destination in
-                // zlib does not write through next_in; the C API just lacks const.
-                stream.next_in = UnsafeMutablePointer(mutating: input.bindMemory(to: UInt8.self).baseAddress)
-                stream.avail_in = uInt(input.count)
-                stream.next_out = destination.baseAddress
-                stream.avail_out = uInt(destination.count)
-                return deflate(&stream, Z_FINISH)
+        let status = deflated(into: Int(deflateBound(&stream, uLong(input.count)))) { destination in
+            // zlib does not write through next_in; the C API just lacks const.
+            stream.next_in = UnsafeMutablePointer(mutating: input.bindMemory(to: UInt8.self).baseAddress)
+            stream.avail_in = uInt(input.count)
+            stream.next_out = destination.baseAddress
+            stream.avail_out = uInt(destination.count)
+            let status = deflate(&stream, Z_FINISH)
+            return (status, status == Z_STREAM_END ? Int(stream.total_out) : 0)
         }
-        guard status == Z_STREAM_END else { return nil }
-        output.removeSubrange(Int(stream.total_out)...)
-        return output
+        return status.result == Z_STREAM_END ? status.output : nil
+    }
+
+    /// Runs `deflate` into a buffer of `bound` bytes and returns what it wrote in an array of
+    /// that size: the buffer is neither zero-filled (its untouched pages never become resident)
+    /// nor kept (a segment kept for a snapshot's life would otherwise hold the whole bound, about
+    /// the size of the text, for a tenth of it).
+    private static func deflated(into bound: Int, _ run: (UnsafeMutableBufferPointer<UInt8>) -> (result: Int32, written: Int)) -> (result: Int32, output: [UInt8]) {
+        let buffer = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(bound, 1))
+        defer { buffer.deallocate() }
+        let (result, written) = run(buffer)
+        return (result, Array(buffer[0..<min(max(written, 0), buffer.count)]))
     }
 }
 
@@ -47,18 +55,17 @@ extension Gzip {
         guard deflateInit2_(&stream, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return nil }
         defer { deflateEnd(&stream) }
         // A full flush ends with an empty stored block (5 bytes) beyond deflateBound's estimate.
-        var output = [UInt8](repeating: 0, count: Int(deflateBound(&stream, uLong(input.count))) + 16)
-        let status: Int32 = input.withUnsafeBytes { source in
-            output.withUnsafeMutableBufferPointer { destination in
+        let (status, output) = input.withUnsafeBytes { source in
+            deflated(into: Int(deflateBound(&stream, uLong(input.count))) + 16) { destination in
                 stream.next_in = UnsafeMutablePointer(mutating: source.bindMemory(to: UInt8.self).baseAddress)
                 stream.avail_in = uInt(input.count)
                 stream.next_out = destination.baseAddress
                 stream.avail_out = uInt(destination.count)
-                return deflate(&stream, Z_FULL_FLUSH)
+                let status = deflate(&stream, Z_FULL_FLUSH)
+                return (status, status == Z_OK && stream.avail_in == 0 ? Int(stream.total_out) : 0)
             }
         }
         guard status == Z_OK, stream.avail_in == 0 else { return nil }
-        output.removeSubrange(Int(stream.total_out)...)
         let crc = input.withUnsafeBufferPointer { crc32(0, $0.baseAddress, uInt($0.count)) }
         return Segment(deflated: output, crc: crc, length: input.count)
     }

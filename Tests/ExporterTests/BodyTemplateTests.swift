@@ -140,3 +140,42 @@ extension BodyTemplateTests {
     }
 }
 
+
+extension BodyTemplateTests {
+    /// A template made by a scrape, not ahead by the renderer, also keeps its text only
+    /// compressed while only gzip is asked for (it used to keep about 2 MB at 200 x 60), and
+    /// keeps it again once a scraper asks for plain text.
+    @Test func aScrapeMadeTemplateLetsGoOfItsTextWhileOnlyGzipIsAsked() throws {
+        var generator = SystemRandomNumberGenerator()
+        let snapshot = Self.randomSnapshot(&generator)
+        let store = SnapshotStore(snapshot)
+        let cache = ExpositionCache()
+        let first = cache.body(for: .text, gzip: true, store: store, second: 100)
+        #expect(first.gzipped)
+        #expect(cache.templateTextBytes(for: .text) == 0)
+        _ = cache.body(for: .text, gzip: true, store: store, second: 101)
+        #expect(cache.templateTextBytes(for: .text) == 0)
+        let plain = cache.body(for: .text, gzip: false, store: store, second: 102)
+        // The body has the process' own figures of its render; the rest is the full render.
+        let withoutProcess = String(decoding: plain.bytes.bytes, as: UTF8.self).split(separator: "\n").filter { !$0.contains("process_") }
+        let full = String(decoding: TextRenderer.render(MetricsBuilder.families(store.snapshot, now: 102), format: .text), as: UTF8.self)
+        #expect(withoutProcess == full.split(separator: "\n"))
+        let kept = try #require(cache.templateTextBytes(for: .text))
+        #expect(kept > 0)
+        // Both asked for within the demand window: the text stays.
+        _ = cache.body(for: .text, gzip: true, store: store, second: 103)
+        #expect(cache.templateTextBytes(for: .text) == kept)
+    }
+
+    /// What zlib wrote is kept in an array of its own size, not in the buffer deflateBound sized
+    /// (about the size of the input: a segment kept for a snapshot's life held it all).
+    @Test func compressedBytesAreKeptAtTheirOwnSize() throws {
+        let text: [UInt8] = (0..<1_000_000).map { UInt8(ascii: "a") + UInt8($0 % 7) }
+        let segment = try #require(Gzip.segment(text))
+        #expect(segment.deflated.capacity < segment.deflated.count + 4096, "\(segment.deflated.capacity) for \(segment.deflated.count)")
+        #expect(Gzip.content(of: segment) == text)
+        let member = try #require(Gzip.compress(text))
+        #expect(member.capacity < member.count + 4096, "\(member.capacity) for \(member.count)")
+        #expect(Gzip.decompress(member) == text)
+    }
+}
