@@ -96,10 +96,80 @@ struct NegotiationTests {
         #expect(!cache.prepare(store: store, second: 111, now: 110.9))
         #expect(cache.renders == renders && cache.templatesMade == 1)
         store.update { $0.lastRefreshMilliseconds = 3 }
-        #expect(cache.prepare(store: store, second: 112, now: 111.9))
+        // Made once the snapshot has settled (no newer one for `settleTime`).
+        #expect(!cache.prepare(store: store, second: 112, now: 111.9))
+        #expect(cache.prepare(store: store, second: 113, now: 112.5))
         #expect(cache.renders == renders && cache.templatesMade == 2)
         _ = cache.body(for: .text, gzip: true, store: store, second: 115)
         #expect(cache.renders == renders + 1 && cache.templatesMade == 2)
+    }
+
+    /// A refresh publishes a snapshot per collector within a second or two: for a scraper that
+    /// comes now and then, one whole render once they settle, not one per snapshot (four a
+    /// refresh were most of the exporter's CPU under a Prometheus scraping every 15 s).
+    /// Meanwhile a scrape gets the previous snapshot's body of its second, rendering only the
+    /// per-second families, never a whole render.
+    @Test func snapshotsInABurstMakeOneTemplate() throws {
+        let store = SnapshotStore(MetricsSnapshot(version: "1"))
+        let cache = ExpositionCache()
+        store.update { $0.lastRefreshMilliseconds = 0 }
+        try cache.withRenderer {
+            _ = cache.body(for: .text, gzip: true, store: store, second: 100)
+            #expect(cache.templatesMade == 1)
+            for (index, now) in [110.0, 110.2, 110.4, 110.6, 110.8].enumerated() {
+                store.update { $0.lastRefreshMilliseconds = Double(index + 1) }
+                #expect(!cache.prepare(store: store, second: now.rounded(.down) + 1, now: now), "update \(index)")
+            }
+            #expect(cache.templatesMade == 1)
+            let held = try #require(Gzip.decompress(cache.body(for: .text, gzip: true, store: store, second: 111).bytes.bytes))
+            #expect(String(decoding: held, as: UTF8.self).contains("barman_metrics_update 0\n"))
+            #expect(cache.templatesMade == 1)
+            #expect(cache.prepare(store: store, second: 112, now: 111.4))
+            #expect(cache.templatesMade == 2)
+            let fresh = try #require(Gzip.decompress(cache.body(for: .text, gzip: true, store: store, second: 112).bytes.bytes))
+            #expect(String(decoding: fresh, as: UTF8.self).contains("barman_metrics_update 5\n"))
+            #expect(cache.templatesMade == 2)
+        }
+    }
+
+    /// Snapshots that never settle still get their template within `settleLimit`, and a scrape
+    /// after that is never served the previous snapshot.
+    @Test func snapshotsThatNeverSettleAreRenderedWithinTheLimit() throws {
+        let store = SnapshotStore(MetricsSnapshot(version: "1"))
+        let cache = ExpositionCache()
+        try cache.withRenderer {
+            _ = cache.body(for: .text, gzip: true, store: store, second: 100)
+            var made: Double?
+            for step in 0..<20 {
+                let now = 110 + Double(step) * 0.25
+                store.update { $0.lastRefreshMilliseconds = Double(step + 1) }
+                if cache.prepare(store: store, second: now.rounded(.down) + 1, now: now) { made = now; break }
+            }
+            let when = try #require(made)
+            #expect(when >= 110 + ExpositionCache.settleLimit && when < 110 + ExpositionCache.settleLimit + 0.5)
+        }
+        let late = ExpositionCache()
+        try late.withRenderer {
+            _ = late.body(for: .text, gzip: true, store: store, second: 100)
+            store.update { $0.lastRefreshMilliseconds = 42 }
+            #expect(!late.prepare(store: store, second: 111, now: 110.9))
+            // Past the limit, the scrape renders the newest snapshot itself.
+            let body = try #require(Gzip.decompress(late.body(for: .text, gzip: true, store: store, second: 114).bytes.bytes))
+            #expect(String(decoding: body, as: UTF8.self).contains("barman_metrics_update 42\n"))
+        }
+    }
+
+    /// A format nobody asks for any more lets go of its template once the snapshot moves on.
+    @Test func aTemplateNobodyAsksForIsDropped() {
+        let store = SnapshotStore(MetricsSnapshot(version: "1"))
+        let cache = ExpositionCache()
+        _ = cache.body(for: .text, gzip: false, store: store, second: 100)
+        #expect((cache.templateTextBytes(for: .text) ?? 0) > 0)
+        #expect(!cache.prepare(store: store, second: 131, now: 130.5))
+        #expect(cache.templateTextBytes(for: .text) != nil)  // the same snapshot: kept
+        store.update { $0.lastRefreshMilliseconds = 1 }
+        #expect(!cache.prepare(store: store, second: 201, now: 200.5))
+        #expect(cache.templateTextBytes(for: .text) == nil)
     }
 
     /// With the renderer, a scrape finds its second's body ready: it renders nothing itself.

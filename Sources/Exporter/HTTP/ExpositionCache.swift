@@ -37,6 +37,15 @@ public final class ExpositionCache: Sendable {
     /// every second is served from a body made ahead, while a scrape every 15 s costs 4 small
     /// per-second renders a minute, not 60.
     static let busyWindow: Double = 2
+    /// A new snapshot's template is made ahead once no newer one has come for this long: a
+    /// refresh publishes a snapshot per collector, several within a second or two, and each
+    /// template is a whole render (about 50 ms at 200 servers x 60 backups; four a refresh
+    /// were most of the exporter's CPU under a Prometheus scraping every 15 s)...
+    static let settleTime: Double = 0.5
+    /// ...and at the latest this long after the renderer first found it outdated. Meanwhile a
+    /// scrape is served from the previous snapshot's template (its ages of this second), so no
+    /// scrape waits for a whole render and none gets data older than this.
+    static let settleLimit: Double = 3
 
     private struct State {
         /// Per format: the bodies of the two newest seconds (this one and, rendered ahead, the
@@ -44,6 +53,10 @@ public final class ExpositionCache: Sendable {
         var bodies: [ExpositionFormat: [Body]] = [:]
         /// Per format: when a scrape last asked for it plain, and gzipped.
         var demand: [ExpositionFormat: (plainAsked: Double?, gzipAsked: Double?)] = [:]
+        /// The newest snapshot the renderer has seen, and when it first saw it.
+        var seen: (generation: UInt64, at: Double)?
+        /// Per format: since when the renderer has held back an outdated template (`settleTime`).
+        var templateHeldBackSince: [ExpositionFormat: Double] = [:]
     }
 
     private let state = Mutex(State())
@@ -120,11 +133,12 @@ public final class ExpositionCache: Sendable {
                     bodies.first { $0.generation == generation && $0.second == second })
         }
         if let found, let bytes = found.bytes(gzip: wantsGzip) { return (bytes, wantsGzip) }
-        let body = render(snapshot, generation: generation, format: format, second: second, plain: !wantsGzip, gzip: wantsGzip).merged(with: exact)
+        let body = render(heldBackTemplate(format, second: second, running: running) ?? template(snapshot, generation: generation, format: format),
+                          second: second, plain: !wantsGzip, gzip: wantsGzip).merged(with: exact)
         keep(body, format: format)
         if let bytes = body.bytes(gzip: wantsGzip) { return (bytes, wantsGzip) }
         // zlib failed: the body goes uncompressed.
-        let plain = body.plain ?? render(snapshot, generation: generation, format: format, second: second, plain: true, gzip: false).plain
+        let plain = body.plain ?? render(template(snapshot, generation: generation, format: format), second: second, plain: true, gzip: false).plain
         return (plain ?? SharedBytes([]), false)
     }
 
@@ -133,8 +147,10 @@ public final class ExpositionCache: Sendable {
     /// in the last `busyWindow` seconds, unless already there. True when it rendered.
     public func prepare(store: SnapshotStore, second: Double, now: Double) -> Bool {
         let (snapshot, generation) = store.versioned
-        let wanted = state.withLock { state in
-            state.demand.compactMap { format, demand -> (format: ExpositionFormat, plain: Bool, gzip: Bool, busy: Bool, rendered: Body?)? in
+        let (wanted, settled) = state.withLock { state in
+            if state.seen?.generation != generation { state.seen = (generation, now) }
+            let settled = now - (state.seen?.at ?? now) >= Self.settleTime
+            return (state.demand.compactMap { format, demand -> (format: ExpositionFormat, plain: Bool, gzip: Bool, busy: Bool, rendered: Body?)? in
                 let rendered = state.bodies[format]?.first { $0.generation == generation && $0.second == second }
                 func asked(_ time: Double?, within window: Double) -> Bool { time.map { now - $0 < window } ?? false }
                 let plain = asked(demand.plainAsked, within: Self.demandWindow)
@@ -142,19 +158,31 @@ public final class ExpositionCache: Sendable {
                 guard plain || gzip else { return nil }
                 let busy = asked(max(demand.plainAsked ?? -1, demand.gzipAsked ?? -1), within: Self.busyWindow)
                 return (format, plain, gzip, busy, rendered)
-            }
+            }, settled)
+        }
+        // A format nobody asks for any more lets go of its template once the snapshot moved on
+        // (it can never be served again; about 2 MB of text at 200 x 60 after a plain scrape).
+        templates.withLock { templates in
+            templates = templates.filter { format, template in template.generation == generation || wanted.contains { $0.format == format } }
         }
         var rendered = false
         for (format, plainAsked, gzipAsked, busy, existing) in wanted {
             if busy {
                 let plain = plainAsked && existing?.plain == nil, gzip = gzipAsked && existing?.gzip == nil
                 guard plain || gzip else { continue }
-                keep(render(snapshot, generation: generation, format: format, second: second, plain: plain, gzip: gzip).merged(with: existing), format: format)
+                keep(render(template(snapshot, generation: generation, format: format), second: second, plain: plain, gzip: gzip).merged(with: existing),
+                     format: format)
                 rendered = true
             } else if templates.withLock({ $0[format]?.generation }) != generation {
-                // Scraped now and then: the snapshot's whole render is made ahead; the few
-                // per-second families are rendered when a scrape comes.
+                // Scraped now and then: the snapshot's whole render is made ahead, once snapshots
+                // have settled; the few per-second families are rendered when a scrape comes.
+                let heldBackSince = state.withLock { state in
+                    if state.templateHeldBackSince[format] == nil { state.templateHeldBackSince[format] = now }
+                    return state.templateHeldBackSince[format] ?? now
+                }
+                guard settled || now - heldBackSince >= Self.settleLimit else { continue }
                 template(snapshot, generation: generation, format: format).prepare(plain: plainAsked, gzip: gzipAsked)
+                state.withLock { $0.templateHeldBackSince[format] = nil }
                 rendered = true
             }
         }
@@ -163,16 +191,22 @@ public final class ExpositionCache: Sendable {
 
     /// The body of `second`, plain and/or gzipped: from the snapshot's template (rendered and
     /// compressed once per snapshot), with the per-second families filled in.
-    private func render(_ snapshot: MetricsSnapshot, generation: UInt64, format: ExpositionFormat, second: Double, plain: Bool, gzip: Bool) -> Body {
+    private func render(_ template: BodyTemplate, second: Double, plain: Bool, gzip: Bool) -> Body {
         // The process figures of this render: at most a second old when served.
-        let template = template(snapshot, generation: generation, format: format)
         let body = template.body(now: second, process: ProcessStatistics.current(), plain: plain, gzip: gzip)
         // A template made by a scrape (or a busy second) rather than ahead by the renderer lets
         // go of its text too while only gzip is asked for: about 2 MB at 200 servers x 60.
-        let demanded = demand(for: format, now: second)
+        let demanded = demand(for: template.format, now: second)
         template.prepare(plain: demanded.plain, gzip: demanded.gzip)
         renderCount.add(1, ordering: .relaxed)
-        return Body(generation: generation, second: second, plain: body.plain.map(SharedBytes.init), gzip: body.gzip.map(SharedBytes.init))
+        return Body(generation: template.generation, second: second, plain: body.plain.map(SharedBytes.init), gzip: body.gzip.map(SharedBytes.init))
+    }
+
+    /// The previous snapshot's template of `format` while the renderer holds back the new one
+    /// (`settleTime`), at most `settleLimit` seconds; nil otherwise.
+    private func heldBackTemplate(_ format: ExpositionFormat, second: Double, running: Bool) -> BodyTemplate? {
+        guard running, let since = state.withLock({ $0.templateHeldBackSince[format] }), second - since.rounded(.down) < Self.settleLimit else { return nil }
+        return templates.withLock { $0[format] }
     }
 
     /// Whether `format` was asked for plain, and gzipped, within `demandWindow` of `now`.
