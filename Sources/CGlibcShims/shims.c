@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <malloc.h>
+#include <sched.h>
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -24,4 +25,10 @@ int cgs_set_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes);
 
 int cgs_set_thread_nice(int nice) {
     return setpriority(PRIO_PROCESS, 0, nice);
+}
+
+int cgs_available_processors(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return -1;
+    return CPU_COUNT(&set);
 }

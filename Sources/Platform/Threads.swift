@@ -39,6 +39,15 @@ public enum Threads {
     }
 }
 
+/// The processors this process may run on.
+public enum Processors {
+    /// How many processors the scheduler lets this process use (its affinity mask: a container's
+    /// cpuset or systemd's `CPUAffinity=`), at least 1; 1 if the kernel will not say.
+    public static func available() -> Int {
+        max(1, Int(cgs_available_processors()))
+    }
+}
+
 /// The end of the process.
 public enum ProcessExit {
     /// Exits with `status` (exit(3): atexit handlers run, stdio is flushed).

@@ -195,6 +195,18 @@ struct DescriptorLimitTests {
         #expect(HTTPLimits.connectionLimit(openFiles: Int.max) == 256)
     }
 
+    /// One libmicrohttpd thread per processor the exporter may use, at least 1 and at most 4,
+    /// and never more threads than connections (libmicrohttpd divides the limit among them).
+    @Test func oneEventThreadPerProcessor() {
+        #expect(HTTPLimits.threads(processors: 1) == 1)
+        #expect(HTTPLimits.threads(processors: 2) == 2)
+        #expect(HTTPLimits.threads(processors: 64) == 4)
+        #expect(HTTPLimits.threads(processors: 0) == 1)
+        #expect(Processors.available() >= 1)
+        #expect(HTTPLimits().threads == HTTPLimits.threads(processors: Processors.available()))
+        #expect(HTTPLimits.threads(processors: 64) <= HTTPLimits.connectionLimit(openFiles: 0))
+    }
+
     /// Out of descriptors is not a permission problem: the advice says what to raise.
     @Test func catalogErrorsAdviseByReason() {
         #expect(WALCatalogCollector.advice(for: SystemError("open", "/x", code: EMFILE)).contains("LimitNOFILE"))

@@ -26,6 +26,10 @@ int cgs_set_mmap_threshold(int bytes);
    calling thread's priority only (raising the nice value needs no privilege). */
 int cgs_set_thread_nice(int nice);
 
+/* CPU_COUNT of sched_getaffinity: the processors this process may run on (a cpuset, systemd's
+   CPUAffinity=, taskset), not every processor of the host; -1 with errno on failure. */
+int cgs_available_processors(void);
+
 /* WIFEXITED / WEXITSTATUS / WIFSIGNALED / WTERMSIG */
 int cgs_wifexited(int status);
 int cgs_wexitstatus(int status);

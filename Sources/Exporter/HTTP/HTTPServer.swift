@@ -112,7 +112,8 @@ public struct HTTPLimits: Sendable {
     public var connectionLimit: UInt32 = HTTPLimits.connectionLimit(openFiles: OpenFiles.softLimit())
 
     /// Descriptors kept for everything but connections: barman's pipes (4 commands at once, two
-    /// each), catalog reads, the listening socket, signal and wakeup pipes, epoll, logging.
+    /// each), catalog reads, the listening socket, signal and wakeup pipes, libmicrohttpd's
+    /// epoll and wakeup descriptors (two per event thread), logging.
     static let reservedDescriptors = 48
 
     /// At most 256 connections, and never so many that barman could not be started or a
@@ -123,14 +124,21 @@ public struct HTTPLimits: Sendable {
     }
     /// Per-connection buffer for request line and headers; larger requests get 431/414.
     public var connectionMemoryLimit: Int = 32 * 1024
+    /// libmicrohttpd's event threads, each serving its own connections (its thread pool): one
+    /// per processor the exporter may use, at most 4, like nginx's `worker_processes auto`. With
+    /// one thread the exporter served fewer requests a second than nginx in the gzip cells of
+    /// `make bench` (docs/performance.md); each thread costs a stack and an epoll descriptor.
+    public var threads: Int = HTTPLimits.threads(processors: Processors.available())
+
+    static func threads(processors: Int) -> Int { max(1, min(4, processors)) }
 
     public init() {}
 }
 
-/// The libmicrohttpd adapter: one internal epoll thread answers every request by calling the
-/// handler; what the handler must not do there (a bcrypt, a delay) it returns as `.later`, and
-/// the connection is suspended until a worker thread has the response. This is the only file
-/// that sees libmicrohttpd.
+/// The libmicrohttpd adapter: its epoll threads (`HTTPLimits.threads`, one per processor)
+/// answer every request by calling the handler; what the handler must not do there (a bcrypt,
+/// a delay) it returns as `.later`, and the connection is suspended until a worker thread has
+/// the response. This is the only file that sees libmicrohttpd.
 public final class HTTPServer: Sendable {
     /// The MHD daemon until stop(); the lock also makes stop() run once.
     private let daemon: Mutex<OpaquePointer?>
@@ -166,6 +174,8 @@ public final class HTTPServer: Sendable {
             MHD_OptionItem(option: .CONNECTION_TIMEOUT, value: Int(limits.connectionTimeoutSeconds), ptr_value: nil),
             MHD_OptionItem(option: .CONNECTION_LIMIT, value: Int(limits.connectionLimit), ptr_value: nil),
             MHD_OptionItem(option: .CONNECTION_MEMORY_LIMIT, value: limits.connectionMemoryLimit, ptr_value: nil),
+            // The connection limit is shared among them (libmicrohttpd divides it).
+            MHD_OptionItem(option: .THREAD_POOL_SIZE, value: max(1, limits.threads), ptr_value: nil),
         ]
         if let tlsStrings {
             flags |= MHD_USE_TLS.rawValue
