@@ -123,6 +123,9 @@ public struct ChildProcess: Sendable {
         return (fds[0], fds[1])
     }
 
+    /// Further attempts after ETXTBSY, 10 ms apart and doubling: about 0.6 s in all.
+    static let textBusyRetries = 6
+
     private func spawn(_ argv: [String], stdout: Int32, stderr: Int32) throws(ChildProcessFailure) -> pid_t {
         // A C string ends at NUL: such an argument would reach barman cut short, as another name.
         if let bad = argv.first(where: { $0.utf8.contains(0) }) {
@@ -168,7 +171,16 @@ public struct ChildProcess: Sendable {
         defer { for pointer in cArguments { free(pointer) } }
         guard !cArguments.dropLast().contains(where: { $0 == nil }) else { throw ChildProcessFailure("cannot run '\(path)': out of memory") }
         var pid: pid_t = 0
-        let status = posix_spawn(&pid, path, &actions, &attributes, cArguments, environ)
+        var status = posix_spawn(&pid, path, &actions, &attributes, cArguments, environ)
+        // ETXTBSY: the program is open for writing somewhere, typically for a moment (a package
+        // upgrade replacing it, or a descriptor another child inherited before its exec closed
+        // it). Retried briefly, as Go's os/exec tests do, rather than failing this refresh.
+        var delay = Duration.milliseconds(10)
+        for _ in 0..<Self.textBusyRetries where status == ETXTBSY {
+            Deadline.sleep(delay)
+            delay *= 2
+            status = posix_spawn(&pid, path, &actions, &attributes, cArguments, environ)
+        }
         guard status == 0 else {
             var message = "cannot run '\(path)': \(SystemError.reason(status))"
             if status == ENOENT { message += "; install \(program) or set \(setting) to its full path" }

@@ -118,6 +118,32 @@ struct ProcessRunnerTests {
         #expect(failure.message == "barman printed more than 1048576 bytes on stdout and was terminated")
     }
 
+    /// A program open for writing for a moment (a package upgrade replacing it, or a descriptor
+    /// another child held until its exec; seen as a flake when tests ran in parallel) runs once
+    /// it is closed, instead of failing with "Text file busy"; one that stays open fails with it.
+    @Test func aProgramBusyForAMomentStillRuns() async throws {
+        let (runner, directory) = try runner("echo '{}'")
+        defer { TestSupport.removeTree(directory) }
+        let writer = open(directory + "/barman", O_WRONLY | O_CLOEXEC)
+        try #require(writer >= 0)
+        try DetachedThread.start {
+            Deadline.sleep(.milliseconds(60))
+            close(writer)
+        }
+        let output = try await runner.run(ListBackupsCollector.command)
+        #expect(output.stdout == Array("{}\n".utf8))
+
+        let held = open(directory + "/barman", O_WRONLY | O_CLOEXEC)
+        try #require(held >= 0)
+        defer { close(held) }
+        let result = await outcome(runner, ListBackupsCollector.command)
+        guard case .failure(let failure) = result else {
+            Issue.record("expected an error, got a result")
+            return
+        }
+        #expect(failure.message.contains("Text file busy"))
+    }
+
     @Test func largeStderrDoesNotBlockAndIsCapped() async throws {
         let (runner, directory) = try runner("head -c 5000000 /dev/zero | tr '\\0' x >&2; echo '{}'")
         defer { TestSupport.removeTree(directory) }
