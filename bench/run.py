@@ -168,7 +168,7 @@ def run_ours(work, name, servers, backups):
             "series": sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))}
 
 
-def real_use(servers=200, backups=60, minutes=1):
+def real_use(servers=200, backups=60, minutes=3):
     """What a Prometheus scraping every 15 s (gzip) costs the exporter, against no scraper at all:
     CPU seconds per minute and resident memory, the large dataset, refresh every 60 s at the
     bench's fake barman (its own processes not counted)."""
