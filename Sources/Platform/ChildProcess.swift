@@ -174,7 +174,7 @@ public struct ChildProcess: Sendable {
         var status = posix_spawn(&pid, path, &actions, &attributes, cArguments, environ)
         // ETXTBSY: the program is open for writing somewhere, typically for a moment (a package
         // upgrade replacing it, or a descriptor another child inherited before its exec closed
-        // it). Retried briefly, as Go's os/exec tests do, rather than failing this refresh.
+        // it). Retried briefly rather than failing this refresh.
         var delay = Duration.milliseconds(10)
         for _ in 0..<Self.textBusyRetries where status == ETXTBSY {
             Deadline.sleep(delay)

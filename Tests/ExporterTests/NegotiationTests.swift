@@ -156,6 +156,11 @@ struct NegotiationTests {
             // Past the limit, the scrape renders the newest snapshot itself.
             let body = try #require(Gzip.decompress(late.body(for: .text, gzip: true, store: store, second: 114).bytes.bytes))
             #expect(String(decoding: body, as: UTF8.self).contains("barman_metrics_update 42\n"))
+            // The next snapshot settles from scratch: the scrape's template ended the hold.
+            store.update { $0.lastRefreshMilliseconds = 43 }
+            // (Past the scrape's busy window, when the renderer would render each second.)
+            #expect(!late.prepare(store: store, second: 117, now: 116.5))
+            #expect(late.prepare(store: store, second: 118, now: 117.1))
         }
     }
 

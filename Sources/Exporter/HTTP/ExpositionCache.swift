@@ -182,7 +182,6 @@ public final class ExpositionCache: Sendable {
                 }
                 guard settled || now - heldBackSince >= Self.settleLimit else { continue }
                 template(snapshot, generation: generation, format: format).prepare(plain: plainAsked, gzip: gzipAsked)
-                state.withLock { $0.templateHeldBackSince[format] = nil }
                 rendered = true
             }
         }
@@ -221,11 +220,15 @@ public final class ExpositionCache: Sendable {
         if let existing = templates.withLock({ $0[format] }), existing.generation == generation { return existing }
         let made = BodyTemplate(snapshot: snapshot, generation: generation, format: format)
         templateCount.add(1, ordering: .relaxed)
-        return templates.withLock { templates in
+        let kept = templates.withLock { templates in
             if let existing = templates[format], existing.generation >= generation { return existing }
             templates[format] = made
             return made
         }
+        // Made, by the renderer or a scrape: nothing is held back any more, and the next
+        // snapshot settles from scratch.
+        state.withLock { $0.templateHeldBackSince[format] = nil }
+        return kept
     }
 
     /// Bytes of fixed-part text the newest template of `format` holds; nil without one.
