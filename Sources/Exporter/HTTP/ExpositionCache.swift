@@ -8,8 +8,8 @@ import Barman
 ///
 /// Ages are computed in whole seconds of the scrape time, so a body is exact for every scrape in
 /// the same second of the same snapshot. In the daemon the `Renderer` (through `prepare`) makes
-/// a new snapshot's template as soon as it is published, for the formats asked for in the last
-/// `demandWindow` seconds, and each second's body ahead while scrapes come steadily
+/// a new snapshot's template once snapshots settle (`settleTime`), for the formats asked for in
+/// the last `demandWindow` seconds, and each second's body ahead while scrapes come steadily
 /// (`busyWindow`): a scrape then costs a lock and a reference copy. Otherwise (an occasional
 /// scraper, tests) a scrape's body is made when it comes, from the template: only the families
 /// that depend on its second are rendered.

@@ -4,12 +4,13 @@ import Exposition
 import Configuration
 import Barman
 
-/// Renders each second's bodies just before the second starts, and a new snapshot's as soon as
-/// it is published, for the formats scraped lately (`ExpositionCache.prepare`): no scrape waits
-/// for a render. It sleeps until the next second, woken early by a new snapshot or a stop.
+/// Renders each second's bodies just before the second starts, and a new snapshot's once
+/// snapshots settle (`ExpositionCache.settleTime`), for the formats scraped lately
+/// (`ExpositionCache.prepare`): no scrape waits for a render. It sleeps until the next second,
+/// woken early by a new snapshot or a stop.
 /// Costs one render a second while scraped (about 25 ms at 30,000 series, well under a
 /// millisecond at a few hundred), nothing when nobody scrapes. Runs on its own thread at a lower
-/// priority (nice +10), so the HTTP thread serving scrapes goes first on a busy host.
+/// priority (nice +10), so the HTTP threads serving scrapes go first on a busy host.
 final class Renderer: Service {
     private let store: SnapshotStore
     private let cache: ExpositionCache
