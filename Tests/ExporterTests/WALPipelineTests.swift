@@ -64,6 +64,15 @@ struct WALPipelineTests {
         #expect(info.refused.count == 3)
     }
 
+    /// The hand-written ", " split behaves as the standard library's string-separator split.
+    @Test func splitAtCommaSpaceAsTheStandardLibrary() {
+        for text in ["a, b", "a,b", "a, ", ", ", "a,", ",", "", "a, , b", "a,  b", " (x), y"] {
+            #expect(BarmanDecoding.splitAtCommaSpace(Substring(text)) == text.split(separator: ", ", omittingEmptySubsequences: false), "\(text)")
+        }
+        #expect(BarmanDecoding.firstIndex(of: " ", followedBy: "(", in: "7 days (x)").map { $0.utf16Offset(in: "7 days (x)") } == 6)
+        #expect(BarmanDecoding.firstIndex(of: " ", followedBy: "(", in: "7 days ") == nil)
+    }
+
     @Test func maximumAgesAsBarmanPrintsThem() {
         let day = 86_400.0
         #expect(BarmanDecoding.maximumAge("7 days (WARNING! latest backup is No available backups old)") == 7 * day)

@@ -334,7 +334,7 @@ extension BarmanDecoding {
     /// barman counts it). nil for anything else.
     static func maximumAge(_ text: String) -> Double? {
         var rest = Substring(text)
-        if let comment = rest.indices.first(where: { rest[$0] == " " && rest[rest.index(after: $0)...].first == "(" }) { rest = rest[..<comment] }
+        if let comment = firstIndex(of: " ", followedBy: "(", in: rest) { rest = rest[..<comment] }
         var seconds = 0.0
         for part in splitAtCommaSpace(rest) {
             let words = part.split(separator: " ", omittingEmptySubsequences: false)
@@ -359,20 +359,24 @@ extension BarmanDecoding {
     /// its whole regex engine, 1.7 MB, into the binary).
     static func splitAtCommaSpace(_ text: Substring) -> [Substring] {
         var parts: [Substring] = []
-        var start = text.startIndex
-        var index = text.startIndex
-        while index < text.endIndex {
-            let next = text.index(after: index)
-            if text[index] == ",", next < text.endIndex, text[next] == " " {
-                parts.append(text[start..<index])
-                start = text.index(after: next)
-                index = start
-            } else {
-                index = next
-            }
+        var rest = text
+        while let comma = firstIndex(of: ",", followedBy: " ", in: rest) {
+            parts.append(rest[..<comma])
+            rest = rest[rest.index(comma, offsetBy: 2)...]
         }
-        parts.append(text[start...])
+        parts.append(rest)
         return parts
+    }
+
+    /// Where `first` directly followed by `second` first occurs in `text` (the index of `first`).
+    static func firstIndex(of first: Character, followedBy second: Character, in text: Substring) -> Substring.Index? {
+        var index = text.startIndex
+        while let found = text[index...].firstIndex(of: first) {
+            let next = text.index(after: found)
+            if next < text.endIndex, text[next] == second { return found }
+            index = next
+        }
+        return nil
     }
 
     private static func nonEmptyString(_ value: JSONValue?) -> String? {
