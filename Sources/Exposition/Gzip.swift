@@ -50,24 +50,35 @@ extension Gzip {
 
     /// `input` as a segment; nil if zlib fails.
     public static func segment(_ input: [UInt8], level: Int32 = 6) -> Segment? {
+        input.withUnsafeBytes { segment(pieces: [$0], level: level) }
+    }
+
+    /// The content of `pieces`, one after the other, as one segment (deflated as one stream,
+    /// without joining them first); nil if zlib fails.
+    public static func segment(pieces: [UnsafeRawBufferPointer], level: Int32 = 6) -> Segment? {
         var stream = z_stream()
         // Raw deflate (windowBits -15): no header or trailer; `join` writes gzip's.
         guard deflateInit2_(&stream, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return nil }
         defer { deflateEnd(&stream) }
+        let pieces = pieces.filter { $0.count > 0 }.map { $0.bindMemory(to: UInt8.self) }
+        let length = pieces.reduce(0) { $0 + $1.count }
         // A full flush ends with an empty stored block (5 bytes) beyond deflateBound's estimate.
-        let (status, output) = input.withUnsafeBytes { source in
-            deflated(into: Int(deflateBound(&stream, uLong(input.count))) + 16) { destination in
-                stream.next_in = UnsafeMutablePointer(mutating: source.bindMemory(to: UInt8.self).baseAddress)
-                stream.avail_in = uInt(input.count)
-                stream.next_out = destination.baseAddress
-                stream.avail_out = uInt(destination.count)
-                let status = deflate(&stream, Z_FULL_FLUSH)
-                return (status, status == Z_OK && stream.avail_in == 0 ? Int(stream.total_out) : 0)
+        let (status, output) = deflated(into: Int(deflateBound(&stream, uLong(length))) + 16) { destination in
+            stream.next_out = destination.baseAddress
+            stream.avail_out = uInt(destination.count)
+            var status = Z_OK
+            // With no content at all, the flush alone: an empty stored block.
+            for (index, piece) in (pieces.isEmpty ? [UnsafeBufferPointer<UInt8>(start: nil, count: 0)] : pieces).enumerated() {
+                stream.next_in = UnsafeMutablePointer(mutating: piece.baseAddress)
+                stream.avail_in = uInt(piece.count)
+                status = deflate(&stream, index == max(pieces.count, 1) - 1 ? Z_FULL_FLUSH : Z_NO_FLUSH)
+                guard status == Z_OK, stream.avail_in == 0 else { return (status == Z_OK ? Z_BUF_ERROR : status, 0) }
             }
+            return (status, Int(stream.total_out))
         }
-        guard status == Z_OK, stream.avail_in == 0 else { return nil }
-        let crc = input.withUnsafeBufferPointer { crc32(0, $0.baseAddress, uInt($0.count)) }
-        return Segment(deflated: output, crc: crc, length: input.count)
+        guard status == Z_OK else { return nil }
+        let crc = pieces.reduce(crc32(0, nil, 0)) { crc32($0, $1.baseAddress, uInt($1.count)) }
+        return Segment(deflated: output, crc: crc, length: length)
     }
 
     /// `input` as a segment of stored (uncompressed) deflate blocks: no compression work at all,
@@ -108,22 +119,53 @@ extension Gzip {
     /// The content of a gzip member, or nil when it is not one (tests compare bodies with it).
     public static func decompress(_ input: [UInt8]) -> [UInt8]? {
         // windowBits 15 + 16: a gzip member, header and trailer checked.
-        inflated(input, windowBits: 15 + 16, expectedLength: nil)
+        inflated(input, windowBits: 15 + 16)
     }
 
     /// The content of a segment, or nil if zlib fails: a body kept only compressed gives its
     /// text back this way when a scraper asks for it plain.
     public static func content(of segment: Segment) -> [UInt8]? {
-        // Raw deflate without a final block: inflate stops when the input ends.
-        inflated(segment.deflated, windowBits: -15, expectedLength: segment.length)
+        var inflatedWhole = false
+        let text = [UInt8](unsafeUninitializedCapacity: segment.length) { buffer, initialized in
+            inflatedWhole = Gzip.content(of: segment, into: UnsafeMutableRawBufferPointer(buffer))
+            initialized = inflatedWhole ? segment.length : 0
+        }
+        return inflatedWhole ? text : nil
     }
 
-    private static func inflated(_ input: [UInt8], windowBits: Int32, expectedLength: Int?) -> [UInt8]? {
+    /// Inflates `segment` into `destination`, which must hold exactly its `length` bytes (no
+    /// growing array, no copy); false if zlib fails or the content is not that long. Raw
+    /// deflate without a final block: inflate stops when the input ends.
+    public static func content(of segment: Segment, into destination: UnsafeMutableRawBufferPointer) -> Bool {
+        guard destination.count == segment.length else { return false }
+        var stream = z_stream()
+        guard inflateInit2_(&stream, -15, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return false }
+        defer { inflateEnd(&stream) }
+        return segment.deflated.withUnsafeBytes { source in
+            stream.next_in = UnsafeMutablePointer(mutating: source.bindMemory(to: UInt8.self).baseAddress)
+            stream.avail_in = uInt(source.count)
+            // One spare byte: content beyond `length` would fill it, and is refused.
+            var spare: UInt8 = 0
+            stream.next_out = destination.bindMemory(to: UInt8.self).baseAddress
+            stream.avail_out = uInt(destination.count)
+            var status = destination.isEmpty ? Z_OK : inflate(&stream, Z_SYNC_FLUSH)
+            guard status == Z_OK || status == Z_BUF_ERROR, stream.avail_out == 0 else { return false }
+            status = withUnsafeMutablePointer(to: &spare) { spare in
+                stream.next_out = spare
+                stream.avail_out = 1
+                return inflate(&stream, Z_SYNC_FLUSH)
+            }
+            // All input consumed and nothing more produced: exactly `length` bytes.
+            return stream.avail_in == 0 && stream.avail_out == 1 && (status == Z_OK || status == Z_BUF_ERROR)
+        }
+    }
+
+    private static func inflated(_ input: [UInt8], windowBits: Int32) -> [UInt8]? {
         var stream = z_stream()
         guard inflateInit2_(&stream, windowBits, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return nil }
         defer { inflateEnd(&stream) }
         var output: [UInt8] = []
-        output.reserveCapacity(expectedLength ?? input.count * 4)
+        output.reserveCapacity(input.count * 4)
         var chunk = [UInt8](repeating: 0, count: 65536)
         return input.withUnsafeBytes { source -> [UInt8]? in
             stream.next_in = UnsafeMutablePointer(mutating: source.bindMemory(to: UInt8.self).baseAddress)
@@ -136,10 +178,7 @@ extension Gzip {
                     return (status, destination.count - Int(stream.avail_out))
                 }
                 output.append(contentsOf: chunk[0..<produced])
-                if status == Z_STREAM_END { return expectedLength == nil ? output : nil }
-                if let expectedLength, stream.avail_in == 0, produced == 0 || status == Z_BUF_ERROR {
-                    return output.count == expectedLength ? output : nil
-                }
+                if status == Z_STREAM_END { return output }
                 guard status == Z_OK else { return nil }
             }
         }

@@ -128,6 +128,30 @@ struct HTTPTests {
         }
     }
 
+    /// A body in pieces (a plain body is the template's text with each second's families
+    /// between) goes out as one I/O vector: whole, in order, with its length, large or small,
+    /// several times on one connection, and not at all for HEAD.
+    @Test func aBodyInPiecesArrivesWhole() throws {
+        let large = (0..<3).map { piece in SharedBytes((0..<1_500_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ piece) }) }
+        let body = SharedBytes(joining: [large[0], SharedBytes([]), SharedBytes(Array("middle".utf8)), SharedBytes(joining: [large[1], large[2]])])
+        #expect(body.chunks.count == 4)
+        let expected = large[0].bytes + Array("middle".utf8) + large[1].bytes + large[2].bytes
+        #expect(body.count == expected.count && body.bytes == expected)
+        let server = try HTTPServer(listener: try ListenSocket(address: "127.0.0.1", port: 0), logger: Logger(level: .error)) { _ in
+            .now(HTTPResponse(status: 200, payload: body))
+        }
+        defer { server.stop() }
+        let connection = try RawHTTPConnection(port: server.listener.port)
+        for _ in 0..<3 {
+            let response = try connection.request("GET", "/")
+            #expect(response.headers["content-length"] == "\(expected.count)")
+            #expect(response.body == expected)
+        }
+        let head = try connection.request("HEAD", "/")
+        #expect(head.headers["content-length"] == "\(expected.count)" && head.body.isEmpty)
+        #expect(try connection.request("GET", "/").body == expected)
+    }
+
     @Test func landingPage() async throws {
         try await withExporter { exporter in
             let response = try RawHTTPConnection(port: exporter.port).request("GET", "/")

@@ -452,12 +452,14 @@ private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, m
     }
 }
 
-/// Queues `reply` on `connection`. Zero copy: MHD sends from the shared buffer and calls
-/// releasePayload when done with it.
+/// Queues `reply` on `connection`. Zero copy: MHD sends from the shared buffers (an I/O vector
+/// when the body is in pieces) and calls releasePayload when done with them.
 private func queue(_ reply: HTTPResponse, on connection: OpaquePointer, context: ServerContext) -> MHD_Result {
     let payload = Unmanaged.passRetained(reply.payload)
-    let response: OpaquePointer? = reply.payload.withUnsafeBytes { body in
-        MHD_create_response_from_buffer_with_free_callback_cls(body.count, UnsafeMutableRawPointer(mutating: body.baseAddress), releasePayload, payload.toOpaque())
+    let vector = reply.payload.chunks.map { MHD_IoVec(iov_base: $0.baseAddress, iov_len: $0.count) }
+    // MHD copies the vector (not the bytes) into the response.
+    let response = vector.withUnsafeBufferPointer { vector in
+        MHD_create_response_from_iovec(vector.baseAddress, UInt32(vector.count), releasePayload, payload.toOpaque())
     }
     guard let response else {
         payload.release()
