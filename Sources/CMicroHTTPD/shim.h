@@ -48,6 +48,13 @@ static inline int cmhd_client_certificate(struct MHD_Connection *connection, cha
     return -1;
 }
 
+/* The connection's socket, or -1 when not known. MHD_get_connection_info is variadic, so Swift
+ * cannot call it. */
+static inline int cmhd_connection_socket(struct MHD_Connection *connection) {
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return info == NULL ? -1 : info->connect_fd;
+}
+
 /* The client's IP address as text (inet_ntop): 0, or -1 when it is not known.
  * MHD_get_connection_info is variadic, so Swift cannot call it. */
 static inline int cmhd_client_address(struct MHD_Connection *connection, char *text, size_t size) {

@@ -152,6 +152,38 @@ struct HTTPTests {
         #expect(try connection.request("GET", "/").body == expected)
     }
 
+    /// Each connection gets the send buffer asked for, not the kernel's autotuning (which let
+    /// one connection take megabytes of a large body per write while others waited).
+    @Test func connectionsGetTheSendBufferAskedFor() throws {
+        var limits = HTTPLimits()
+        limits.sendBufferBytes = 96 * 1024
+        let server = try HTTPServer(listener: try ListenSocket(address: "127.0.0.1", port: 0), limits: limits, logger: Logger(level: .error)) { _ in
+            .now(HTTPResponse(status: 200, body: Array("ok".utf8)))
+        }
+        defer { server.stop() }
+        let client = try RawHTTPConnection(port: server.listener.port)
+        // Answered: the server has taken the connection.
+        #expect(try client.request("GET", "/").status == 200)
+        func port(_ fd: Int32, peer: Bool) -> Int? {
+            var address = sockaddr_in()
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let status = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { peer ? getpeername(fd, $0, &length) : getsockname(fd, $0, &length) }
+            }
+            return status == 0 && address.sin_family == sa_family_t(AF_INET) ? Int(UInt16(bigEndian: address.sin_port)) : nil
+        }
+        let clientPort = try #require(port(client.fd, peer: false))
+        // The server's end of this connection, among this process' descriptors.
+        var descriptors: [Int32] = []
+        try Directory.visit(path: "/proc/self/fd") { name, _ in if let fd = Int32(name) { descriptors.append(fd) } }
+        let serverEnd = try #require(descriptors.first { port($0, peer: false) == server.listener.port && port($0, peer: true) == clientPort })
+        var size: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        #expect(getsockopt(serverEnd, SOL_SOCKET, SO_SNDBUF, &size, &length) == 0)
+        // Linux doubles the size asked for (bookkeeping overhead).
+        #expect(size == 2 * 96 * 1024)
+    }
+
     @Test func landingPage() async throws {
         try await withExporter { exporter in
             let response = try RawHTTPConnection(port: exporter.port).request("GET", "/")
