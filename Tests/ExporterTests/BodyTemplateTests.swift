@@ -56,14 +56,31 @@ struct BodyTemplateTests {
     /// A second's plain body is the template's fixed text itself with that second's families
     /// between, not a copy: at 1,000 servers x 60 backups a copy was 9.8 MB a second, two
     /// seconds of them resident under a steady load.
+    /// A small body is one buffer: libmicrohttpd sends it with its headers in one write.
     @Test func plainBodiesShareTheTemplatesText() throws {
-        var generator = SystemRandomNumberGenerator()
-        let template = BodyTemplate(snapshot: Self.randomSnapshot(&generator), generation: 1, format: .text)
+        let template = BodyTemplate(snapshot: Self.largeSnapshot(servers: 300, backups: 30), generation: 1, format: .text)
         let first = try #require(template.body(now: 1_795_000_000, process: nil, gzip: false).plain)
         let second = try #require(template.body(now: 1_795_000_001, process: nil, gzip: false).plain)
+        #expect(first.count > BodyTemplate.largestCopiedBody)
         let shared = Set(first.chunks.compactMap(\.baseAddress)).intersection(second.chunks.compactMap(\.baseAddress))
         let sharedBytes = first.chunks.filter { chunk in chunk.baseAddress.map(shared.contains) ?? false }.reduce(0) { $0 + $1.count }
         #expect(sharedBytes == template.fixedTextBytes && sharedBytes > 0)
+
+        var generator = SystemRandomNumberGenerator()
+        let small = BodyTemplate(snapshot: Self.randomSnapshot(&generator), generation: 1, format: .text)
+        let body = try #require(small.body(now: 1_795_000_000, process: nil, gzip: false).plain)
+        #expect(body.chunks.count == 1 && body.count <= BodyTemplate.largestCopiedBody)
+    }
+
+    /// `servers` servers of `backups` DONE backups each: a body of about 60 bytes a backup.
+    static func largeSnapshot(servers: Int, backups: Int) -> MetricsSnapshot {
+        var snapshot = MetricsSnapshot(version: "1.2.3")
+        snapshot.backups = Dictionary(uniqueKeysWithValues: (0..<servers).map { index in
+            (ServerName("pg-\(index)"), (0..<backups).map { number in
+                BackupSummary(id: "20261124T\(100000 + number)", status: "DONE", endTime: 1_795_000_000 - Int64(number) * 86_400, sizeBytes: 5e10, walSizeBytes: 3e7)
+            })
+        })
+        return snapshot
     }
 
     /// The mock's body, with every kind of family: the same check on real decoded data.
@@ -225,13 +242,7 @@ extension BodyTemplateTests {
     /// snapshots' samples: 32 MB at 1,000 servers x 60 backups).
     @Test func simultaneousScrapesMakeOneTemplate() throws {
         // Large enough that a template takes a while to make (tens of ms in a debug build).
-        var snapshot = MetricsSnapshot(version: "1.2.3")
-        snapshot.backups = Dictionary(uniqueKeysWithValues: (0..<300).map { index in
-            (ServerName("pg-\(index)"), (0..<30).map { number in
-                BackupSummary(id: "20261124T\(100000 + number)", status: "DONE", endTime: 1_795_000_000 - Int64(number) * 86_400, sizeBytes: 5e10, walSizeBytes: 3e7)
-            })
-        })
-        let store = SnapshotStore(snapshot)
+        let store = SnapshotStore(Self.largeSnapshot(servers: 300, backups: 30))
         let cache = ExpositionCache()
         let finished = Atomic<Int>(0)
         for thread in 0..<8 {
