@@ -127,7 +127,7 @@ public struct HTTPLimits: Sendable {
     /// Each connection's kernel send buffer (the kernel doubles it). Autotuned, it grows to
     /// megabytes on a fast link, and each write of a large body (9.8 MB at 1,000 servers x 60
     /// backups) then hands one connection megabytes while the others of its event thread wait:
-    /// with 16 connections p99 was 1.1-5x nginx's from run to run. 256 kB still moves a body at
+    /// with 16 connections p99 was 0.8-5x nginx's from run to run. 256 kB still moves a body at
     /// 250 MB/s over a 1 ms round trip (docs/performance.md).
     public var sendBufferBytes: Int32 = 256 * 1024
     /// libmicrohttpd's event threads, each serving its own connections (its thread pool): one
