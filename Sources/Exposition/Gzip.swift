@@ -66,15 +66,15 @@ extension Gzip {
         let (status, output) = deflated(into: Int(deflateBound(&stream, uLong(length))) + 16) { destination in
             stream.next_out = destination.baseAddress
             stream.avail_out = uInt(destination.count)
-            var status = Z_OK
-            // With no content at all, the flush alone: an empty stored block.
-            for (index, piece) in (pieces.isEmpty ? [UnsafeBufferPointer<UInt8>(start: nil, count: 0)] : pieces).enumerated() {
+            for piece in pieces {
                 stream.next_in = UnsafeMutablePointer(mutating: piece.baseAddress)
                 stream.avail_in = uInt(piece.count)
-                status = deflate(&stream, index == max(pieces.count, 1) - 1 ? Z_FULL_FLUSH : Z_NO_FLUSH)
+                let status = deflate(&stream, Z_NO_FLUSH)
                 guard status == Z_OK, stream.avail_in == 0 else { return (status == Z_OK ? Z_BUF_ERROR : status, 0) }
             }
-            return (status, Int(stream.total_out))
+            // The full flush ends the segment on a byte boundary (with no content, it is all of it).
+            let status = deflate(&stream, Z_FULL_FLUSH)
+            return (status, status == Z_OK ? Int(stream.total_out) : 0)
         }
         guard status == Z_OK else { return nil }
         let crc = pieces.reduce(crc32(0, nil, 0)) { crc32($0, $1.baseAddress, uInt($1.count)) }

@@ -16,24 +16,26 @@ public final class SharedBytes: @unchecked Sendable {
     public let count: Int
 
     /// A copy of `bytes` in a buffer of its own.
-    public init(_ bytes: [UInt8]) {
+    public convenience init(_ bytes: [UInt8]) {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 1)
         bytes.withUnsafeBytes { source in
             if let base = source.baseAddress, let target = buffer.baseAddress { target.copyMemory(from: base, byteCount: source.count) }
         }
-        owned = buffer
-        pieces = []
-        count = bytes.count
-        chunks = bytes.isEmpty ? [] : [UnsafeRawBufferPointer(rebasing: buffer[0..<bytes.count])]
+        self.init(owning: buffer, count: bytes.count)
     }
 
     /// `count` bytes written by `fill` straight into the buffer; nil when it fails.
-    public init?(count: Int, filling fill: (UnsafeMutableRawBufferPointer) -> Bool) {
+    public convenience init?(count: Int, filling fill: (UnsafeMutableRawBufferPointer) -> Bool) {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 1)
         guard fill(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])) else {
             buffer.deallocate()
             return nil
         }
+        self.init(owning: buffer, count: count)
+    }
+
+    /// The first `count` bytes of `buffer`, which this object deallocates.
+    private init(owning buffer: UnsafeMutableRawBufferPointer, count: Int) {
         owned = buffer
         pieces = []
         self.count = count
