@@ -13,6 +13,26 @@ public enum MetricsBuilder {
         build(snapshot, Scrape(now: now, process: process)).build()
     }
 
+    /// The same families (without a process), one at a time and a collector's at a time, each
+    /// let go once `body` returns: what a template renders from, so it never holds every
+    /// collector's samples at once (at 1,000 servers x 60 backups, about 16 MB of them). The
+    /// order is not the body's; each family comes whole from one collector (every family is
+    /// declared by the collector that emits it, and declared once).
+    public static func forEachFamily(_ snapshot: MetricsSnapshot, now: Double, _ body: (MetricFamily) -> Void) {
+        let scrape = Scrape(now: now, process: nil)
+        for collector in collectors {
+            var builder = FamilyBuilder()
+            builder.declared = Set(collector.metrics.map(\.name))
+            collector.emit(snapshot, scrape, into: &builder)
+            var families = builder.build()
+            builder = FamilyBuilder()
+            for index in families.indices {
+                body(families[index])
+                families[index].samples = []
+            }
+        }
+    }
+
     /// The families, and those a collector emitted without declaring them in its `metrics`.
     static func build(_ snapshot: MetricsSnapshot, _ scrape: Scrape) -> FamilyBuilder {
         var families = FamilyBuilder()

@@ -36,46 +36,60 @@ final class BodyTemplate: Sendable {
     private struct FixedPart: Sendable {
         var text: SharedBytes?
         var compressed: Gzip.Segment?
+        /// The pieces of `text` by family, for the next snapshot's template to take those that
+        /// have not changed; let go with `text`, and empty once text was inflated again.
+        var families: [String: SharedBytes] = [:]
     }
 
-    init(snapshot: MetricsSnapshot, generation: UInt64, format: ExpositionFormat) {
+    /// `previous`, the template of an earlier snapshot in the same format: a family whose text
+    /// is unchanged is that template's text, not a copy (a refresh publishes a snapshot per
+    /// collector, each of which changes a few families of a body of up to 10 MB).
+    init(snapshot: MetricsSnapshot, generation: UInt64, format: ExpositionFormat, previous: BodyTemplate? = nil) {
         self.generation = generation
         self.format = format
         snapshotVersion = snapshot.version
-        // Without a process, and at any second: the per-scrape families are filled in later.
-        var families = MetricsBuilder.families(snapshot, now: 0)
-        let indexByName = Dictionary(families.indices.map { (families[$0].definition.name, $0) }) { first, _ in first }
+        let earlierTexts = previous?.format == format ? previous?.familyTexts() ?? [:] : [:]
+        let ageSources = Set(Metric.all.compactMap { definition -> String? in
+            if case .ageOf(let timestamps)? = definition.perScrape { return timestamps }
+            return nil
+        })
+        // A family at a time (`forEachFamily`), its samples let go once it is text: a template
+        // never holds every sample at once, nor the samples and all the text (at 1,000 servers x
+        // 60 backups, 16 MB of samples and 9.8 MB of text). What the age families are computed
+        // from is kept as samples.
+        var definitions: [MetricDefinition] = []
+        var texts: [String: SharedBytes] = [:]
+        var timestampsByName: [String: [Sample]] = [:]
+        MetricsBuilder.forEachFamily(snapshot, now: 0) { family in
+            let name = family.definition.name
+            definitions.append(family.definition)
+            if ageSources.contains(name) { timestampsByName[name] = family.samples }
+            guard family.definition.perScrape == nil else { return }
+            let text = TextRenderer.render([family], format: format, terminated: false)
+            if let earlier = earlierTexts[name], earlier.hasBytes(text) {
+                texts[name] = earlier
+            } else {
+                texts[name] = SharedBytes(text)
+            }
+        }
         // Every family a body can have, in the order a full render prints them.
-        var definitions = families.map(\.definition)
         for definition in Metric.all where definition.perScrape == .processStatistics { definitions.append(definition) }
         definitions.sort { $0.name < $1.name }
-        // What the age families are computed from, taken before the fixed families let go of
-        // their samples below.
-        var timestampsByName: [String: [Sample]] = [:]
-        for definition in definitions {
-            if case .ageOf(let timestamps)? = definition.perScrape, let index = indexByName[timestamps] { timestampsByName[timestamps] = families[index].samples }
-        }
         var parts: [Part] = []
         var fixed: [FixedPart] = []
-        func appendFixed(_ text: SharedBytes) {
-            parts.append(.fixed(fixed.count))
-            fixed.append(FixedPart(text: text))
-        }
-        // A run of fixed families is kept as one text in pieces, a family each: each family is
-        // rendered and its samples let go before the next, so a template never holds all the
-        // samples and all the text at once (at 1,000 servers x 60 backups, 16 MB of samples and
-        // 9.8 MB of text), nor a copy of a whole run.
-        var run: [SharedBytes] = []
+        // A run of fixed families is kept as one text in pieces, a family each.
+        var run: [(name: String, text: SharedBytes)] = []
         func closeRun() {
-            if !run.isEmpty { appendFixed(SharedBytes(joining: run)) }
+            if !run.isEmpty {
+                parts.append(.fixed(fixed.count))
+                fixed.append(FixedPart(text: SharedBytes(joining: run.map(\.text)), families: Dictionary(run, uniquingKeysWith: { first, _ in first })))
+            }
             run = []
         }
         for definition in definitions {
             switch definition.perScrape {
             case nil:
-                guard let index = indexByName[definition.name] else { continue }
-                run.append(SharedBytes(TextRenderer.render([families[index]], format: format, terminated: false)))
-                families[index].samples = []
+                if let text = texts[definition.name] { run.append((definition.name, text)) }
             case .ageOf(let timestamps)?:
                 closeRun()
                 parts.append(.ages(definition, of: timestampsByName[timestamps] ?? []))
@@ -85,7 +99,10 @@ final class BodyTemplate: Sendable {
             }
         }
         closeRun()
-        if format == .openMetrics { appendFixed(SharedBytes(TextRenderer.terminator)) }
+        if format == .openMetrics {
+            parts.append(.fixed(fixed.count))
+            fixed.append(FixedPart(text: SharedBytes(TextRenderer.terminator)))
+        }
         self.parts = parts
         self.fixed = Mutex(fixed)
     }
@@ -145,13 +162,23 @@ final class BodyTemplate: Sendable {
     func prepare(plain: Bool, gzip: Bool) {
         guard gzip, compressedFixedParts() != nil, !plain else { return }
         fixed.withLock { fixed in
-            for position in fixed.indices where fixed[position].compressed != nil { fixed[position].text = nil }
+            for position in fixed.indices where fixed[position].compressed != nil {
+                fixed[position].text = nil
+                fixed[position].families = [:]
+            }
         }
     }
 
     /// Bytes of fixed-part text held now (what `prepare` lets go when only gzip is asked for).
     var fixedTextBytes: Int {
         fixed.withLock { $0.reduce(0) { $0 + ($1.text?.count ?? 0) } }
+    }
+
+    /// The fixed families' text still held, by family name.
+    private func familyTexts() -> [String: SharedBytes] {
+        fixed.withLock { fixed in
+            fixed.reduce(into: [:]) { texts, part in texts.merge(part.families) { first, _ in first } }
+        }
     }
 
     /// Every fixed part's text (inflated again where only its compressed segment was kept, and

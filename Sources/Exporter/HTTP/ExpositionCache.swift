@@ -224,8 +224,9 @@ public final class ExpositionCache: Sendable {
     private func template(_ snapshot: MetricsSnapshot, generation: UInt64, format: ExpositionFormat) -> BodyTemplate {
         if let existing = templates.withLock({ $0[format] }), existing.generation == generation { return existing }
         let kept = templateMaking.withLock { _ in
-            if let existing = templates.withLock({ $0[format] }), existing.generation >= generation { return existing }
-            let made = BodyTemplate(snapshot: snapshot, generation: generation, format: format)
+            let existing = templates.withLock { $0[format] }
+            if let existing, existing.generation >= generation { return existing }
+            let made = BodyTemplate(snapshot: snapshot, generation: generation, format: format, previous: existing)
             templateCount.add(1, ordering: .relaxed)
             templates.withLock { $0[format] = made }
             return made

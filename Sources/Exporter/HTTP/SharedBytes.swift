@@ -59,6 +59,19 @@ public final class SharedBytes: @unchecked Sendable {
         return try bytes.withUnsafeBytes(body)
     }
 
+    /// Whether these are exactly `other`'s bytes.
+    public func hasBytes(_ other: [UInt8]) -> Bool {
+        guard other.count == count else { return false }
+        return other.withUnsafeBytes { other in
+            var offset = 0
+            for chunk in chunks {
+                guard chunk.elementsEqual(other[offset..<offset + chunk.count]) else { return false }
+                offset += chunk.count
+            }
+            return true
+        }
+    }
+
     /// All the bytes in one array (a copy).
     public var bytes: [UInt8] {
         var bytes: [UInt8] = []
