@@ -4,6 +4,7 @@
 @testable import Exposition
 @testable import Platform
 import Testing
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -588,5 +589,30 @@ struct RefresherTests {
 private extension String {
     func replacingPercent(_ value: String) -> String {
         split(separator: "%", omittingEmptySubsequences: false).joined(separator: value)
+    }
+}
+
+extension RefresherTests {
+    /// A collector's per-server commands are started a slot's worth at a time, in order, not
+    /// all as waiting tasks at once (1,000 servers made 1,000 tasks, 5 MB at a first refresh).
+    @Test func perServerWorkRunsAtMostASlotsWorthAtOnce() async {
+        let inFlight = Atomic<Int>(0)
+        let most = Atomic<Int>(0)
+        let started = Mutex<[Int]>([])
+        await CollectContext.forEach(Array(0..<40), atMost: 4) { item in
+            started.withLock { $0.append(item) }
+            let now = inFlight.add(1, ordering: .relaxed).newValue
+            most.max(now, ordering: .relaxed)
+            try? await Task.sleep(for: .milliseconds(2))
+            inFlight.subtract(1, ordering: .relaxed)
+        }
+        #expect(most.load(ordering: .relaxed) <= 4)
+        #expect(started.withLock { $0 } .count == 40)
+        #expect(started.withLock { Array($0.prefix(4)).sorted() } == [0, 1, 2, 3])
+        // Fewer items than slots, and none.
+        let done = Atomic<Int>(0)
+        await CollectContext.forEach([1, 2], atMost: 4) { _ in done.add(1, ordering: .relaxed) }
+        await CollectContext.forEach([Int](), atMost: 4) { _ in done.add(1, ordering: .relaxed) }
+        #expect(done.load(ordering: .relaxed) == 2)
     }
 }

@@ -46,23 +46,19 @@ public final class BackupBeginWALCollector: Collector {
         }
         let settled = kept
         if settled != known { await context.publish { $0.oldestBackupBeginWAL = settled } }
-        await withTaskGroup(of: Void.self) { group in
-            for (server, backupID) in due.sorted(by: { $0.server.text < $1.server.text }) {
-                group.addTask {
-                    let serverText = server.text
-                    let answered = await context.run(BackupDetailsCollector.command(server: serverText, backupID: backupID), stillDue: {
-                        context.snapshot.backups?[server]?.last(where: \.isDone)?.id == backupID
-                    }, decode: { output throws(DecodeFailure) in
-                        try BarmanDecoding.backupDetails(output, server: serverText, backupID: backupID)
-                    }, publish: { details, snapshot in
-                        snapshot.oldestBackupBeginWAL[server] = BackupBegin(backupID: backupID, beginWAL: details.beginWAL)
-                    })
-                    self.failures.withLock { failures in
-                        guard answered == nil else { return failures[server] = nil }
-                        let count = failures[server].map { $0.backupID == backupID ? $0.count + 1 : 1 } ?? 1
-                        failures[server] = (backupID, count, self.clock.now + .seconds(60 << min(count - 1, 6)))
-                    }
-                }
+        await context.forEach(due.sorted(by: { $0.server.text < $1.server.text })) { server, backupID in
+            let serverText = server.text
+            let answered = await context.run(BackupDetailsCollector.command(server: serverText, backupID: backupID), stillDue: {
+                context.snapshot.backups?[server]?.last(where: \.isDone)?.id == backupID
+            }, decode: { output throws(DecodeFailure) in
+                try BarmanDecoding.backupDetails(output, server: serverText, backupID: backupID)
+            }, publish: { details, snapshot in
+                snapshot.oldestBackupBeginWAL[server] = BackupBegin(backupID: backupID, beginWAL: details.beginWAL)
+            })
+            self.failures.withLock { failures in
+                guard answered == nil else { return failures[server] = nil }
+                let count = failures[server].map { $0.backupID == backupID ? $0.count + 1 : 1 } ?? 1
+                failures[server] = (backupID, count, self.clock.now + .seconds(60 << min(count - 1, 6)))
             }
         }
     }

@@ -67,11 +67,7 @@ public final class BackupDetailsCollector: Collector {
             due.append(Due(command: Self.command(server: server.text, backupID: backup.id), lastAsked: asked[server]?.at, server: server, backup: backup))
         }
         guard !due.isEmpty else { return }
-        await withTaskGroup(of: Void.self) { group in
-            for item in Self.fairOrder(due) {
-                group.addTask { await self.ask(item.command, server: item.server, backup: item.backup, context) }
-            }
-        }
+        await context.forEach(Self.fairOrder(due)) { item in await self.ask(item.command, server: item.server, backup: item.backup, context) }
     }
 
     /// A `show-backup` to run, and when it was last asked for its server.

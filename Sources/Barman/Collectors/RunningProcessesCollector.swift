@@ -41,17 +41,13 @@ public struct RunningProcessesCollector: Collector {
         await context.publish { snapshot in
             snapshot.runningProcesses = snapshot.runningProcesses?.filter { servers.contains($0.key) }
         }
-        await withTaskGroup(of: Void.self) { group in
-            for server in servers {
-                group.addTask {
-                    let serverText = server.text
-                    await context.run(Self.command(server: serverText), decode: { output throws(DecodeFailure) in
-                        try BarmanDecoding.processes(output, server: serverText)
-                    }, publish: { counts, snapshot in
-                        snapshot.runningProcesses = (snapshot.runningProcesses ?? [:]).merging([server: counts]) { $1 }
-                    })
-                }
-            }
+        await context.forEach(servers) { server in
+            let serverText = server.text
+            await context.run(Self.command(server: serverText), decode: { output throws(DecodeFailure) in
+                try BarmanDecoding.processes(output, server: serverText)
+            }, publish: { counts, snapshot in
+                snapshot.runningProcesses = (snapshot.runningProcesses ?? [:]).merging([server: counts]) { $1 }
+            })
         }
     }
 

@@ -117,6 +117,27 @@ public struct CollectContext: Sendable {
         await refresher.run(command, for: self, stillDue: stillDue, decode: decode, publish: publish)
     }
 
+    /// Does `work` for each of `items`, started in their order, as many at once as barman has
+    /// command slots: each item runs a barman command, which waits for a slot anyway, and a task
+    /// made per item up front waited with all the others (at 1,000 servers, 1,000 tasks: 5 MB of
+    /// a first refresh's peak memory).
+    public func forEach<Item: Sendable>(_ items: [Item], _ work: @escaping @Sendable (Item) async -> Void) async {
+        await Self.forEach(items, atMost: await refresher.commandSlots, work)
+    }
+
+    static func forEach<Item: Sendable>(_ items: [Item], atMost width: Int, _ work: @escaping @Sendable (Item) async -> Void) async {
+        await withTaskGroup(of: Void.self) { group in
+            var pending = items.makeIterator()
+            for _ in 0..<max(1, width) {
+                guard let item = pending.next() else { break }
+                group.addTask { await work(item) }
+            }
+            while await group.next() != nil {
+                if let item = pending.next() { group.addTask { await work(item) } }
+            }
+        }
+    }
+
     /// Runs blocking work (reading barman's files, statvfs) on the file worker thread, off
     /// Swift's cooperative pool, whose few threads must never wait on a disk.
     public func blocking<Value: Sendable>(_ work: @escaping @Sendable () -> Value) async -> Value {

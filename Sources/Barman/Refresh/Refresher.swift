@@ -342,7 +342,7 @@ public actor Refresher {
 
     /// Waits for a barman slot (first come, first served).
     private func acquireSlot() async {
-        if commandsRunning < max(1, settings.maxConcurrentCommands) {
+        if commandsRunning < commandSlots {
             commandsRunning += 1
             return
         }
@@ -354,9 +354,12 @@ public actor Refresher {
         releaseSlots()
     }
 
+    /// How many barman commands may run at once.
+    var commandSlots: Int { max(1, settings.maxConcurrentCommands) }
+
     /// Hands free slots to waiting runs (also after a reload raised the limit).
     private func releaseSlots() {
-        while commandsRunning < max(1, settings.maxConcurrentCommands), !waitingForSlot.isEmpty {
+        while commandsRunning < commandSlots, !waitingForSlot.isEmpty {
             commandsRunning += 1
             waitingForSlot.removeFirst().resume()
         }
