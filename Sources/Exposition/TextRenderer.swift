@@ -26,35 +26,57 @@ public enum TextRenderer {
         var out: [UInt8] = []
         out.reserveCapacity(families.reduce(0) { $0 + 160 + $1.samples.count * 64 })
         for family in families {
-            let definition = family.definition
-            switch format {
-            case .text:
-                appendMetadata("HELP", definition.name, to: &out)
-                appendEscaped(definition.help, escapeQuotes: false, to: &out)
-                out.append(0x0A)
-                appendMetadata("TYPE", definition.name, to: &out)
-                out.append(contentsOf: definition.type.rawValue.utf8)
-                out.append(0x0A)
-            case .openMetrics:
-                var familyName = Substring(definition.name)
-                if definition.type == .counter, familyName.hasSuffix("_total") { familyName = familyName.dropLast(6) }
-                appendMetadata("TYPE", String(familyName), to: &out)
-                out.append(contentsOf: definition.type.rawValue.utf8)
-                out.append(0x0A)
-                appendMetadata("HELP", String(familyName), to: &out)
-                appendEscaped(definition.help, escapeQuotes: true, to: &out)
-                out.append(0x0A)
-            }
-            for sample in family.samples {
-                out.append(contentsOf: definition.name.utf8)
-                appendLabels(definition.labels, sample.labelValues, to: &out)
-                out.append(0x20)
-                out.append(contentsOf: formatValue(sample.value).utf8)
-                out.append(0x0A)
-            }
+            appendMetadata(of: family.definition, format: format, to: &out)
+            for sample in family.samples { appendSample(sample, of: family.definition, to: &out) }
         }
         if format == .openMetrics && terminated { out.append(contentsOf: terminator) }
         return out
+    }
+
+    /// One family's text (no `# EOF`) in pieces of about `pieceBytes` each, handed to `piece`
+    /// as they are made: a family of tens of thousands of samples is never one array that its
+    /// keeper then copies.
+    public static func render(_ family: MetricFamily, format: ExpositionFormat, pieceBytes: Int, _ piece: ([UInt8]) -> Void) {
+        var out: [UInt8] = []
+        out.reserveCapacity(min(pieceBytes + 512, 160 + family.samples.count * 64))
+        appendMetadata(of: family.definition, format: format, to: &out)
+        for sample in family.samples {
+            appendSample(sample, of: family.definition, to: &out)
+            if out.count >= pieceBytes {
+                piece(out)
+                out.removeAll(keepingCapacity: true)
+            }
+        }
+        if !out.isEmpty { piece(out) }
+    }
+
+    private static func appendMetadata(of definition: MetricDefinition, format: ExpositionFormat, to out: inout [UInt8]) {
+        switch format {
+        case .text:
+            appendMetadata("HELP", definition.name, to: &out)
+            appendEscaped(definition.help, escapeQuotes: false, to: &out)
+            out.append(0x0A)
+            appendMetadata("TYPE", definition.name, to: &out)
+            out.append(contentsOf: definition.type.rawValue.utf8)
+            out.append(0x0A)
+        case .openMetrics:
+            var familyName = Substring(definition.name)
+            if definition.type == .counter, familyName.hasSuffix("_total") { familyName = familyName.dropLast(6) }
+            appendMetadata("TYPE", String(familyName), to: &out)
+            out.append(contentsOf: definition.type.rawValue.utf8)
+            out.append(0x0A)
+            appendMetadata("HELP", String(familyName), to: &out)
+            appendEscaped(definition.help, escapeQuotes: true, to: &out)
+            out.append(0x0A)
+        }
+    }
+
+    private static func appendSample(_ sample: Sample, of definition: MetricDefinition, to out: inout [UInt8]) {
+        out.append(contentsOf: definition.name.utf8)
+        appendLabels(definition.labels, sample.labelValues, to: &out)
+        out.append(0x20)
+        out.append(contentsOf: formatValue(sample.value).utf8)
+        out.append(0x0A)
     }
 
     /// What ends an OpenMetrics body.

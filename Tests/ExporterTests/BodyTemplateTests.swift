@@ -304,3 +304,41 @@ extension BodyTemplateTests {
         }
     }
 }
+
+extension BodyTemplateTests {
+    /// A family rendered in pieces is its whole render, cut anywhere.
+    @Test(arguments: [ExpositionFormat.text, .openMetrics])
+    func aFamilyInPiecesIsItsWholeRender(format: ExpositionFormat) throws {
+        let families = MetricsBuilder.families(Self.largeSnapshot(servers: 40, backups: 30), now: 1_795_000_000)
+        for family in families {
+            for pieceBytes in [1, 100, 4096, 1 << 20] {
+                var pieces: [[UInt8]] = []
+                TextRenderer.render(family, format: format, pieceBytes: pieceBytes) { pieces.append($0) }
+                #expect(pieces.flatMap { $0 } == TextRenderer.render([family], format: format, terminated: false), "\(family.definition.name), \(pieceBytes)")
+                #expect(pieces.allSatisfy { !$0.isEmpty })
+                #expect(pieces.dropLast().allSatisfy { $0.count >= pieceBytes })
+            }
+        }
+    }
+
+    /// Two texts compare by their bytes, however each is cut into chunks.
+    @Test func textsCompareByTheirBytesWhateverTheirChunks() {
+        var generator = SystemRandomNumberGenerator()
+        let bytes: [UInt8] = (0..<5_000).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        func cut(_ bytes: [UInt8], at cuts: [Int]) -> SharedBytes {
+            let bounds = [0] + cuts.sorted() + [bytes.count]
+            return SharedBytes(joining: zip(bounds, bounds.dropFirst()).map { SharedBytes(Array(bytes[$0..<$1])) })
+        }
+        for _ in 0..<50 {
+            let one = cut(bytes, at: (0..<Int.random(in: 0...6, using: &generator)).map { _ in Int.random(in: 0...bytes.count, using: &generator) })
+            let other = cut(bytes, at: (0..<Int.random(in: 0...6, using: &generator)).map { _ in Int.random(in: 0...bytes.count, using: &generator) })
+            #expect(one.hasSameBytes(as: other) && other.hasSameBytes(as: one))
+            var changed = bytes
+            let position = Int.random(in: 0..<bytes.count, using: &generator)
+            changed[position] &+= 1
+            #expect(!one.hasSameBytes(as: cut(changed, at: [position, Int.random(in: 0...bytes.count, using: &generator)])))
+            #expect(!one.hasSameBytes(as: SharedBytes(Array(bytes.dropLast()))))
+        }
+        #expect(SharedBytes([]).hasSameBytes(as: SharedBytes(joining: [])))
+    }
+}

@@ -22,6 +22,10 @@ final class BodyTemplate: Sendable {
         case process(MetricDefinition)
     }
 
+    /// A family's text is kept in pieces of about this size, each made as it is rendered: the
+    /// largest family (a sample per backup) is never also one array copied into its piece.
+    static let pieceBytes = 64 * 1024
+
     /// Plain bodies up to this size are sent as one buffer, larger ones as the template's pieces.
     static let largestCopiedBody = 256 * 1024
 
@@ -65,11 +69,13 @@ final class BodyTemplate: Sendable {
             definitions.append(family.definition)
             if ageSources.contains(name) { timestampsByName[name] = family.samples }
             guard family.definition.perScrape == nil else { return }
-            let text = TextRenderer.render([family], format: format, terminated: false)
-            if let earlier = earlierTexts[name], earlier.hasBytes(text) {
+            var pieces: [SharedBytes] = []
+            TextRenderer.render(family, format: format, pieceBytes: Self.pieceBytes) { pieces.append(SharedBytes($0)) }
+            let text = pieces.count == 1 ? pieces[0] : SharedBytes(joining: pieces)
+            if let earlier = earlierTexts[name], earlier.hasSameBytes(as: text) {
                 texts[name] = earlier
             } else {
-                texts[name] = SharedBytes(text)
+                texts[name] = text
             }
         }
         // Every family a body can have, in the order a full render prints them.

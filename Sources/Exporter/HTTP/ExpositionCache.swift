@@ -11,8 +11,9 @@ import Barman
 /// a new snapshot's template once snapshots settle (`settleTime`), for the formats asked for in
 /// the last `demandWindow` seconds, and each second's body ahead while scrapes come steadily
 /// (`busyWindow`): a scrape then costs a lock and a reference copy. Otherwise (an occasional
-/// scraper, tests) a scrape's body is made when it comes, from the template: only the families
-/// that depend on its second are rendered.
+/// scraper) a scrape's body is made when it comes, from the newest template: only the families
+/// that depend on its second are rendered. A scrape makes a whole template only when there is
+/// none yet, or without a renderer (`--once`, tests).
 public final class ExpositionCache: Sendable {
     /// A second's body in one format: plain, gzip, or both, as scrapers asked for them.
     public struct Body: Sendable {
@@ -44,7 +45,8 @@ public final class ExpositionCache: Sendable {
     static let settleTime: Double = 0.5
     /// ...and at the latest this long after the renderer first found it outdated. Meanwhile a
     /// scrape is served from the previous snapshot's template (its ages of this second), so no
-    /// scrape waits for a whole render and none gets data older than this.
+    /// scrape waits for a whole render, and none gets data older than this plus the time the
+    /// renderer takes to make a template.
     static let settleLimit: Double = 3
 
     private struct State {
@@ -135,7 +137,13 @@ public final class ExpositionCache: Sendable {
                     bodies.first { $0.generation == generation && $0.second == second })
         }
         if let found, let bytes = found.bytes(gzip: wantsGzip) { return (bytes, wantsGzip) }
-        let body = render(heldBackTemplate(format, second: second, running: running) ?? template(snapshot, generation: generation, format: format),
+        // With a renderer, a scrape never makes a whole template while one exists: the renderer
+        // makes the new snapshot's (`prepare`), and meanwhile the newest template gives this
+        // second's body. A scrape that made it itself waited 3-4 s for it during a first refresh
+        // at 1,000 servers (on the nice +10 render worker, a snapshot published every few ms and
+        // the CPU busy with barman).
+        let newest = running ? templates.withLock { $0[format] } : nil
+        let body = render(newest ?? template(snapshot, generation: generation, format: format),
                           second: second, plain: !wantsGzip, gzip: wantsGzip).merged(with: exact)
         keep(body, format: format)
         if let bytes = body.bytes(gzip: wantsGzip) { return (bytes, wantsGzip) }
@@ -201,13 +209,6 @@ public final class ExpositionCache: Sendable {
         template.prepare(plain: demanded.plain, gzip: demanded.gzip)
         renderCount.add(1, ordering: .relaxed)
         return Body(generation: template.generation, second: second, plain: body.plain, gzip: body.gzip)
-    }
-
-    /// The previous snapshot's template of `format` while the renderer holds back the new one
-    /// (`settleTime`), at most `settleLimit` seconds; nil otherwise.
-    private func heldBackTemplate(_ format: ExpositionFormat, second: Double, running: Bool) -> BodyTemplate? {
-        guard running, let since = state.withLock({ $0.templateHeldBackSince[format] }), second - since.rounded(.down) < Self.settleLimit else { return nil }
-        return templates.withLock { $0[format] }
     }
 
     /// Whether `format` was asked for plain, and gzipped, within `demandWindow` of `now`.

@@ -59,17 +59,25 @@ public final class SharedBytes: @unchecked Sendable {
         return try bytes.withUnsafeBytes(body)
     }
 
-    /// Whether these are exactly `other`'s bytes.
-    public func hasBytes(_ other: [UInt8]) -> Bool {
+    /// Whether `other` holds the same bytes, however either is cut into chunks.
+    public func hasSameBytes(as other: SharedBytes) -> Bool {
         guard other.count == count else { return false }
-        return other.withUnsafeBytes { other in
-            var offset = 0
-            for chunk in chunks {
-                guard chunk.elementsEqual(other[offset..<offset + chunk.count]) else { return false }
-                offset += chunk.count
+        var theirs = other.chunks.makeIterator()
+        var current = UnsafeRawBufferPointer(start: nil, count: 0)[...]
+        for chunk in chunks {
+            var mine = chunk[...]
+            while !mine.isEmpty {
+                if current.isEmpty {
+                    guard let next = theirs.next() else { return false }
+                    current = next[...]
+                }
+                let length = min(mine.count, current.count)
+                guard mine.prefix(length).elementsEqual(current.prefix(length)) else { return false }
+                mine = mine.dropFirst(length)
+                current = current.dropFirst(length)
             }
-            return true
         }
+        return true
     }
 
     /// All the bytes in one array (a copy).
