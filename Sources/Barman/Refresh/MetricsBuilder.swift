@@ -25,7 +25,7 @@ public enum MetricsBuilder {
             builder.declared = Set(collector.metrics.map(\.name))
             collector.emit(snapshot, scrape, into: &builder)
             var families = builder.build()
-            builder = FamilyBuilder()
+            builder = FamilyBuilder()  // its unsorted samples go now, not after the last family
             for index in families.indices {
                 body(families[index])
                 families[index].samples = []
