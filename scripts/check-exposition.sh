@@ -16,7 +16,8 @@ port=$(free_port)
 printf 'address: 127.0.0.1\nport: %s\nintegration_type: mock\nlog_level: warn\n' "$port" > "$work/config.yaml"
 "$binary" -config "$work/config.yaml" 2> "$work/stderr" &
 pid=$!
-wait_for_metrics "http://127.0.0.1:$port/metrics" '^barman_up\{'
+# The first refresh's last answer (its duration) is in: every family has its data.
+wait_for_metrics "http://127.0.0.1:$port/metrics" '^barman_metrics_update '
 curl -fsS "http://127.0.0.1:$port/metrics" > "$work/metrics.prom"
 
 set +e
