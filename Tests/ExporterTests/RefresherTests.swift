@@ -593,7 +593,7 @@ private extension String {
 }
 
 extension RefresherTests {
-    /// A collector's per-server commands are started a slot's worth at a time, in order, not
+    /// A collector's per-server commands are started a bounded number at a time, in order, not
     /// all as waiting tasks at once (1,000 servers made 1,000 tasks, 5 MB at a first refresh).
     @Test func perServerWorkRunsAtMostASlotsWorthAtOnce() async {
         let inFlight = Atomic<Int>(0)
