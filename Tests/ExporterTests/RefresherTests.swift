@@ -595,7 +595,7 @@ private extension String {
 extension RefresherTests {
     /// A collector's per-server commands are started a bounded number at a time, in order, not
     /// all as waiting tasks at once (1,000 servers made 1,000 tasks, 5 MB at a first refresh).
-    @Test func perServerWorkRunsAtMostASlotsWorthAtOnce() async {
+    @Test func perServerWorkRunsABoundedNumberAtOnce() async {
         let inFlight = Atomic<Int>(0)
         let most = Atomic<Int>(0)
         let started = Mutex<[Int]>([])
@@ -607,7 +607,7 @@ extension RefresherTests {
             inFlight.subtract(1, ordering: .relaxed)
         }
         #expect(most.load(ordering: .relaxed) <= 4)
-        #expect(started.withLock { $0 } .count == 40)
+        #expect(started.withLock { $0.count } == 40)
         #expect(started.withLock { Array($0.prefix(4)).sorted() } == [0, 1, 2, 3])
         // Fewer items than slots, and none.
         let done = Atomic<Int>(0)
