@@ -83,12 +83,15 @@ final class BodyTemplate: Sendable {
         definitions.sort { $0.name < $1.name }
         var parts: [Part] = []
         var fixed: [FixedPart] = []
+        func appendFixed(_ part: FixedPart) {
+            parts.append(.fixed(fixed.count))
+            fixed.append(part)
+        }
         // A run of fixed families is kept as one text in pieces, a family each.
         var run: [(name: String, text: SharedBytes)] = []
         func closeRun() {
             if !run.isEmpty {
-                parts.append(.fixed(fixed.count))
-                fixed.append(FixedPart(text: SharedBytes(joining: run.map(\.text)), families: Dictionary(run, uniquingKeysWith: { first, _ in first })))
+                appendFixed(FixedPart(text: SharedBytes(joining: run.map(\.text)), families: Dictionary(run, uniquingKeysWith: { first, _ in first })))
             }
             run = []
         }
@@ -105,10 +108,7 @@ final class BodyTemplate: Sendable {
             }
         }
         closeRun()
-        if format == .openMetrics {
-            parts.append(.fixed(fixed.count))
-            fixed.append(FixedPart(text: SharedBytes(TextRenderer.terminator)))
-        }
+        if format == .openMetrics { appendFixed(FixedPart(text: SharedBytes(TextRenderer.terminator))) }
         self.parts = parts
         self.fixed = Mutex(fixed)
     }
