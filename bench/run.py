@@ -68,15 +68,18 @@ def wrk(url, connections, gzip, headers=()):
     return rate, latency(50), latency(99)
 
 
-REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
 
 
 def wrk_matrix(urls, headers=None):
-    """name -> (gzip, connections) -> (req/s, p50 ms, p99 ms) for every combination measured:
-    the median of each over BENCH_REPEATS runs (default 3). A single run's p99 on a small
-    machine shared with wrk moves by up to 10x with whatever else the machine does, so the
-    servers compared (ours and nginx) are measured cell by cell in turn, in the same minutes,
-    rather than one after the other."""
+    """name -> (gzip, connections) -> (req/s, p50 ms, p99 ms, every run's p99) for every
+    combination measured: the median of each over BENCH_REPEATS runs (default 5), and the p99 of
+    each run to show how far they spread. wrk corrects its latencies for coordinated omission (a
+    response that took D adds samples at D - T, D - 2T... where T is a connection's mean time per
+    request), so a single preemption of a few milliseconds on a 2-core machine shared with wrk
+    puts hundreds of samples in the tail: one run's p99 moves by up to 10x, nginx's too. The
+    servers compared are measured cell by cell in turn, in the same minutes, and the median of
+    five runs lets two unlucky ones pass."""
     runs = {}
     for _ in range(REPEATS):
         for gzip in (False, True):
@@ -87,8 +90,14 @@ def wrk_matrix(urls, headers=None):
 
     def median(values):
         return sorted(values)[len(values) // 2]
-    return {name: {key: tuple(median([run[index] for run in results]) for index in range(3)) for key, results in cells.items()}
+    return {name: {key: tuple(median([run[index] for run in results]) for index in range(3)) + (sorted(run[2] for run in results),)
+                   for key, results in cells.items()}
             for name, cells in runs.items()}
+
+
+def spread(values):
+    """A cell's p99 over its runs, lowest-highest."""
+    return f"{values[0]:.2f}-{values[-1]:.2f}" if values else ""
 
 
 def wait_for(url, pattern, timeout):
@@ -342,6 +351,8 @@ def main():
                     for index, percentile in ((1, "p50"), (2, "p99")):
                         row = [ours["wrk"][(gzip, connections)][index], python["wrk"][(gzip, connections)][index], nginx["wrk"][(gzip, connections)][index]]
                         print(f"{'  ' + percentile + ' ms':28}" + "".join(f"{value:14.2f}" for value in row))
+                    print(f"{'  p99 ms, each run':28}{spread(ours['wrk'][(gzip, connections)][3]):>14}{'':14}"
+                          f"{spread(nginx['wrk'][(gzip, connections)][3]):>14}")
                     ratio = ours["wrk"][(gzip, connections)][2] / max(nginx["wrk"][(gzip, connections)][2], 1e-6)
                     print(f"{'  p99 ours / nginx':28}{ratio:14.2f}{'':14}{'(target <= 2)':>14}")
             print(f"{'resident MB 1 s after scrape':28}{ours['just_scraped_rss'] / 1024:14.1f}")
@@ -362,6 +373,7 @@ def main():
                 plain, tls = secure["plain"][(gzip, connections)], secure["tls"][(gzip, connections)]
                 print(f"{f'req/s c={connections}' + (' gzip' if gzip else ''):28}{plain[0]:14.0f}{tls[0]:14.0f}")
                 print(f"{'  p99 ms':28}{plain[2]:14.2f}{tls[2]:14.2f}{tls[2] / max(plain[2], 1e-6):14.2f}  (target <= 2)")
+                print(f"{'  p99 ms, each run':28}{spread(plain[3]):>14}{spread(tls[3]):>14}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()
