@@ -172,6 +172,31 @@ struct NegotiationTests {
         }
     }
 
+    /// Once a scrape got a snapshot's data, a later one never gets an older snapshot's: a snapshot
+    /// published just before a second starts, after the renderer made that second's body ahead
+    /// from the snapshot before, left that older body to be served in the new second until the
+    /// renderer caught up.
+    @Test func dataNeverGoesBackBetweenScrapes() throws {
+        let store = SnapshotStore(MetricsSnapshot(version: "1"))
+        let cache = ExpositionCache()
+        store.update { $0.lastRefreshMilliseconds = 1 }
+        func refresh(served body: (bytes: SharedBytes, gzipped: Bool)) throws -> String? {
+            let text = String(decoding: try #require(Gzip.decompress(body.bytes.bytes)), as: UTF8.self)
+            return text.split(separator: "\n").first { $0.hasPrefix("barman_metrics_update ") }.map(String.init)
+        }
+        try cache.withRenderer {
+            _ = cache.body(for: .text, gzip: true, store: store, second: 110)  // a steady scraper
+            #expect(cache.prepare(store: store, second: 111, now: 110.99))  // second 111, made ahead
+            store.update { $0.lastRefreshMilliseconds = 2 }
+            #expect(cache.prepare(store: store, second: 110, now: 110.995))  // the new snapshot's 110
+            let served = try refresh(served: cache.body(for: .text, gzip: true, store: store, second: 110))
+            #expect(served == "barman_metrics_update 2")
+            // Second 111 starts before the renderer has made the new snapshot's body of it.
+            let next = try refresh(served: cache.body(for: .text, gzip: true, store: store, second: 111))
+            #expect(next == "barman_metrics_update 2")
+        }
+    }
+
     /// A format nobody asks for any more lets go of its template once the snapshot moves on.
     @Test func aTemplateNobodyAsksForIsDropped() {
         let store = SnapshotStore(MetricsSnapshot(version: "1"))

@@ -103,17 +103,20 @@ public final class ExpositionCache: Sendable {
     }
 
     /// The body a scrape at `second` may be served without rendering: the one of this second
-    /// and snapshot; with a renderer running, while it renders a snapshot published a moment
-    /// ago, the one of this second for the previous snapshot, and while it is late for this
-    /// second, the previous second's.
+    /// and snapshot; with a renderer running, while it is late for this second, the previous
+    /// second's of this snapshot (ages a second behind), and while it renders a snapshot
+    /// published a moment ago, the one of this second for an older snapshot. In that order: a
+    /// snapshot published just before a second starts, after the renderer made that second's
+    /// body ahead, would otherwise have its previous second's body served and then the older
+    /// snapshot's, data going back in time between two scrapes.
     private static func ready(_ bodies: [Body], generation: UInt64, second: Double, gzip: Bool, rendererRunning: Bool) -> Body? {
         let usable = bodies.filter { $0.bytes(gzip: gzip) != nil }
         if let exact = usable.first(where: { $0.generation == generation && $0.second == second }) { return exact }
         guard rendererRunning else { return nil }
-        if let sameSecond = usable.filter({ $0.second == second }).max(by: { $0.generation < $1.generation }) { return sameSecond }
-        // The renderer is late (a busy host): the previous second's body of this snapshot,
-        // ages one second behind, rather than a render while the scraper waits.
-        return usable.first { $0.second == second - 1 && $0.generation == generation }
+        // The renderer is late (a busy host): ages one second behind rather than a render
+        // while the scraper waits.
+        if let previous = usable.first(where: { $0.second == second - 1 && $0.generation == generation }) { return previous }
+        return usable.filter { $0.second == second }.max { $0.generation < $1.generation }
     }
 
     /// Whether a scrape at `second` finds its body without rendering.
