@@ -172,7 +172,7 @@ struct NegotiationTests {
         }
     }
 
-    /// Once a scrape got a snapshot's data, a later one never gets an older snapshot's: a snapshot
+    /// A scrape that follows one served a new snapshot does not get an older one's: a snapshot
     /// published just before a second starts, after the renderer made that second's body ahead
     /// from the snapshot before, left that older body to be served in the new second until the
     /// renderer caught up.
