@@ -87,6 +87,7 @@ pgport=$(free_port)
 port=$(free_port)
 log "installing PostgreSQL $pg, barman and lintian inside (PostgreSQL on 127.0.0.1:$pgport)"
 inside bash -euc "
+  trap 'echo \"systemd-test: setup step failed (exit \$?): \$BASH_COMMAND\" >&2' ERR
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql barman lintian >/dev/null
   pg_createcluster -p $pgport $pg main >/dev/null
@@ -98,9 +99,22 @@ inside bash -euc "
   printf '[pg]\ndescription = \"systemd test\"\nconninfo = host=127.0.0.1 port=$pgport user=barman dbname=postgres\nstreaming_conninfo = host=127.0.0.1 port=$pgport user=streaming_barman\nbackup_method = postgres\nstreaming_archiver = on\nslot_name = barman\ncreate_slot = auto\n' \
     > /etc/barman.d/pg.conf
   runuser -u barman -- barman receive-wal --create-slot pg >/dev/null
-  runuser -u barman -- barman cron >/dev/null
-  for _ in \$(seq 100); do runuser -u barman -- barman -f json replication-status pg | grep -q streaming && break; sleep 0.2; done
-  runuser -u barman -- barman switch-wal --force --archive pg >/dev/null 2>&1
+  # barman cron starts receive-wal in the background; on a busy machine it can stream only after
+  # switch-wal's archive wait ended, so a WAL not archived in time is tried again, as e2e.sh does.
+  archived=
+  for attempt in 1 2 3; do
+    runuser -u barman -- barman cron >/dev/null
+    for _ in \$(seq 100); do runuser -u barman -- barman -f json replication-status pg | grep -q streaming && break; sleep 0.2; done
+    if timeout 45 runuser -u barman -- barman switch-wal --force --archive --archive-timeout 30 pg >/dev/null 2>&1; then
+      archived=1; break
+    fi
+    echo \"WAL of pg not archived yet (attempt \$attempt); trying again\" >&2
+  done
+  if [ -z \"\$archived\" ]; then
+    echo 'systemd-test: WAL streaming of pg never worked; the end of /var/log/barman/barman.log:' >&2
+    tail -20 /var/log/barman/barman.log >&2
+    exit 1
+  fi
   # On an idle server the backup waits for its end segment to be closed and archived: switch
   # WAL and run cron while it waits, until it is DONE.
   runuser -u barman -- barman backup pg --wait >/dev/null 2>&1 &
