@@ -230,7 +230,7 @@ def test_memory_bound_under_hostile_clients(work):
     during = rss_kib(exporter.process.pid)
     for client in clients:
         client.close()
-    # libmicrohttpd may take until its 10 s connection timeout to accept again after a flood.
+    # Slots free as the flood's connections close; at the latest, the 10 s connection timeout frees them.
     served_after = wait_until(lambda: get(port, timeout=2)[0] == 200, 15)
     check(f"400 slow clients with 30 KB headers: resident memory {before} -> {during} KiB (bound: 256 x 32 KiB)",
           during - before < 12 * 1024, f"{during - before} KiB")
@@ -381,6 +381,68 @@ def test_exporter_toolkit_flags(work):
     check("... and stops with status 0", activated.stop() == 0)
 
 
+def connection_sockets(port):
+    """Inodes of the established TCP connections whose local port is `port` (the server's end)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in list(f)[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                    inodes.add(fields[9])
+    return inodes
+
+
+def connections_per_event_thread(pid, port):
+    """For each epoll instance of the process holding any of its connections on `port`, how
+    many it holds (libmicrohttpd's event threads have one each)."""
+    inodes = connection_sockets(port)
+    counts = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:[eventpoll]":
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                targets = [line.split()[1] for line in f if line.startswith("tfd:")]
+        except OSError:
+            continue
+        held = 0
+        for target in targets:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{target}")
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                held += 1
+        counts.append(held)
+    return counts
+
+
+def test_connections_shared_by_event_threads(work):
+    # A scraper's connections opened together are shared evenly by the HTTP event threads (one
+    # per processor, at most 4): when every thread accepted for itself, all 16 often went to one
+    # thread while the other idled.
+    processors = len(os.sched_getaffinity(0))
+    port = free_port()
+    exporter = Exporter(work, mock_config(port, "error"))
+    wait_until(lambda: get(port)[0] == 200)
+    for attempt in range(3):
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(16)]
+        for client in clients:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        for client in clients:
+            client.recv(65536)  # answered: the event thread has the connection
+        counts = sorted(connections_per_event_thread(exporter.process.pid, port), reverse=True)
+        threads = min(4, processors)
+        check(f"16 connections opened together, round {attempt + 1}: shared by all {threads} event threads, evenly",
+              len([c for c in counts if c > 0]) == threads and sum(counts) == 16 and counts[0] - counts[threads - 1] <= 2,
+              f"connections per event thread: {counts} ({processors} processors)")
+        for client in clients:
+            client.close()
+        wait_until(lambda: not connection_sockets(port), 5)
+    check("... exit status 0", exporter.stop() == 0)
+
+
 def get_v6(port, path="/metrics", timeout=5):
     try:
         with urllib.request.urlopen(f"http://[::1]:{port}{path}", timeout=timeout) as response:
@@ -395,7 +457,7 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         for test in (test_command_line, test_signal_during_startup, test_reload, test_sd_notify, test_shutdown_with_barman_running,
                      test_once_and_output, test_once_stops_on_sigterm, test_address_change_on_the_same_port, test_journal_priorities,
-                     test_memory_bound_under_hostile_clients, test_exporter_toolkit_flags):
+                     test_memory_bound_under_hostile_clients, test_connections_shared_by_event_threads, test_exporter_toolkit_flags):
             directory = os.path.join(work, test.__name__)
             os.mkdir(directory)
             test(directory)

@@ -4,11 +4,16 @@
 #include <sched.h>
 #include <spawn.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "CGlibcShims.h"
 
 int cgs_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int cgs_accept_nonblocking(int fd, struct sockaddr *address, unsigned int *length) {
+    return accept4(fd, address, length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
 
 int cgs_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int from) {
     return posix_spawn_file_actions_addclosefrom_np(actions, from);

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Synchronization
+import CGlibcShims
 
 /// A bound, listening TCP socket. Created by us rather than by libmicrohttpd so that host names
 /// resolve, errors are precise, the real port is known when port 0 was asked for, and a reload
@@ -137,15 +138,44 @@ public final class ListenSocket: Sendable {
         return inet_pton(AF_INET, text, &ipv4) == 1 || inet_pton(AF_INET6, text, &ipv6) == 1
     }
 
+    /// Makes `accept` return at once when another process took the connection first (a
+    /// successor serving on the same socket during a reload).
+    public func makeNonBlocking() throws(SystemError) {
+        let fd = fileDescriptor
+        let flags = try System.call("fcntl", "read the flags of", on: displayAddress) { fcntl(fd, F_GETFL) }
+        try System.call("fcntl", "make non-blocking", on: displayAddress) { fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+    }
+
+    /// The next waiting connection (non-blocking and close-on-exec) and its peer's address; nil
+    /// when none is waiting or the client gave up before it was accepted.
+    public func accept() throws(SystemError) -> AcceptedConnection? {
+        var connection = AcceptedConnection()
+        let fd = withUnsafeMutablePointer(to: &connection.address) { storage in
+            storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                cgs_accept_nonblocking(fileDescriptor, address, &connection.addressLength)
+            }
+        }
+        guard fd < 0 else {
+            connection.descriptor = fd
+            return connection
+        }
+        switch errno {
+        case EAGAIN, EWOULDBLOCK, EINTR, ECONNABORTED, EPROTO: return nil
+        case let code: throw SystemError("accept a connection on", displayAddress, call: "accept4", code: code)
+        }
+    }
+
     public func close() {
         let fd = descriptor.exchange(-1, ordering: .acquiringAndReleasing)
         if fd >= 0 { System.close(fd) }
     }
 
-    /// For when someone else (libmicrohttpd) has closed the descriptor.
-    package func relinquish() {
-        descriptor.store(-1, ordering: .releasing)
-    }
-
     deinit { close() }
+}
+
+/// A connection just accepted: its descriptor (the receiver closes it) and its peer's address.
+public struct AcceptedConnection: Sendable {
+    public var descriptor: Int32 = -1
+    public var address = sockaddr_storage()
+    public var addressLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
 }

@@ -39,14 +39,30 @@ public final class Wakeup: Sendable {
     /// Waits until `signal` or `timeout`; true when signalled (every pending signal is consumed).
     @discardableResult
     public func wait(timeout: Duration) -> Bool {
-        let (seconds, attoseconds) = timeout.components
-        // Rounded up: waking a moment early would find the second not started yet and wait again.
-        let milliseconds = max(0, Int32(clamping: seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000))
-        var descriptor = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
+        wait(orInputOn: nil, timeout: timeout).signalled
+    }
+
+    /// Waits until `signal`, input on `fd`, or `timeout` (nil: none), and says which came; a
+    /// signal consumes every pending one.
+    public func wait(orInputOn fd: Int32?, timeout: Duration?) -> (signalled: Bool, input: Bool) {
+        var descriptors = [pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)]
+        if let fd { descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
         // EINTR is retried with the whole timeout: at worst a wait is a little longer.
-        guard (try? System.call("poll") { poll(&descriptor, 1, milliseconds) }) == 1 else { return false }
-        var buffer = [UInt8](repeating: 0, count: 64)
-        while buffer.withUnsafeMutableBytes({ read(readEnd, $0.baseAddress, $0.count) }) > 0 {}
-        return true
+        let count = nfds_t(descriptors.count)
+        let ready = (try? System.call("poll") { poll(&descriptors, count, timeout.map(Self.milliseconds) ?? -1) }) ?? 0
+        guard ready > 0 else { return (false, false) }
+        let signalled = descriptors[0].revents != 0
+        if signalled {
+            var buffer = [UInt8](repeating: 0, count: 64)
+            while buffer.withUnsafeMutableBytes({ read(readEnd, $0.baseAddress, $0.count) }) > 0 {}
+        }
+        // POLLERR or POLLHUP count as input: the caller's read finds out what happened.
+        return (signalled, descriptors.count > 1 && descriptors[1].revents != 0)
+    }
+
+    /// Rounded up: waking a moment early would find the second not started yet and wait again.
+    private static func milliseconds(_ timeout: Duration) -> Int32 {
+        let (seconds, attoseconds) = timeout.components
+        return max(0, Int32(clamping: seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000))
     }
 }

@@ -4,8 +4,16 @@
    Each wrapper returns what the wrapped call returns. */
 #include <spawn.h>
 
+/* Declared, not included: <sys/socket.h> here would make Swift take the socket types from this
+   module instead of Glibc. */
+struct sockaddr;
+
 /* pipe2(fds, O_CLOEXEC): both ends close-on-exec from the start, with no window for a leak. */
 int cgs_pipe_cloexec(int fds[2]);
+
+/* accept4(fd, address, length, SOCK_NONBLOCK | SOCK_CLOEXEC): a connection that is
+   non-blocking and close-on-exec from the start. */
+int cgs_accept_nonblocking(int fd, struct sockaddr *address, unsigned int *length);
 
 /* posix_spawn_file_actions_addclosefrom_np: the child closes every descriptor >= from, so
    nothing the exporter inherited (from systemd, a shell, a test runner) reaches barman. */

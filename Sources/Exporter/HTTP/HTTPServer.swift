@@ -103,8 +103,7 @@ public typealias HTTPHandler = @Sendable (HTTPRequest) -> HTTPReply
 /// Limits that keep a misbehaving client from hurting other clients.
 public struct HTTPLimits: Sendable {
     /// Idle seconds before MHD closes a connection (0.9.75's default is never). Short, because
-    /// once the connection limit has been reached, libmicrohttpd 0.9.75 sometimes accepts again
-    /// only at its next timeout pass (seen: up to this long after a flood of clients left).
+    /// idle connections hold slots of the connection limit that waiting clients need.
     /// Scrapers reconnect at their next scrape, which costs nothing worth measuring.
     public var connectionTimeoutSeconds: UInt32 = 10
     /// Open connections at once; beyond it the kernel backlog holds new ones. 256, or fewer
@@ -150,8 +149,7 @@ public final class HTTPServer: Sendable {
     private let daemon: Mutex<OpaquePointer?>
     private let context: ServerContext
     private let tlsStrings: TLSStrings?
-    /// Whether MHD has handed the listening socket back (`retire`).
-    private let quiesced = Atomic<Bool>(false)
+    private let acceptor: ConnectionAcceptor
     public let listener: ListenSocket
 
     /// Starts serving on an already bound and listening socket (so the caller knows the port,
@@ -164,24 +162,28 @@ public final class HTTPServer: Sendable {
         self.listener = listener
         let tlsStrings = tls.map(TLSStrings.init)
         self.tlsStrings = tlsStrings
+        try listener.makeNonBlocking()
+        let connectionClosed = try Wakeup()
         let serverContext = ServerContext(handler: handler, logger: logger, checksClientCertificates: tls?.checkClientCertificates ?? false,
-                                          readsCredentials: readsCredentials, sendBufferBytes: limits.sendBufferBytes)
+                                          readsCredentials: readsCredentials, sendBufferBytes: limits.sendBufferBytes,
+                                          connectionLimit: Int(limits.connectionLimit), connectionClosed: connectionClosed)
         // MHD holds this reference in its callbacks' `cls` until stop() releases it.
         let context = Unmanaged.passRetained(serverContext)
         self.context = serverContext
 
         var flags = MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_EPOLL.rawValue | MHD_USE_ITC.rawValue | MHD_USE_ERROR_LOG.rawValue
-            | MHD_ALLOW_SUSPEND_RESUME.rawValue
+            | MHD_ALLOW_SUSPEND_RESUME.rawValue | MHD_USE_NO_LISTEN_SOCKET.rawValue
         var options: [MHD_OptionItem] = [
             MHD_OptionItem(option: .EXTERNAL_LOGGER, value: unsafeBitCast(mhdLogger, to: Int.self), ptr_value: context.toOpaque()),
             MHD_OptionItem(option: .NOTIFY_COMPLETED, value: unsafeBitCast(requestCompleted, to: Int.self), ptr_value: context.toOpaque()),
             MHD_OptionItem(option: .UNESCAPE_CALLBACK, value: unsafeBitCast(keepPercentEscapes, to: Int.self), ptr_value: nil),
-            MHD_OptionItem(option: .LISTEN_SOCKET, value: Int(listener.fileDescriptor), ptr_value: nil),
             MHD_OptionItem(option: .CONNECTION_TIMEOUT, value: Int(limits.connectionTimeoutSeconds), ptr_value: nil),
-            MHD_OptionItem(option: .CONNECTION_LIMIT, value: Int(limits.connectionLimit), ptr_value: nil),
+            // Each event thread gets the whole limit: the acceptor keeps the total within it.
+            // libmicrohttpd 0.9.75 divides its limit among the threads, and a thread handed a
+            // connection beyond its share leaves a mutex locked and deadlocks at stop.
+            MHD_OptionItem(option: .CONNECTION_LIMIT, value: Int(limits.connectionLimit) * max(1, limits.threads), ptr_value: nil),
             MHD_OptionItem(option: .NOTIFY_CONNECTION, value: unsafeBitCast(connectionStarted, to: Int.self), ptr_value: context.toOpaque()),
             MHD_OptionItem(option: .CONNECTION_MEMORY_LIMIT, value: limits.connectionMemoryLimit, ptr_value: nil),
-            // The connection limit is shared among them (libmicrohttpd divides it).
             MHD_OptionItem(option: .THREAD_POOL_SIZE, value: max(1, limits.threads), ptr_value: nil),
         ]
         if let tlsStrings {
@@ -206,6 +208,13 @@ public final class HTTPServer: Sendable {
             context.release()
             throw SystemError("start the HTTP server on", listener.displayAddress, call: "MHD_start_daemon", code: errno == 0 ? EINVAL : errno)
         }
+        do {
+            acceptor = try ConnectionAcceptor(listener: listener, daemon: started, context: serverContext)
+        } catch {
+            MHD_stop_daemon(started)
+            context.release()
+            throw error
+        }
         daemon = Mutex(started)
     }
 
@@ -220,20 +229,14 @@ public final class HTTPServer: Sendable {
             // Connections waiting for a worker get their answer now (503): MHD must not stop with
             // suspended connections, and a worker must never resume one after it stopped.
             context.resumeAllWaiting()
-            // Quiescing closes nothing: MHD stops accepting and hands the listening socket back.
-            let quiesced = self.quiesced.load(ordering: .acquiring) || MHD_quiesce_daemon(daemon) >= 0
+            acceptor.stop()
             Deadline.poll(every: .milliseconds(5), for: drainTimeout) {
                 context.responsesInFlight.load(ordering: .acquiring) == 0 && context.resumedNotQueued.load(ordering: .acquiring) == 0
             }
             MHD_stop_daemon(daemon)
             handle = nil
             Unmanaged.passUnretained(context).release()
-            if quiesced {
-                if !keepingListener { listener.close() }
-            } else {
-                // MHD closed the listening socket itself; forget the number so it is never closed twice.
-                listener.relinquish()
-            }
+            if !keepingListener { listener.close() }
         }
     }
 
@@ -244,18 +247,14 @@ public final class HTTPServer: Sendable {
     /// timeout before that). Returns at once; the stop happens on a thread of its own.
     public func retire(within: Duration) {
         context.retiring.store(true, ordering: .releasing)
-        let quiesced = daemon.withLock { handle in
-            let quiesced = handle.map { MHD_quiesce_daemon($0) >= 0 } ?? false
-            if quiesced { self.quiesced.store(true, ordering: .releasing) }
-            return quiesced
-        }
+        acceptor.stop()
         do {
             try DetachedThread.start { [self] in
                 Deadline.sleep(within)
-                stop(keepingListener: quiesced)
+                stop(keepingListener: true)
             }
         } catch {
-            stop(keepingListener: quiesced)
+            stop(keepingListener: true)
         }
     }
 
@@ -275,6 +274,15 @@ private final class ServerContext: Sendable {
     let checksClientCertificates: Bool
     let readsCredentials: Bool
     let sendBufferBytes: Int32
+    /// Connections libmicrohttpd has open; at `connectionLimit` the acceptor waits until a
+    /// close wakes it (`connectionClosed`).
+    let openConnections = Atomic<Int>(0)
+    /// Connections libmicrohttpd has started serving, ever (the acceptor's handed-over ones
+    /// not yet started are its own count minus this).
+    let connectionsStarted = Atomic<Int>(0)
+    let connectionLimit: Int
+    let connectionClosed: Wakeup
+    let acceptorWaitsForRoom = Atomic<Bool>(false)
     let responsesInFlight = Atomic<Int>(0)
     /// Set when a successor took over (`retire`): answers close their connection.
     let retiring = Atomic<Bool>(false)
@@ -283,8 +291,11 @@ private final class ServerContext: Sendable {
     /// Suspended connections waiting for a worker's response; nil once the server stops.
     private let waiting = Mutex<[ObjectIdentifier: PendingReply]?>([:])
 
-    init(handler: @escaping HTTPHandler, logger: Logger, checksClientCertificates: Bool, readsCredentials: Bool, sendBufferBytes: Int32) {
+    init(handler: @escaping HTTPHandler, logger: Logger, checksClientCertificates: Bool, readsCredentials: Bool, sendBufferBytes: Int32,
+         connectionLimit: Int, connectionClosed: Wakeup) {
         self.sendBufferBytes = sendBufferBytes
+        self.connectionLimit = connectionLimit
+        self.connectionClosed = connectionClosed
         self.handler = handler
         self.logger = logger
         self.checksClientCertificates = checksClientCertificates
@@ -322,6 +333,94 @@ private final class ServerContext: Sendable {
                 MHD_resume_connection(pending.connection)
             }
             waiting = nil
+        }
+    }
+}
+
+/// Accepts connections and hands each to libmicrohttpd's event threads (`MHD_add_connection`),
+/// which place it by socket number, so connections opened together are shared evenly among them.
+/// Left to itself, every event thread of libmicrohttpd 0.9.75 polls the listening socket and the
+/// first one awake accepts up to 10 at once: a scraper's 16 connections often all went to one
+/// thread while the other idled, and one processor served them all (docs/performance.md).
+///
+/// At the connection limit it accepts no more, and the kernel's backlog holds new connections
+/// until one closes.
+private final class ConnectionAcceptor: Sendable {
+    private let listener: ListenSocket
+    // nonisolated(unsafe): libmicrohttpd's MHD_add_connection may be called from any thread of
+    // a daemon with its own threads and ITC; the daemon is stopped only after `stop` returned.
+    nonisolated(unsafe) private let daemon: OpaquePointer
+    private let context: ServerContext
+    private let stopping = Atomic<Bool>(false)
+    private let exited = Atomic<Bool>(false)
+    private let exitWakeup: Wakeup
+
+    init(listener: ListenSocket, daemon: OpaquePointer, context: ServerContext) throws(SystemError) {
+        self.listener = listener
+        self.daemon = daemon
+        self.context = context
+        exitWakeup = try Wakeup()
+        try DetachedThread.start { [self] in run() }
+    }
+
+    /// Stops accepting and returns once the accepting thread has ended (the listening socket
+    /// stays open). Idempotent.
+    func stop() {
+        stopping.store(true, ordering: .releasing)
+        context.connectionClosed.signal()
+        while !exited.load(ordering: .acquiring) { exitWakeup.wait(timeout: .milliseconds(100)) }
+    }
+
+    private func run() {
+        defer {
+            exited.store(true, ordering: .releasing)
+            exitWakeup.signal()
+        }
+        var handedOver = 0
+        var failing = false
+        while !stopping.load(ordering: .acquiring) {
+            // Connections handed over and not started yet count towards the limit too, or a
+            // thread could get more than the limit (`init`). One libmicrohttpd never starts
+            // (out of memory making its pool) is never forgotten: a slot lost, not a deadlock.
+            func room() -> Int {
+                let notStarted = handedOver - context.connectionsStarted.load(ordering: .acquiring)
+                return context.connectionLimit - context.openConnections.load(ordering: .acquiring) - notStarted
+            }
+            if room() <= 0 {
+                // A close or `stop` wakes this (a start frees no room); checked again after
+                // saying so, for a close that came just before.
+                context.acceptorWaitsForRoom.store(true, ordering: .sequentiallyConsistent)
+                if room() <= 0 { context.connectionClosed.wait(timeout: .milliseconds(100)) }
+                context.acceptorWaitsForRoom.store(false, ordering: .sequentiallyConsistent)
+                continue
+            }
+            guard context.connectionClosed.wait(orInputOn: listener.fileDescriptor, timeout: nil).input else { continue }
+            for _ in 0..<min(room(), 16) {
+                let connection: AcceptedConnection
+                do {
+                    guard let accepted = try listener.accept() else { break }
+                    connection = accepted
+                } catch {
+                    // Out of descriptors or kernel memory: the connections wait in the backlog.
+                    if !failing { context.logger.error("cannot accept connections; trying again every 100 ms", ["error": error.description]) }
+                    failing = true
+                    context.connectionClosed.wait(timeout: .milliseconds(100))
+                    break
+                }
+                failing = false
+                var address = connection.address
+                // libmicrohttpd closes the socket itself when it refuses it.
+                let added = withUnsafePointer(to: &address) { storage in
+                    storage.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        MHD_add_connection(daemon, connection.descriptor, $0, connection.addressLength)
+                    }
+                }
+                if added == MHD_Result.YES {
+                    handedOver += 1
+                } else {
+                    context.logger.debug("libmicrohttpd refused a connection", ["error": SystemError.reason(errno)])
+                }
+            }
         }
     }
 }
@@ -501,10 +600,18 @@ private let surveyHeaderField: MHD_KeyValueIterator = { cls, _, key, _ in
     return MHD_Result.YES
 }
 
-/// Called by MHD for each connection it accepts (and again when it closes): sets the send buffer.
+/// Called by MHD for each connection it starts serving, and again when it closes: counts them,
+/// and sets the send buffer.
 private let connectionStarted: MHD_NotifyConnectionCallback = { cls, connection, _, code in
-    guard code == .CONNECTION_NOTIFY_STARTED, let cls, let connection else { return }
+    guard let cls, let connection else { return }
     let context = Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue()
+    guard code == .CONNECTION_NOTIFY_STARTED else {
+        context.openConnections.subtract(1, ordering: .sequentiallyConsistent)
+        if context.acceptorWaitsForRoom.load(ordering: .sequentiallyConsistent) { context.connectionClosed.signal() }
+        return
+    }
+    context.openConnections.add(1, ordering: .acquiringAndReleasing)
+    context.connectionsStarted.add(1, ordering: .acquiringAndReleasing)
     var bytes = context.sendBufferBytes
     let socket = cmhd_connection_socket(connection)
     if socket < 0 || setsockopt(socket, SOL_SOCKET, SO_SNDBUF, &bytes, socklen_t(MemoryLayout<Int32>.size)) != 0 {
