@@ -394,7 +394,12 @@ private final class ConnectionAcceptor: Sendable {
                 context.acceptorWaitsForRoom.store(false, ordering: .sequentiallyConsistent)
                 continue
             }
-            guard context.connectionClosed.wait(orInputOn: listener.fileDescriptor, timeout: nil).input else { continue }
+            let woken = context.connectionClosed.wait(orInputOn: listener.fileDescriptor, timeout: nil)
+            guard woken.input else {
+                // Neither: poll itself failed (out of memory); not a reason to spin.
+                if !woken.signalled { Deadline.sleep(.milliseconds(100)) }
+                continue
+            }
             for _ in 0..<min(room(), 16) {
                 let connection: AcceptedConnection
                 do {
