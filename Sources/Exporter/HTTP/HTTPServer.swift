@@ -274,12 +274,10 @@ private final class ServerContext: Sendable {
     let checksClientCertificates: Bool
     let readsCredentials: Bool
     let sendBufferBytes: Int32
-    /// Connections libmicrohttpd has open; at `connectionLimit` the acceptor waits until a
-    /// close wakes it (`connectionClosed`).
-    let openConnections = Atomic<Int>(0)
-    /// Connections libmicrohttpd has started serving, ever (the acceptor's handed-over ones
-    /// not yet started are its own count minus this).
-    let connectionsStarted = Atomic<Int>(0)
+    /// Connections libmicrohttpd has closed, ever: the acceptor's count of those it handed over
+    /// minus this is how many are open. At `connectionLimit` the acceptor waits until a close
+    /// wakes it (`connectionClosed`).
+    let connectionsClosed = Atomic<Int>(0)
     let connectionLimit: Int
     let connectionClosed: Wakeup
     let acceptorWaitsForRoom = Atomic<Bool>(false)
@@ -379,16 +377,15 @@ private final class ConnectionAcceptor: Sendable {
         var handedOver = 0
         var failing = false
         while !stopping.load(ordering: .acquiring) {
-            // Connections handed over and not started yet count towards the limit too, or a
-            // thread could get more than the limit (`init`). One libmicrohttpd never starts
-            // (out of memory making its pool) is never forgotten: a slot lost, not a deadlock.
+            // Connections handed over and not started yet count as open, or a thread could get
+            // more than the limit (`init`). One libmicrohttpd never starts (out of memory making
+            // its pool) is never closed either: a slot lost, not a deadlock.
             func room() -> Int {
-                let notStarted = handedOver - context.connectionsStarted.load(ordering: .acquiring)
-                return context.connectionLimit - context.openConnections.load(ordering: .acquiring) - notStarted
+                context.connectionLimit - (handedOver - context.connectionsClosed.load(ordering: .acquiring))
             }
             if room() <= 0 {
-                // A close or `stop` wakes this (a start frees no room); checked again after
-                // saying so, for a close that came just before.
+                // A close or `stop` wakes this; checked again after saying so, for a close that
+                // came just before.
                 context.acceptorWaitsForRoom.store(true, ordering: .sequentiallyConsistent)
                 if room() <= 0 { context.connectionClosed.wait(timeout: .milliseconds(100)) }
                 context.acceptorWaitsForRoom.store(false, ordering: .sequentiallyConsistent)
@@ -605,18 +602,16 @@ private let surveyHeaderField: MHD_KeyValueIterator = { cls, _, key, _ in
     return MHD_Result.YES
 }
 
-/// Called by MHD for each connection it starts serving, and again when it closes: counts them,
-/// and sets the send buffer.
+/// Called by MHD for each connection it starts serving (sets the send buffer), and again when it
+/// closes (counts it for the acceptor).
 private let connectionStarted: MHD_NotifyConnectionCallback = { cls, connection, _, code in
     guard let cls, let connection else { return }
     let context = Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue()
     guard code == .CONNECTION_NOTIFY_STARTED else {
-        context.openConnections.subtract(1, ordering: .sequentiallyConsistent)
+        context.connectionsClosed.add(1, ordering: .sequentiallyConsistent)
         if context.acceptorWaitsForRoom.load(ordering: .sequentiallyConsistent) { context.connectionClosed.signal() }
         return
     }
-    context.openConnections.add(1, ordering: .acquiringAndReleasing)
-    context.connectionsStarted.add(1, ordering: .acquiringAndReleasing)
     var bytes = context.sendBufferBytes
     let socket = cmhd_connection_socket(connection)
     if socket < 0 || setsockopt(socket, SOL_SOCKET, SO_SNDBUF, &bytes, socklen_t(MemoryLayout<Int32>.size)) != 0 {
