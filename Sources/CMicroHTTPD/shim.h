@@ -55,6 +55,14 @@ static inline int cmhd_connection_socket(struct MHD_Connection *connection) {
     return info == NULL ? -1 : info->connect_fd;
 }
 
+/* The epoll descriptor of a daemon started with MHD_USE_EPOLL and no threads of its own, which
+ * its driver waits on; -1 when there is none. MHD_get_daemon_info is variadic, so Swift cannot
+ * call it. */
+static inline int cmhd_daemon_epoll_fd(struct MHD_Daemon *daemon) {
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    return info == NULL ? -1 : info->epoll_fd;
+}
+
 /* The client's IP address as text (inet_ntop): 0, or -1 when it is not known.
  * MHD_get_connection_info is variadic, so Swift cannot call it. */
 static inline int cmhd_client_address(struct MHD_Connection *connection, char *text, size_t size) {

@@ -17,6 +17,11 @@ struct DeferredReplyTests {
         private let open = Atomic<Bool>(false)
         private let reached = Atomic<Bool>(false)
         func release() { open.store(true, ordering: .releasing) }
+        /// Closed again, for the next job.
+        func reset() {
+            reached.store(false, ordering: .releasing)
+            open.store(false, ordering: .releasing)
+        }
         func wait() {
             reached.store(true, ordering: .releasing)
             Deadline.poll(every: .milliseconds(2), for: .seconds(30)) { open.load(ordering: .acquiring) }
@@ -50,6 +55,37 @@ struct DeferredReplyTests {
         #expect(answer.status == 200 && answer.bodyText == "slow")
         // The resumed connection stays usable (keep-alive).
         #expect(try slow.request("GET", "/").status == 200)
+    }
+
+    /// A connection resumed by its worker is answered as soon as the worker is done, on a server
+    /// where nothing else happens: the event loops sleep in their own wait, which libmicrohttpd
+    /// does not wake on a resume (its inter-thread channel is off without its own threads), so
+    /// the resume wakes them. Missing that, the answer waited for the connection timeout.
+    @Test func aResumedConnectionIsAnsweredAtOnce() throws {
+        let worker = WorkerThread(name: "test", capacity: 4)
+        let gate = Gate()
+        var limits = HTTPLimits()
+        limits.connectionTimeoutSeconds = 120
+        let server = try HTTPServer(listener: try ListenSocket(address: "127.0.0.1", port: 0), limits: limits, logger: Logger(level: .error)) { _ in
+            .later(on: worker, whenBusy: { HTTPResponse(status: 503) }) {
+                gate.wait()
+                return HTTPResponse(status: 200, body: Array("done".utf8))
+            }
+        }
+        defer { server.stop() }
+        for round in 1...3 {
+            let waiting = try RawHTTPConnection(port: server.listener.port)
+            try waiting.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(gate.isReached(), "round \(round): the job never started")
+            let released = ContinuousClock.now
+            gate.release()
+            let answer = try waiting.readResponse()
+            // Seconds, not milliseconds: only a loop that sleeps through the resume (until the
+            // 120 s connection timeout, or the client's 10 s read timeout) fails this.
+            #expect(answer.status == 200 && answer.bodyText == "done", "round \(round)")
+            #expect(ContinuousClock.now - released < .seconds(5), "round \(round): answered \(ContinuousClock.now - released) after the worker finished")
+            gate.reset()
+        }
     }
 
     /// Stopping (or a reload replacing the server) answers waiting connections 503 at once, and

@@ -129,7 +129,7 @@ public struct HTTPLimits: Sendable {
     /// with 16 connections p99 was 0.8-5x nginx's from run to run. 256 kB still moves a body at
     /// 250 MB/s over a 1 ms round trip (docs/performance.md).
     public var sendBufferBytes: Int32 = 256 * 1024
-    /// libmicrohttpd's event threads, each serving its own connections (its thread pool): one
+    /// Event loops (`EventLoop`), each a thread serving its own connections: one
     /// per processor the exporter may use, at most 4, like nginx's `worker_processes auto`. With
     /// one thread the exporter served fewer requests a second than nginx in the gzip cells of
     /// `make bench` (docs/performance.md); each thread costs a stack and an epoll descriptor.
@@ -140,13 +140,14 @@ public struct HTTPLimits: Sendable {
     public init() {}
 }
 
-/// The libmicrohttpd adapter: its epoll threads (`HTTPLimits.threads`, one per processor)
-/// answer every request by calling the handler; what the handler must not do there (a bcrypt,
-/// a delay) it returns as `.later`, and the connection is suspended until a worker thread has
-/// the response. This is the only file that sees libmicrohttpd.
+/// The libmicrohttpd adapter: its event loops (`HTTPLimits.threads`, one per processor, each a
+/// libmicrohttpd daemon driven by a thread of ours, `EventLoop`) answer every request by calling
+/// the handler; what the handler must not do there (a bcrypt, a delay) it returns as `.later`,
+/// and the connection is suspended until a worker thread has the response. This is the only
+/// file that sees libmicrohttpd.
 public final class HTTPServer: Sendable {
-    /// The MHD daemon until stop(); the lock also makes stop() run once.
-    private let daemon: Mutex<OpaquePointer?>
+    /// The event loops until stop(); the lock also makes stop() run once.
+    private let loops: Mutex<[EventLoop]?>
     private let context: ServerContext
     private let tlsStrings: TLSStrings?
     private let acceptor: ConnectionAcceptor
@@ -171,20 +172,18 @@ public final class HTTPServer: Sendable {
         let context = Unmanaged.passRetained(serverContext)
         self.context = serverContext
 
-        var flags = MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_EPOLL.rawValue | MHD_USE_ITC.rawValue | MHD_USE_ERROR_LOG.rawValue
+        // No libmicrohttpd thread: each `EventLoop` thread drives a daemon of its own (`MHD_run`).
+        var flags = MHD_USE_EPOLL.rawValue | MHD_USE_ITC.rawValue | MHD_USE_ERROR_LOG.rawValue
             | MHD_ALLOW_SUSPEND_RESUME.rawValue | MHD_USE_NO_LISTEN_SOCKET.rawValue
         var options: [MHD_OptionItem] = [
             MHD_OptionItem(option: .EXTERNAL_LOGGER, value: unsafeBitCast(mhdLogger, to: Int.self), ptr_value: context.toOpaque()),
             MHD_OptionItem(option: .NOTIFY_COMPLETED, value: unsafeBitCast(requestCompleted, to: Int.self), ptr_value: context.toOpaque()),
             MHD_OptionItem(option: .UNESCAPE_CALLBACK, value: unsafeBitCast(keepPercentEscapes, to: Int.self), ptr_value: nil),
             MHD_OptionItem(option: .CONNECTION_TIMEOUT, value: Int(limits.connectionTimeoutSeconds), ptr_value: nil),
-            // Each event thread gets the whole limit: the acceptor keeps the total within it.
-            // libmicrohttpd 0.9.75 divides its limit among the threads, and a thread handed a
-            // connection beyond its share leaves a mutex locked and deadlocks at stop.
-            MHD_OptionItem(option: .CONNECTION_LIMIT, value: Int(limits.connectionLimit) * max(1, limits.threads), ptr_value: nil),
+            // Each daemon may hold the whole limit: the acceptor keeps the total within it.
+            MHD_OptionItem(option: .CONNECTION_LIMIT, value: Int(limits.connectionLimit), ptr_value: nil),
             MHD_OptionItem(option: .NOTIFY_CONNECTION, value: unsafeBitCast(connectionStarted, to: Int.self), ptr_value: context.toOpaque()),
             MHD_OptionItem(option: .CONNECTION_MEMORY_LIMIT, value: limits.connectionMemoryLimit, ptr_value: nil),
-            MHD_OptionItem(option: .THREAD_POOL_SIZE, value: max(1, limits.threads), ptr_value: nil),
         ]
         if let tlsStrings {
             flags |= MHD_USE_TLS.rawValue
@@ -197,25 +196,40 @@ public final class HTTPServer: Sendable {
             }
         }
         options.append(MHD_OptionItem(option: .END, value: 0, ptr_value: nil))
-        // MHD_start_daemon is variadic (not callable from Swift); the _va form with one
-        // MHD_OPTION_ARRAY argument carries every option.
-        let started: OpaquePointer? = options.withUnsafeMutableBufferPointer { buffer in
-            withVaList([Int32(MHD_OPTION.ARRAY.rawValue), Int(bitPattern: buffer.baseAddress), Int32(MHD_OPTION.END.rawValue)]) { arguments in
-                MHD_start_daemon_va(flags, 0, nil, nil, accessHandler, context.toOpaque(), arguments)
+        var started: [EventLoop] = []
+        func abandon() {
+            for loop in started { loop.stop() }
+            for loop in started { MHD_stop_daemon(loop.daemon) }
+            context.release()
+        }
+        for _ in 0..<max(1, limits.threads) {
+            // MHD_start_daemon is variadic (not callable from Swift); the _va form with one
+            // MHD_OPTION_ARRAY argument carries every option.
+            let daemon: OpaquePointer? = options.withUnsafeMutableBufferPointer { buffer in
+                withVaList([Int32(MHD_OPTION.ARRAY.rawValue), Int(bitPattern: buffer.baseAddress), Int32(MHD_OPTION.END.rawValue)]) { arguments in
+                    MHD_start_daemon_va(flags, 0, nil, nil, accessHandler, context.toOpaque(), arguments)
+                }
+            }
+            guard let daemon else {
+                let code = errno == 0 ? EINVAL : errno
+                abandon()
+                throw SystemError("start the HTTP server on", listener.displayAddress, call: "MHD_start_daemon", code: code)
+            }
+            do {
+                started.append(try EventLoop(daemon: daemon, context: serverContext))
+            } catch {
+                MHD_stop_daemon(daemon)
+                abandon()
+                throw error
             }
         }
-        guard let started else {
-            context.release()
-            throw SystemError("start the HTTP server on", listener.displayAddress, call: "MHD_start_daemon", code: errno == 0 ? EINVAL : errno)
-        }
         do {
-            acceptor = try ConnectionAcceptor(listener: listener, daemon: started, context: serverContext)
+            acceptor = try ConnectionAcceptor(listener: listener, loops: started, context: serverContext)
         } catch {
-            MHD_stop_daemon(started)
-            context.release()
+            abandon()
             throw error
         }
-        daemon = Mutex(started)
+        loops = Mutex(started)
     }
 
     /// Stops accepting, lets responses already queued finish (up to `drainTimeout`), then
@@ -224,8 +238,8 @@ public final class HTTPServer: Sendable {
     /// `keepingListener`: the listening socket stays open (a successor already serves on it; the
     /// kernel queues new connections meanwhile, none is refused).
     public func stop(drainTimeout: Duration = .seconds(2), keepingListener: Bool = false) {
-        daemon.withLock { handle in
-            guard let daemon = handle else { return }
+        loops.withLock { running in
+            guard let loops = running else { return }
             // Connections waiting for a worker get their answer now (503): MHD must not stop with
             // suspended connections, and a worker must never resume one after it stopped.
             context.resumeAllWaiting()
@@ -233,8 +247,11 @@ public final class HTTPServer: Sendable {
             Deadline.poll(every: .milliseconds(5), for: drainTimeout) {
                 context.responsesInFlight.load(ordering: .acquiring) == 0 && context.resumedNotQueued.load(ordering: .acquiring) == 0
             }
-            MHD_stop_daemon(daemon)
-            handle = nil
+            // Each daemon is stopped only once its loop no longer runs it (a daemon without
+            // threads of its own is not safe to use from two threads).
+            for loop in loops { loop.stop() }
+            for loop in loops { MHD_stop_daemon(loop.daemon) }
+            running = nil
             Unmanaged.passUnretained(context).release()
             if !keepingListener { listener.close() }
         }
@@ -288,6 +305,10 @@ private final class ServerContext: Sendable {
     let resumedNotQueued = Atomic<Int>(0)
     /// Suspended connections waiting for a worker's response; nil once the server stops.
     private let waiting = Mutex<[ObjectIdentifier: PendingReply]?>([:])
+    /// Each event loop's wakeup: a daemon without threads of its own does not wake its loop
+    /// when a connection is resumed from another thread (libmicrohttpd drops its inter-thread
+    /// channel then), so whoever resumes one wakes the loops.
+    private let loopWakeups = Mutex<[Wakeup]>([])
 
     init(handler: @escaping HTTPHandler, logger: Logger, checksClientCertificates: Bool, readsCredentials: Bool, sendBufferBytes: Int32,
          connectionLimit: Int, connectionClosed: Wakeup) {
@@ -309,6 +330,17 @@ private final class ServerContext: Sendable {
         }
     }
 
+    /// Adds an event loop's wakeup to those `wakeLoops` signals.
+    func register(loopWakeup: Wakeup) {
+        loopWakeups.withLock { $0.append(loopWakeup) }
+    }
+
+    /// Wakes every event loop to pick up the connections just resumed (a few loops; resuming
+    /// is rare: first renders, delayed answers, password checks).
+    private func wakeLoops() {
+        for wakeup in loopWakeups.withLock({ $0 }) { wakeup.signal() }
+    }
+
     /// Gives a waiting connection its response and wakes it, unless the server stopped
     /// meanwhile (then the connection was already answered and resumed by `resumeAllWaiting`).
     func finish(_ pending: PendingReply, with response: HTTPResponse) {
@@ -318,6 +350,7 @@ private final class ServerContext: Sendable {
             resumedNotQueued.add(1, ordering: .releasing)
             MHD_resume_connection(pending.connection)
         }
+        wakeLoops()
     }
 
     /// At stop: every waiting connection is answered 503 and resumed, and no worker resumes one
@@ -332,30 +365,29 @@ private final class ServerContext: Sendable {
             }
             waiting = nil
         }
+        wakeLoops()
     }
 }
 
-/// Accepts connections and hands each to libmicrohttpd's event threads (`MHD_add_connection`),
-/// which place it by socket number, so connections opened together are shared evenly among them.
-/// Left to itself, every event thread of libmicrohttpd 0.9.75 polls the listening socket and the
-/// first one awake accepts up to 10 at once: a scraper's 16 connections often all went to one
-/// thread while the other idled, and one processor served them all (docs/performance.md).
+/// Accepts connections and hands them to the event loops in turn, so connections opened together
+/// are shared evenly among them. Left to itself, every event thread of libmicrohttpd 0.9.75
+/// polled the listening socket and the first one awake accepted up to 10 at once: a scraper's 16
+/// connections often all went to one thread while the other idled, and one processor served them
+/// all (docs/performance.md).
 ///
 /// At the connection limit it accepts no more, and the kernel's backlog holds new connections
 /// until one closes.
 private final class ConnectionAcceptor: Sendable {
     private let listener: ListenSocket
-    // nonisolated(unsafe): libmicrohttpd's MHD_add_connection may be called from any thread of
-    // a daemon with its own threads and ITC; the daemon is stopped only after `stop` returned.
-    nonisolated(unsafe) private let daemon: OpaquePointer
+    private let loops: [EventLoop]
     private let context: ServerContext
     private let stopping = Atomic<Bool>(false)
     private let exited = Atomic<Bool>(false)
     private let exitWakeup: Wakeup
 
-    init(listener: ListenSocket, daemon: OpaquePointer, context: ServerContext) throws(SystemError) {
+    init(listener: ListenSocket, loops: [EventLoop], context: ServerContext) throws(SystemError) {
         self.listener = listener
-        self.daemon = daemon
+        self.loops = loops
         self.context = context
         exitWakeup = try Wakeup()
         try DetachedThread.start { [self] in run() }
@@ -375,11 +407,12 @@ private final class ConnectionAcceptor: Sendable {
             exitWakeup.signal()
         }
         var handedOver = 0
+        var next = 0
         var failing = false
         while !stopping.load(ordering: .acquiring) {
-            // Connections handed over and not started yet count as open, or a thread could get
-            // more than the limit (`init`). One libmicrohttpd never starts (out of memory making
-            // its pool) is never closed either: a slot lost, not a deadlock.
+            // Connections handed over and not started yet count as open, or a loop could get
+            // more than the limit. One libmicrohttpd never starts (out of memory making its
+            // pool) is never closed either: a slot lost, not a deadlock.
             func room() -> Int {
                 context.connectionLimit - (handedOver - context.connectionsClosed.load(ordering: .acquiring))
             }
@@ -410,20 +443,134 @@ private final class ConnectionAcceptor: Sendable {
                     break
                 }
                 failing = false
-                var address = connection.address
-                // libmicrohttpd closes the socket itself when it refuses it.
-                let added = withUnsafePointer(to: &address) { storage in
-                    storage.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        MHD_add_connection(daemon, connection.descriptor, $0, connection.addressLength)
-                    }
-                }
-                if added == MHD_Result.YES {
+                if loops[next].hand(connection) {
                     handedOver += 1
                 } else {
-                    context.logger.debug("libmicrohttpd refused a connection", ["error": SystemError.reason(errno)])
+                    System.close(connection.descriptor)  // the server is stopping
                 }
+                next = (next + 1) % loops.count
             }
         }
+    }
+}
+
+/// One libmicrohttpd daemon (no threads of its own, `MHD_USE_EPOLL`) and the thread that runs
+/// it: waits until its epoll descriptor has events (or a connection is handed over, or a
+/// timeout is due), then lets the processor go once (`sched_yield`) before `MHD_run` reads
+/// and answers every request that is ready.
+///
+/// Why the yield: a scraper's requests come in bursts (wrk, or Prometheus scraping many targets
+/// from one thread). The first request of a burst wakes this thread, which otherwise preempts
+/// the scraper mid-burst and answers one request at a time; yielding lets the scraper finish
+/// sending, and the whole burst is answered in one pass. On 2 processors shared with wrk at 16
+/// connections it took the p99 from 2-5 ms to 0.5-1.6 ms (docs/performance.md, "Latency"); it
+/// costs one system call per wakeup, nothing when idle. libmicrohttpd's own threads cannot
+/// do this, hence loops of ours.
+private final class EventLoop: Sendable {
+    // nonisolated(unsafe): the daemon is used only by this loop's thread while it runs, and by
+    // `HTTPServer` (MHD_stop_daemon) after `stop` returned.
+    nonisolated(unsafe) let daemon: OpaquePointer
+    private let epollDescriptor: Int32
+    private let context: ServerContext
+    /// Connections the acceptor handed over and this thread has not given libmicrohttpd yet
+    /// (MHD_add_connection is not thread-safe for a daemon without threads); nil once stopped.
+    private let inbox = Mutex<[AcceptedConnection]?>([])
+    private let wakeup: Wakeup
+    private let stopping = Atomic<Bool>(false)
+    private let exited = Atomic<Bool>(false)
+    private let exitWakeup: Wakeup
+
+    init(daemon: OpaquePointer, context: ServerContext) throws(SystemError) {
+        self.daemon = daemon
+        self.context = context
+        epollDescriptor = cmhd_daemon_epoll_fd(daemon)
+        guard epollDescriptor >= 0 else {
+            throw SystemError("find the epoll descriptor of", "an HTTP event loop", call: "MHD_get_daemon_info", code: EINVAL)
+        }
+        let wakeup = try Wakeup()
+        self.wakeup = wakeup
+        exitWakeup = try Wakeup()
+        context.register(loopWakeup: wakeup)
+        try DetachedThread.start { [self] in run() }
+    }
+
+    /// Gives `connection` to this loop; false when it has stopped (the caller closes it).
+    func hand(_ connection: AcceptedConnection) -> Bool {
+        let queued = inbox.withLock { inbox -> Bool in
+            guard inbox != nil else { return false }
+            inbox?.append(connection)
+            return true
+        }
+        if queued { wakeup.signal() }
+        return queued
+    }
+
+    /// Returns once the thread has ended; connections handed over and never added are closed.
+    /// Idempotent.
+    func stop() {
+        stopping.store(true, ordering: .releasing)
+        wakeup.signal()
+        while !exited.load(ordering: .acquiring) { exitWakeup.wait(timeout: .milliseconds(100)) }
+        for connection in inbox.withLock({ inbox in defer { inbox = nil }; return inbox ?? [] }) {
+            System.close(connection.descriptor)
+            countClosed()
+        }
+    }
+
+    private func run() {
+        defer {
+            exited.store(true, ordering: .releasing)
+            exitWakeup.signal()
+        }
+        var failing = false
+        while !stopping.load(ordering: .acquiring) {
+            addHandedConnections()
+            var due: UInt64 = 0
+            let hasTimeout = MHD_get_timeout(daemon, &due) == MHD_Result.YES
+            if !hasTimeout || due > 0 {
+                // Milliseconds until a connection times out (or nothing), at most a minute.
+                let timeout: Duration? = hasTimeout ? .milliseconds(Int64(min(due, 60_000))) : nil
+                if wakeup.wait(orInputOn: epollDescriptor, timeout: timeout).input {
+                    // The result does not matter: at worst the burst is answered in two passes.
+                    _ = sched_yield()
+                }
+            }
+            guard MHD_run(daemon) == MHD_Result.YES else {
+                // Only epoll_wait failing (out of memory) makes this fail: retried, not spun.
+                if !failing { context.logger.error("an HTTP event loop failed; trying again every 100 ms") }
+                failing = true
+                wakeup.wait(timeout: .milliseconds(100))
+                continue
+            }
+            failing = false
+        }
+    }
+
+    /// Gives libmicrohttpd the connections handed over since the last pass.
+    private func addHandedConnections() {
+        let handed = inbox.withLock { inbox -> [AcceptedConnection] in
+            defer { if inbox != nil { inbox = [] } }
+            return inbox ?? []
+        }
+        for connection in handed {
+            var address = connection.address
+            // libmicrohttpd closes the socket itself when it refuses it.
+            let added = withUnsafePointer(to: &address) { storage in
+                storage.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    MHD_add_connection(daemon, connection.descriptor, $0, connection.addressLength)
+                }
+            }
+            if added != MHD_Result.YES {
+                context.logger.debug("libmicrohttpd refused a connection", ["error": SystemError.reason(errno)])
+                countClosed()
+            }
+        }
+    }
+
+    /// A connection handed over that never reached libmicrohttpd frees its slot at once.
+    private func countClosed() {
+        context.connectionsClosed.add(1, ordering: .sequentiallyConsistent)
+        if context.acceptorWaitsForRoom.load(ordering: .sequentiallyConsistent) { context.connectionClosed.signal() }
     }
 }
 
