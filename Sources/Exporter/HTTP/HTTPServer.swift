@@ -112,7 +112,7 @@ public struct HTTPLimits: Sendable {
 
     /// Descriptors kept for everything but connections: barman's pipes (4 commands at once, two
     /// each), catalog reads, the listening socket, signal and wakeup pipes, libmicrohttpd's
-    /// epoll and wakeup descriptors (two per event thread), logging.
+    /// epoll descriptor and wakeup pipe (three per event loop), logging.
     static let reservedDescriptors = 48
 
     /// At most 256 connections, and never so many that barman could not be started or a
@@ -132,7 +132,7 @@ public struct HTTPLimits: Sendable {
     /// Event loops (`EventLoop`), each a thread serving its own connections: one
     /// per processor the exporter may use, at most 4, like nginx's `worker_processes auto`. With
     /// one thread the exporter served fewer requests a second than nginx in the gzip cells of
-    /// `make bench` (docs/performance.md); each thread costs a stack and an epoll descriptor.
+    /// `make bench` (docs/performance.md); each loop costs a stack, an epoll descriptor and a pipe.
     public var threads: Int = HTTPLimits.threads(processors: Processors.available())
 
     static func threads(processors: Int) -> Int { max(1, min(4, processors)) }
@@ -173,7 +173,9 @@ public final class HTTPServer: Sendable {
         self.context = serverContext
 
         // No libmicrohttpd thread: each `EventLoop` thread drives a daemon of its own (`MHD_run`).
-        var flags = MHD_USE_EPOLL.rawValue | MHD_USE_ITC.rawValue | MHD_USE_ERROR_LOG.rawValue
+        // Without its threads libmicrohttpd has no inter-thread channel (it drops MHD_USE_ITC):
+        // the loops' own wakeups stand in for it.
+        var flags = MHD_USE_EPOLL.rawValue | MHD_USE_ERROR_LOG.rawValue
             | MHD_ALLOW_SUSPEND_RESUME.rawValue | MHD_USE_NO_LISTEN_SOCKET.rawValue
         var options: [MHD_OptionItem] = [
             MHD_OptionItem(option: .EXTERNAL_LOGGER, value: unsafeBitCast(mhdLogger, to: Int.self), ptr_value: context.toOpaque()),
@@ -233,7 +235,7 @@ public final class HTTPServer: Sendable {
     }
 
     /// Stops accepting, lets responses already queued finish (up to `drainTimeout`), then
-    /// closes every connection and waits for the MHD thread to end.
+    /// closes every connection and waits for the event loops to end.
     ///
     /// `keepingListener`: the listening socket stays open (a successor already serves on it; the
     /// kernel queues new connections meanwhile, none is refused).
@@ -478,7 +480,6 @@ private final class EventLoop: Sendable {
     private let wakeup: Wakeup
     private let stopping = Atomic<Bool>(false)
     private let exited = Atomic<Bool>(false)
-    private let exitWakeup: Wakeup
 
     init(daemon: OpaquePointer, context: ServerContext) throws(SystemError) {
         self.daemon = daemon
@@ -489,7 +490,6 @@ private final class EventLoop: Sendable {
         }
         let wakeup = try Wakeup()
         self.wakeup = wakeup
-        exitWakeup = try Wakeup()
         context.register(loopWakeup: wakeup)
         try DetachedThread.start { [self] in run() }
     }
@@ -510,7 +510,9 @@ private final class EventLoop: Sendable {
     func stop() {
         stopping.store(true, ordering: .releasing)
         wakeup.signal()
-        while !exited.load(ordering: .acquiring) { exitWakeup.wait(timeout: .milliseconds(100)) }
+        // Polled rather than signalled: a stop is rare, and a pipe per loop costs descriptors
+        // (`HTTPLimits.reservedDescriptors`). The loop ends within one MHD_run.
+        while !exited.load(ordering: .acquiring) { Deadline.sleep(.milliseconds(1)) }
         for connection in inbox.withLock({ inbox in defer { inbox = nil }; return inbox ?? [] }) {
             System.close(connection.descriptor)
             countClosed()
@@ -518,10 +520,7 @@ private final class EventLoop: Sendable {
     }
 
     private func run() {
-        defer {
-            exited.store(true, ordering: .releasing)
-            exitWakeup.signal()
-        }
+        defer { exited.store(true, ordering: .releasing) }
         var failing = false
         while !stopping.load(ordering: .acquiring) {
             addHandedConnections()
