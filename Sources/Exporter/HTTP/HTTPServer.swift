@@ -332,6 +332,13 @@ private final class ServerContext: Sendable {
         }
     }
 
+    /// Counts a connection gone (closed by libmicrohttpd, or handed to a loop and never added):
+    /// its slot is free, and the acceptor is woken if it waits for one.
+    func countClosedConnection() {
+        connectionsClosed.add(1, ordering: .sequentiallyConsistent)
+        if acceptorWaitsForRoom.load(ordering: .sequentiallyConsistent) { connectionClosed.signal() }
+    }
+
     /// Adds an event loop's wakeup to those `wakeLoops` signals.
     func register(loopWakeup: Wakeup) {
         loopWakeups.withLock { $0.append(loopWakeup) }
@@ -461,10 +468,10 @@ private final class ConnectionAcceptor: Sendable {
 /// timeout is due), then lets the processor go once (`sched_yield`) before `MHD_run` reads
 /// and answers every request that is ready.
 ///
-/// Why the yield: a scraper's requests come in bursts (wrk, or Prometheus scraping many targets
-/// from one thread). The first request of a burst wakes this thread, which otherwise preempts
-/// the scraper mid-burst and answers one request at a time; yielding lets the scraper finish
-/// sending, and the whole burst is answered in one pass. On 2 processors shared with wrk at 16
+/// Why the yield: requests on several keep-alive connections come in bursts (a load generator
+/// such as wrk, or several scrapers at once). The first request of a burst wakes this thread,
+/// which otherwise preempts the client mid-burst and answers one request at a time; yielding
+/// lets the client finish sending, and the whole burst is answered in one pass. On 2 processors shared with wrk at 16
 /// connections it took the p99 from 2-5 ms to 0.5-1.6 ms (docs/performance.md, "Latency"); it
 /// costs one system call per wakeup, nothing when idle. libmicrohttpd's own threads cannot
 /// do this, hence loops of ours.
@@ -515,7 +522,7 @@ private final class EventLoop: Sendable {
         while !exited.load(ordering: .acquiring) { Deadline.sleep(.milliseconds(1)) }
         for connection in inbox.withLock({ inbox in defer { inbox = nil }; return inbox ?? [] }) {
             System.close(connection.descriptor)
-            countClosed()
+            context.countClosedConnection()
         }
     }
 
@@ -561,16 +568,11 @@ private final class EventLoop: Sendable {
             }
             if added != MHD_Result.YES {
                 context.logger.debug("libmicrohttpd refused a connection", ["error": SystemError.reason(errno)])
-                countClosed()
+                context.countClosedConnection()
             }
         }
     }
 
-    /// A connection handed over that never reached libmicrohttpd frees its slot at once.
-    private func countClosed() {
-        context.connectionsClosed.add(1, ordering: .sequentiallyConsistent)
-        if context.acceptorWaitsForRoom.load(ordering: .sequentiallyConsistent) { context.connectionClosed.signal() }
-    }
 }
 
 /// A request whose response a worker computes while its connection is suspended; MHD keeps a
@@ -754,8 +756,7 @@ private let connectionStarted: MHD_NotifyConnectionCallback = { cls, connection,
     guard let cls, let connection else { return }
     let context = Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue()
     guard code == .CONNECTION_NOTIFY_STARTED else {
-        context.connectionsClosed.add(1, ordering: .sequentiallyConsistent)
-        if context.acceptorWaitsForRoom.load(ordering: .sequentiallyConsistent) { context.connectionClosed.signal() }
+        context.countClosedConnection()
         return
     }
     var bytes = context.sendBufferBytes
