@@ -8,6 +8,7 @@ Run by `make test` and `make web-test`, which set BINARY. Prints one line per ch
 """
 import base64
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -144,6 +145,13 @@ def server_subject(port):
     return result.stdout.strip()
 
 
+def negotiated_cipher(port, *options):
+    result = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", *options], stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=10)
+    match = re.search(r"Cipher is (\S+)", result.stdout)
+    return match.group(1) if match else result.stdout[-300:] + result.stderr[-300:]
+
+
 def htpasswd(user, password):
     result = run("htpasswd", "-nbB", "-C", "10", user, password)
     return result.stdout.strip().split(":", 1)[1]
@@ -195,6 +203,10 @@ def main():
               result.stderr[-400:])
         status, *_ = curl(exporter.url(), "--cacert", ca.cert, "-u", "prometheus:s3cret pass")
         check("still serving after the plain-HTTP client", status == 200, status)
+        # OpenSSL lists AES-256-GCM first; the exporter, as Go's crypto/tls, picks AES-128-GCM.
+        for version, expected in (("-tls1_3", "TLS_AES_128_GCM_SHA256"), ("-tls1_2", "ECDHE-ECDSA-AES128-GCM-SHA256")):
+            cipher = negotiated_cipher(exporter.port, version)
+            check(f"the server's cipher order wins ({version}): {expected}", cipher == expected, cipher)
         token = base64.b64encode(b"prometheus:s3cret pass").decode()
         status, *_ = curl(exporter.url(), "--cacert", ca.cert, "-H", f"Authorization: basic {token}")
         check("the scheme is case-insensitive (RFC 7617): 'basic' is accepted", status == 200, status)

@@ -218,7 +218,7 @@ public final class HTTPServer: Sendable {
                 throw SystemError("start the HTTP server on", listener.displayAddress, call: "MHD_start_daemon", code: code)
             }
             do {
-                started.append(try EventLoop(daemon: daemon, context: serverContext))
+                started.append(try EventLoop(daemon: daemon, context: serverContext, servesTLS: tls != nil))
             } catch {
                 MHD_stop_daemon(daemon)
                 abandon()
@@ -475,6 +475,12 @@ private final class ConnectionAcceptor: Sendable {
 /// connections it took the p99 from 2-5 ms to 0.5-1.6 ms (docs/performance.md, "Latency"); it
 /// costs one system call per wakeup, nothing when idle. libmicrohttpd's own threads cannot
 /// do this, hence loops of ours.
+///
+/// A TLS loop also yields before every pass while requests keep it busy: each answer costs it
+/// several times a plain one (encryption, three records, more system calls), so under load it
+/// never waits and never reaches the yield above, and the clients it preempts are the ones
+/// decrypting its answers. Measured at 16 and 64 connections (docs/performance.md, "TLS"), this
+/// halved the TLS p99; a plain loop doing the same lost throughput and gained nothing.
 private final class EventLoop: Sendable {
     // nonisolated(unsafe): the daemon is used only by this loop's thread while it runs, and by
     // `HTTPServer` (MHD_stop_daemon) after `stop` returned.
@@ -487,10 +493,12 @@ private final class EventLoop: Sendable {
     private let wakeup: Wakeup
     private let stopping = Atomic<Bool>(false)
     private let exited = Atomic<Bool>(false)
+    private let yieldsWhileBusy: Bool
 
-    init(daemon: OpaquePointer, context: ServerContext) throws(SystemError) {
+    init(daemon: OpaquePointer, context: ServerContext, servesTLS: Bool) throws(SystemError) {
         self.daemon = daemon
         self.context = context
+        yieldsWhileBusy = servesTLS
         epollDescriptor = cmhd_daemon_epoll_fd(daemon)
         guard epollDescriptor >= 0 else {
             throw SystemError("find the epoll descriptor of", "an HTTP event loop", call: "MHD_get_daemon_info", code: EINVAL)
@@ -540,6 +548,8 @@ private final class EventLoop: Sendable {
                     // The result does not matter: at worst the burst is answered in two passes.
                     _ = sched_yield()
                 }
+            } else if yieldsWhileBusy {
+                _ = sched_yield()
             }
             guard MHD_run(daemon) == MHD_Result.YES else {
                 // Only epoll_wait failing (out of memory) makes this fail: retried, not spun.

@@ -17,7 +17,7 @@ public enum WebConfigLoader {
         "key": "put the key in a file and give key_file",
         "client_ca": "put the CA certificates in a file and give client_ca_file",
         "client_allowed_sans": "issue client certificates from a CA that signs only the scrapers' certificates",
-        "cipher_suites": "remove it: GnuTLS's NORMAL cipher suites are used",
+        "cipher_suites": "remove it: GnuTLS's NORMAL cipher suites are used, AES-128-GCM first",
         "curve_preferences": "remove it: GnuTLS's NORMAL curves are used",
         "prefer_server_cipher_suites": "remove it",
     ]
