@@ -251,7 +251,12 @@ def run_ours_tls(work, servers, backups):
             pass
         time.sleep(0.2)
     wait_for(urls["plain"], r"^barman_metrics_update ", 120)
+    body = fetch(urls["plain"])
+    gzipped = fetch(urls["plain"], {"Accept-Encoding": "gzip"})
+    nginx, urls["nginx"], urls["nginx TLS"] = start_nginx(work, "tls", body, gzipped, (cert, key))
     results = wrk_matrix(urls, headers={"tls": [authorization]})
+    nginx.send_signal(signal.SIGQUIT)
+    nginx.wait(10)
     for process in processes:
         process.send_signal(signal.SIGTERM)
         process.wait(10)
@@ -287,9 +292,10 @@ def run_python(work, name, servers, backups):
     return {"first_data": first_data, "processes": processes, "barman_busy": barman_busy, "bytes": len(body), "idle_rss": idle_rss, "peak_rss": peak, "wrk": results}
 
 
-def start_nginx(work, name, body, gzipped):
+def start_nginx(work, name, body, gzipped, tls=None):
     """nginx serving the same bytes as static files (gzip from the precompressed copy): the
-    floor for serving a body from memory on this machine. Returns the process and its URL."""
+    floor for serving a body from memory on this machine. Returns the process and its URL; with
+    `tls` (certificate, key), a second URL serving the same over TLS (OpenSSL's defaults)."""
     root = os.path.join(work, f"nginx-{name}")
     os.makedirs(root, exist_ok=True)
     os.chmod(root, 0o755)
@@ -297,7 +303,8 @@ def start_nginx(work, name, body, gzipped):
         f.write(body)
     with open(os.path.join(root, "metrics.gz"), "wb") as f:
         f.write(gzipped)
-    port = free_port()
+    port, tls_port = free_port(), free_port()
+    tls_server = f"server {{ listen 127.0.0.1:{tls_port} ssl; ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}; root {root}; }}" if tls else ""
     config = os.path.join(root, "nginx.conf")
     with open(config, "w") as f:
         f.write(f"""daemon off; worker_processes auto; pid {root}/nginx.pid; error_log {root}/error.log;
@@ -305,12 +312,14 @@ events {{ worker_connections 1024; }}
 http {{ access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000; default_type text/plain;
   gzip_static on; gzip_vary on;
   client_body_temp_path {root}; proxy_temp_path {root}; fastcgi_temp_path {root}; uwsgi_temp_path {root}; scgi_temp_path {root};
-  server {{ listen 127.0.0.1:{port}; root {root}; }} }}
+  server {{ listen 127.0.0.1:{port}; root {root}; }} {tls_server} }}
 """)
     process = subprocess.Popen(["nginx", "-c", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/metrics"
     wait_for(url, r"barman_", 10)
-    return process, url
+    if not tls:
+        return process, url
+    return process, url, f"https://127.0.0.1:{tls_port}/metrics"
 
 
 class NotMeasured(dict):
@@ -366,14 +375,18 @@ def main():
         name, servers, backups, _ = DATASETS[0]
         secure = run_ours_tls(work, servers, backups)
         print()
-        print(f"## TLS + basic auth, keep-alive ({name} dataset): ours plain HTTP vs ours over TLS with a password")
-        print(f"{'':28}{'plain':>14}{'TLS + auth':>14}{'p99 ratio':>14}")
+        print(f"## TLS + basic auth, keep-alive ({name} dataset): ours plain HTTP vs ours over TLS with a password,")
+        print("## and nginx serving the same bytes both ways (OpenSSL, same certificate): what TLS costs on this machine")
+        print(f"{'':28}{'plain':>14}{'TLS + auth':>14}{'p99 ratio':>14}{'nginx':>14}{'nginx TLS':>14}{'nginx ratio':>14}")
         for gzip in (False, True):
             for connections in CONNECTIONS:
                 plain, tls = secure["plain"][(gzip, connections)], secure["tls"][(gzip, connections)]
-                print(f"{f'req/s c={connections}' + (' gzip' if gzip else ''):28}{plain[0]:14.0f}{tls[0]:14.0f}")
-                print(f"{'  p99 ms':28}{plain[2]:14.2f}{tls[2]:14.2f}{tls[2] / max(plain[2], 1e-6):14.2f}  (target <= 2)")
-                print(f"{'  p99 ms, each run':28}{spread(plain[3]):>14}{spread(tls[3]):>14}")
+                nginx, nginx_tls = secure["nginx"][(gzip, connections)], secure["nginx TLS"][(gzip, connections)]
+                print(f"{f'req/s c={connections}' + (' gzip' if gzip else ''):28}{plain[0]:14.0f}{tls[0]:14.0f}{'':14}{nginx[0]:14.0f}{nginx_tls[0]:14.0f}")
+                print(f"{'  p99 ms':28}{plain[2]:14.2f}{tls[2]:14.2f}{tls[2] / max(plain[2], 1e-6):14.2f}"
+                      f"{nginx[2]:14.2f}{nginx_tls[2]:14.2f}{nginx_tls[2] / max(nginx[2], 1e-6):14.2f}")
+                print(f"{'  p99 ms, each run':28}{spread(plain[3]):>14}{spread(tls[3]):>14}{'':14}{spread(nginx[3]):>14}{spread(nginx_tls[3]):>14}")
+        print("(target: ours TLS + auth p99 within 2x of ours plain)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()

@@ -477,10 +477,12 @@ private final class ConnectionAcceptor: Sendable {
 /// do this, hence loops of ours.
 ///
 /// A TLS loop also yields before every pass while requests keep it busy: each answer costs it
-/// several times a plain one (encryption, three records, more system calls), so under load it
-/// never waits and never reaches the yield above, and the clients it preempts are the ones
-/// decrypting its answers. Measured at 16 and 64 connections (docs/performance.md, "TLS"), this
-/// halved the TLS p99; a plain loop doing the same lost throughput and gained nothing.
+/// a few times a plain one (encryption; libmicrohttpd 0.9.75 sends the header as a record of
+/// its own, and GnuTLS reads a record in two calls), so under load it never waits and never
+/// reaches the yield above, while the clients it preempts are the ones decrypting its answers.
+/// With wrk on 2 processors this halved the TLS p99 at 16 connections and cut it by a quarter
+/// to a half at 64 (docs/performance.md, "TLS"); a plain loop yielding the same way lost
+/// throughput and its p99 at 16 connections got worse, so only TLS loops do.
 private final class EventLoop: Sendable {
     // nonisolated(unsafe): the daemon is used only by this loop's thread while it runs, and by
     // `HTTPServer` (MHD_stop_daemon) after `stop` returned.
