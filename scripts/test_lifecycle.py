@@ -181,6 +181,10 @@ def test_shutdown_with_barman_running(work):
     exporter = Exporter(work, f"port: {port}\nintegration_type: shell\nbarman_command: {fake}\nlog_level: info\n")
     check("shell integration with a hanging barman: scrapes answer at once",
           wait_until(lambda: os.path.exists(pid_file)) and get(port, timeout=2)[0] == 200)
+    # top -H, ps -L and perf show each thread by its job (the renderer starts with the first scrape).
+    names = thread_names(exporter.process.pid)
+    check("threads are named for their job: http loop, http accept, renderer, signals, barman",
+          {"http loop", "http accept", "renderer", "signals", "barman"} <= set(names), names)
     with open(pid_file) as f:
         barman_pid = int(f.read())
     started = time.time()
@@ -200,6 +204,14 @@ def test_shutdown_with_barman_running(work):
             return True
     check("... and the barman process group was terminated", wait_until(gone, 5))
     exporter.stop()
+
+
+def thread_names(pid):
+    names = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/comm") as f:
+            names.append(f.read().strip())
+    return sorted(names)
 
 
 def rss_kib(pid):

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <sched.h>
 #include <spawn.h>
 #include <sys/resource.h>
@@ -31,6 +32,8 @@ int cgs_set_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes);
 int cgs_set_thread_nice(int nice) {
     return setpriority(PRIO_PROCESS, 0, nice);
 }
+
+int cgs_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
 
 int cgs_available_processors(void) {
     cpu_set_t set;

@@ -364,7 +364,7 @@ public final class ProcessGroups: Sendable {
             return state.groups.filter { $0.value == runner }.map(\.key)
         }
         guard !groups.isEmpty else { return }
-        try? DetachedThread.start { Self.terminate(groups, grace: grace) }
+        try? DetachedThread.start(name: "barman stop") { Self.terminate(groups, grace: grace) }
     }
 
     private static func terminate(_ groups: [pid_t], grace: Duration) {

@@ -60,7 +60,7 @@ public enum Signals {
         let (stream, continuation) = AsyncStream<Int32>.makeStream(bufferingPolicy: .unbounded)
         let fd = pipeRead.load(ordering: .relaxed)
         guard fd >= 0 else { throw SystemError(message: "signal handlers are not installed") }
-        try DetachedThread.start {
+        try DetachedThread.start(name: "signals") {
             var byte: UInt8 = 0
             while (try? System.call("read") { read(fd, &byte, 1) }) == 1 {
                 continuation.yield(Int32(byte))

@@ -6,12 +6,19 @@ import CGlibcShims
 /// Starts a detached OS thread for work that blocks (waitpid, poll, blocking reads), so it
 /// never occupies one of the few threads of Swift's cooperative pool.
 public enum DetachedThread {
-    public static func start(_ body: @escaping @Sendable () -> Void) throws(SystemError) {
-        let box = Unmanaged.passRetained(ThreadBody(body))
+    /// `name` is what `top -H`, `ps -L` and perf show for the thread (Linux keeps 15 bytes);
+    /// without one it keeps the name of the thread that started it.
+    public static func start(name: String? = nil, _ body: @escaping @Sendable () -> Void) throws(SystemError) {
+        let box = Unmanaged.passRetained(ThreadBody(name: name, body))
         var thread = pthread_t()
         let status = pthread_create(&thread, nil, { raw in
             guard let raw else { return nil }
             let body = Unmanaged<ThreadBody>.fromOpaque(raw).takeRetainedValue()
+            if let name = body.name {
+                // Only a name over 15 bytes fails (ERANGE): cut to fit, and a name is cosmetic.
+                let fitted = String(decoding: name.utf8.prefix(15), as: UTF8.self)
+                _ = cgs_set_thread_name(fitted)
+            }
             body.run()
             return nil
         }, box.toOpaque())
@@ -25,8 +32,12 @@ public enum DetachedThread {
 }
 
 private final class ThreadBody: Sendable {
+    let name: String?
     let run: @Sendable () -> Void
-    init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+    init(name: String?, _ run: @escaping @Sendable () -> Void) {
+        self.name = name
+        self.run = run
+    }
 }
 
 /// The calling thread's scheduling.

@@ -52,7 +52,7 @@ public final class WorkerThread: Sendable {
         guard accepted else { return false }
         if start {
             do {
-                try DetachedThread.start { [self] in
+                try DetachedThread.start(name: name) { [self] in
                     if let nice { Threads.lowerPriority(nice: nice) }
                     runForever(wakeup)
                 }

@@ -52,7 +52,7 @@ public struct ProcessBarmanRunner: BarmanRunner {
                                    program: "barman", setting: "barman_command", timeoutSetting: "command_timeout")
         let outcome: Result<ChildProcessOutput, ChildProcessFailure> = await withCheckedContinuation { continuation in
             do {
-                try DetachedThread.start { continuation.resume(returning: Result { () throws(ChildProcessFailure) in try process.run(argv) }) }
+                try DetachedThread.start(name: "barman") { continuation.resume(returning: Result { () throws(ChildProcessFailure) in try process.run(argv) }) }
             } catch {
                 continuation.resume(returning: .failure(ChildProcessFailure("cannot start a thread to run barman: \(error)")))
             }

@@ -34,6 +34,9 @@ int cgs_set_mmap_threshold(int bytes);
    calling thread's priority only (raising the nice value needs no privilege). */
 int cgs_set_thread_nice(int nice);
 
+/* pthread_setname_np(pthread_self(), name): the calling thread's name, at most 15 bytes. */
+int cgs_set_thread_name(const char *name);
+
 /* CPU_COUNT of sched_getaffinity: the processors this process may run on (a cpuset, systemd's
    CPUAffinity=, taskset), not every processor of the host; -1 with errno on failure. */
 int cgs_available_processors(void);

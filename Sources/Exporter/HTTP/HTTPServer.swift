@@ -268,7 +268,7 @@ public final class HTTPServer: Sendable {
         context.retiring.store(true, ordering: .releasing)
         acceptor.stop()
         do {
-            try DetachedThread.start { [self] in
+            try DetachedThread.start(name: "http drain") { [self] in
                 Deadline.sleep(within)
                 stop(keepingListener: true)
             }
@@ -399,7 +399,7 @@ private final class ConnectionAcceptor: Sendable {
         self.loops = loops
         self.context = context
         exitWakeup = try Wakeup()
-        try DetachedThread.start { [self] in run() }
+        try DetachedThread.start(name: "http accept") { [self] in run() }
     }
 
     /// Stops accepting and returns once the accepting thread has ended (the listening socket
@@ -508,7 +508,7 @@ private final class EventLoop: Sendable {
         let wakeup = try Wakeup()
         self.wakeup = wakeup
         context.register(loopWakeup: wakeup)
-        try DetachedThread.start { [self] in run() }
+        try DetachedThread.start(name: "http loop") { [self] in run() }
     }
 
     /// Gives `connection` to this loop; false when it has stopped (the caller closes it).

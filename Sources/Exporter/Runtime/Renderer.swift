@@ -34,7 +34,7 @@ final class Renderer: Service {
         let started: Bool = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 do {
-                    try DetachedThread.start { [self] in
+                    try DetachedThread.start(name: "renderer") { [self] in
                         Threads.lowerPriority()  // best effort: at worst it renders at normal priority
                         cache.withRenderer { renderAhead() }
                         continuation.resume(returning: true)
