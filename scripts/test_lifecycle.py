@@ -181,7 +181,7 @@ def test_shutdown_with_barman_running(work):
     exporter = Exporter(work, f"port: {port}\nintegration_type: shell\nbarman_command: {fake}\nlog_level: info\n")
     check("shell integration with a hanging barman: scrapes answer at once",
           wait_until(lambda: os.path.exists(pid_file)) and get(port, timeout=2)[0] == 200)
-    # top -H, ps -L and perf show each thread by its job (the renderer starts with the first scrape).
+    # top -H, ps -L and perf show each thread by its job.
     names = thread_names(exporter.process.pid)
     check("threads are named for their job: http loop, http accept, renderer, signals, barman",
           {"http loop", "http accept", "renderer", "signals", "barman"} <= set(names), names)

@@ -26,7 +26,7 @@ public struct Routes: Sendable {
     /// for an occasional scraper, or the whole render for the first scrape of a format (or one
     /// after a minute without any). One at a time; the scrapes waiting for the same body find it
     /// ready when their turn comes.
-    static let renders = WorkerThread(name: "renders on demand", capacity: 256, nice: 10)
+    static let renders = WorkerThread(name: "demand renders", capacity: 256, nice: 10)
 
     /// The answer as the HTTP server sends it: at once, or, when `/metrics` would have to
     /// render, rendered on `renders` while the connection waits.
