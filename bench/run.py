@@ -164,7 +164,7 @@ def run_ours(work, name, servers, backups):
     just_scraped_rss, _ = status(process.pid)
     time.sleep(3)  # the body of a past second is freed within 2 s
     idle_rss, _ = status(process.pid)
-    nginx, nginx_url = start_nginx(work, name, body, gzipped)
+    nginx, nginx_url, _ = start_nginx(work, name, body, gzipped)
     results = wrk_matrix({"ours": url, "nginx": nginx_url})
     nginx.send_signal(signal.SIGQUIT)
     nginx.wait(10)
@@ -294,8 +294,8 @@ def run_python(work, name, servers, backups):
 
 def start_nginx(work, name, body, gzipped, tls=None):
     """nginx serving the same bytes as static files (gzip from the precompressed copy): the
-    floor for serving a body from memory on this machine. Returns the process and its URL; with
-    `tls` (certificate, key), a second URL serving the same over TLS (OpenSSL's defaults)."""
+    floor for serving a body from memory on this machine. Returns the process, its URL and, with
+    `tls` (certificate, key), a URL serving the same over TLS (OpenSSL's defaults; else None)."""
     root = os.path.join(work, f"nginx-{name}")
     os.makedirs(root, exist_ok=True)
     os.chmod(root, 0o755)
@@ -317,9 +317,7 @@ http {{ access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000; 
     process = subprocess.Popen(["nginx", "-c", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/metrics"
     wait_for(url, r"barman_", 10)
-    if not tls:
-        return process, url
-    return process, url, f"https://127.0.0.1:{tls_port}/metrics"
+    return process, url, f"https://127.0.0.1:{tls_port}/metrics" if tls else None
 
 
 class NotMeasured(dict):
