@@ -152,6 +152,91 @@ def negotiated_cipher(port, *options):
     return match.group(1) if match else result.stdout[-300:] + result.stderr[-300:]
 
 
+class RecordReader:
+    """A TLS client that sees record boundaries: it reads raw bytes from the socket and hands
+    them to an ssl.SSLObject one record at a time, so each response arrives as a list of the
+    plaintext sizes of the records that carried it."""
+
+    def __init__(self, port, cafile, version):
+        import socket
+        import ssl
+        self.ssl = ssl
+        context = ssl.create_default_context(cafile=cafile)
+        context.check_hostname = False
+        context.minimum_version = context.maximum_version = version
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=False)
+        self.raw = b""
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.flush()
+                self.feed_record()
+        self.flush()
+
+    def flush(self):
+        data = self.outgoing.read()
+        if data:
+            self.sock.sendall(data)
+
+    def feed_record(self):
+        """Hands one whole record to the TLS object; returns its plaintext (b"" for a record
+        that carries none, such as a session ticket)."""
+        while len(self.raw) < 5 or len(self.raw) < 5 + int.from_bytes(self.raw[3:5], "big"):
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the server closed the connection")
+            self.raw += chunk
+        size = 5 + int.from_bytes(self.raw[3:5], "big")
+        self.incoming.write(self.raw[:size])
+        self.raw = self.raw[size:]
+        plaintext = b""
+        while True:
+            try:
+                plaintext += self.tls.read(65536)
+            except self.ssl.SSLWantReadError:
+                return plaintext
+
+    def request(self, method, path, headers):
+        """Sends one request; returns (response bytes, plaintext size of each record that
+        carried it)."""
+        fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        self.tls.write(f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n{fields}\r\n".encode())
+        self.flush()
+        response, sizes = b"", []
+        while True:
+            plaintext = self.feed_record()
+            if plaintext:
+                response += plaintext
+                sizes.append(len(plaintext))
+            head, separator, body = response.partition(b"\r\n\r\n")
+            if separator:
+                match = re.search(rb"(?im)^content-length: *(\d+)", head)
+                wanted = 0 if method == "HEAD" or not match else int(match.group(1))
+                if len(body) >= wanted:
+                    return response, sizes
+
+    def data_segments_received(self):
+        """TCP segments with data this connection has received (struct tcp_info's
+        tcpi_data_segs_in; over loopback one segment per write the server made)."""
+        import socket
+        import struct
+        info = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+        return struct.unpack_from("I", info, 152)[0]
+
+    def bytes_received(self):
+        import socket
+        import struct
+        info = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+        return struct.unpack_from("Q", info, 128)[0]
+
+    def close(self):
+        self.sock.close()
+
+
 def htpasswd(user, password):
     result = run("htpasswd", "-nbB", "-C", "10", user, password)
     return result.stdout.strip().split(":", 1)[1]
@@ -208,6 +293,34 @@ def main():
             cipher = negotiated_cipher(exporter.port, version)
             check(f"the server's cipher order wins ({version}): {expected}", cipher == expected, cipher)
         token = base64.b64encode(b"prometheus:s3cret pass").decode()
+        # libmicrohttpd hands GnuTLS a response's header and its body in two calls, and pushed
+        # the header out as a TCP segment of its own; the exporter writes the header record with
+        # the body's first record. Counted by the client: TCP segments with data per answer
+        # (over loopback, one per write) against the answer's TLS records.
+        import ssl
+        for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+            reader = RecordReader(exporter.port, ca.cert, version)
+            try:
+                for name, method, headers in (("metrics", "GET", {"Authorization": f"Basic {token}"}),
+                                              ("gzip metrics", "GET", {"Authorization": f"Basic {token}", "Accept-Encoding": "gzip"}),
+                                              ("HEAD", "HEAD", {"Authorization": f"Basic {token}"}),
+                                              ("401", "GET", {}),
+                                              ("metrics again", "GET", {"Authorization": f"Basic {token}"}),
+                                              ("gzip metrics again", "GET", {"Authorization": f"Basic {token}", "Accept-Encoding": "gzip"})):
+                    segments_before = reader.data_segments_received()
+                    response, sizes = reader.request(method, "/metrics", headers)
+                    segments = reader.data_segments_received() - segments_before
+                    head = response.partition(b"\r\n\r\n")[0]
+                    body_length = len(response) - len(head) - 4
+                    if method == "HEAD":
+                        check(f"TLS ({version.name}): HEAD is answered with its header alone", body_length == 0 and b" 200 " in head[:16],
+                              (head[:40], sizes))
+                        continue
+                    check(f"TLS ({version.name}), {name}: the header costs no segment of its own "
+                          f"({segments} data segment(s) for {len(sizes)} records: {sizes})",
+                          body_length > 0 and sum(sizes) == len(response) and segments <= len(sizes) - 1, (segments, sizes))
+            finally:
+                reader.close()
         status, *_ = curl(exporter.url(), "--cacert", ca.cert, "-H", f"Authorization: basic {token}")
         check("the scheme is case-insensitive (RFC 7617): 'basic' is accepted", status == 200, status)
         # Rotation: new certificate files, SIGHUP; the new certificate is served.

@@ -10,6 +10,7 @@ struct LayeringTests {
     static let cImporters: [String: [String]] = [
         "Glibc": ["Sources/Platform/", "Sources/Exporter/HTTP/HTTPServer.swift", "Sources/Exporter/Web/Bcrypt.swift"],
         "CGlibcShims": ["Sources/Platform/"],
+        "CGnuTLSShims": ["Sources/Exporter/HTTP/HTTPServer.swift"],
         "CMicroHTTPD": ["Sources/Exporter/HTTP/HTTPServer.swift", "Sources/Exporter/HTTP/TLSCredentials.swift"],
         "CYAML": ["Sources/Configuration/YAMLFlatMap.swift"],
         "CZlib": ["Sources/Exposition/Gzip.swift"],

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CMicroHTTPD
+import CGnuTLSShims
 import Synchronization
 import Platform
 import Exposition
@@ -165,7 +166,8 @@ public final class HTTPServer: Sendable {
         self.tlsStrings = tlsStrings
         try listener.makeNonBlocking()
         let connectionClosed = try Wakeup()
-        let serverContext = ServerContext(handler: handler, logger: logger, checksClientCertificates: tls?.checkClientCertificates ?? false,
+        let serverContext = ServerContext(handler: handler, logger: logger, servesTLS: tls != nil,
+                                          checksClientCertificates: tls?.checkClientCertificates ?? false,
                                           readsCredentials: readsCredentials, sendBufferBytes: limits.sendBufferBytes,
                                           connectionLimit: Int(limits.connectionLimit), connectionClosed: connectionClosed)
         // MHD holds this reference in its callbacks' `cls` until stop() releases it.
@@ -218,7 +220,7 @@ public final class HTTPServer: Sendable {
                 throw SystemError("start the HTTP server on", listener.displayAddress, call: "MHD_start_daemon", code: code)
             }
             do {
-                started.append(try EventLoop(daemon: daemon, context: serverContext, servesTLS: tls != nil))
+                started.append(try EventLoop(daemon: daemon, context: serverContext))
             } catch {
                 MHD_stop_daemon(daemon)
                 abandon()
@@ -292,6 +294,7 @@ private final class ServerContext: Sendable {
     let logger: Logger
     let checksClientCertificates: Bool
     let readsCredentials: Bool
+    let servesTLS: Bool
     let sendBufferBytes: Int32
     /// Connections libmicrohttpd has closed, ever: the acceptor's count of those it handed over
     /// minus this is how many are open. At `connectionLimit` the acceptor waits until a close
@@ -312,8 +315,9 @@ private final class ServerContext: Sendable {
     /// channel then), so whoever resumes one wakes the loops.
     private let loopWakeups = Mutex<[Wakeup]>([])
 
-    init(handler: @escaping HTTPHandler, logger: Logger, checksClientCertificates: Bool, readsCredentials: Bool, sendBufferBytes: Int32,
-         connectionLimit: Int, connectionClosed: Wakeup) {
+    init(handler: @escaping HTTPHandler, logger: Logger, servesTLS: Bool, checksClientCertificates: Bool, readsCredentials: Bool,
+         sendBufferBytes: Int32, connectionLimit: Int, connectionClosed: Wakeup) {
+        self.servesTLS = servesTLS
         self.sendBufferBytes = sendBufferBytes
         self.connectionLimit = connectionLimit
         self.connectionClosed = connectionClosed
@@ -497,10 +501,10 @@ private final class EventLoop: Sendable {
     private let exited = Atomic<Bool>(false)
     private let yieldsWhileBusy: Bool
 
-    init(daemon: OpaquePointer, context: ServerContext, servesTLS: Bool) throws(SystemError) {
+    init(daemon: OpaquePointer, context: ServerContext) throws(SystemError) {
         self.daemon = daemon
         self.context = context
-        yieldsWhileBusy = servesTLS
+        yieldsWhileBusy = context.servesTLS
         epollDescriptor = cmhd_daemon_epoll_fd(daemon)
         guard epollDescriptor >= 0 else {
             throw SystemError("find the epoll descriptor of", "an HTTP event loop", call: "MHD_get_daemon_info", code: EINVAL)
@@ -553,7 +557,9 @@ private final class EventLoop: Sendable {
             } else if yieldsWhileBusy {
                 _ = sched_yield()
             }
-            guard MHD_run(daemon) == MHD_Result.YES else {
+            let ran = MHD_run(daemon)
+            if context.servesTLS { endTLSPass() }
+            guard ran == MHD_Result.YES else {
                 // Only epoll_wait failing (out of memory) makes this fail: retried, not spun.
                 if !failing { context.logger.error("an HTTP event loop failed; trying again every 100 ms") }
                 failing = true
@@ -561,6 +567,16 @@ private final class EventLoop: Sendable {
                 continue
             }
             failing = false
+        }
+    }
+
+    /// Writes a response header the pass held back for its body and never got the body for
+    /// (`queue`): it must not wait for a record that will not come.
+    private func endTLSPass() {
+        let ended = cgt_end_pass()
+        if ended != 0 {
+            context.logger.debug("a TLS response header could not be written after its body failed; the connection is shut down",
+                                 ["error": ended == -2 ? SystemError.reason(errno) : "the socket is full"])
         }
     }
 
@@ -595,9 +611,12 @@ private final class PendingReply: Sendable {
     let response = Mutex<HTTPResponse?>(nil)
     /// Whether the response was queued (counted in `responsesInFlight` until completion).
     let queued = Atomic<Bool>(false)
+    /// False for HEAD: the response goes out without its body.
+    let sendsBody: Bool
 
-    init(connection: OpaquePointer) {
+    init(connection: OpaquePointer, sendsBody: Bool) {
         self.connection = connection
+        self.sendsBody = sendsBody
     }
 }
 
@@ -658,7 +677,7 @@ private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, m
     if let raw = requestState.pointee, RequestState.of(raw) == nil {
         let pending = Unmanaged<PendingReply>.fromOpaque(raw).takeUnretainedValue()
         let response = pending.response.withLock { $0 } ?? HTTPResponse(status: 500, body: Array("500 internal error: no response\n".utf8))
-        let queued = queue(response, on: connection, context: context)
+        let queued = queue(response, on: connection, sendsBody: pending.sendsBody, context: context)
         context.resumedNotQueued.subtract(1, ordering: .releasing)
         if queued == MHD_Result.YES {
             pending.queued.store(true, ordering: .releasing)
@@ -697,8 +716,9 @@ private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, m
     if context.readsCredentials, let authorization = MHD_lookup_connection_value(connection, MHD_ValueKind.HEADER_KIND, "Authorization") {
         request.credentials = BasicCredentials(authorization: Array(UnsafeRawBufferPointer(start: authorization, count: strlen(authorization))))
     }
+    let sendsBody = request.method != "HEAD"
     func answerNow(_ response: HTTPResponse) -> MHD_Result {
-        let queued = queue(response, on: connection, context: context)
+        let queued = queue(response, on: connection, sendsBody: sendsBody, context: context)
         if queued == MHD_Result.YES {
             requestState.pointee = RequestState.responseQueued.pointer
             context.responsesInFlight.add(1, ordering: .releasing)
@@ -709,7 +729,7 @@ private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, m
     case .now(let response):
         return answerNow(response)
     case .later(let worker, let delay, let whenBusy, let compute):
-        let pending = PendingReply(connection: connection)
+        let pending = PendingReply(connection: connection, sendsBody: sendsBody)
         // The server is stopping: nothing may wait for a worker any more.
         guard context.startWaiting(pending) else { return answerNow(whenBusy()) }
         // Released in requestCompleted.
@@ -724,7 +744,10 @@ private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, m
 
 /// Queues `reply` on `connection`. Zero copy: MHD sends from the shared buffers (an I/O vector
 /// when the body is in pieces) and calls releasePayload when done with them.
-private func queue(_ reply: HTTPResponse, on connection: OpaquePointer, context: ServerContext) -> MHD_Result {
+///
+/// Over TLS the header waits for the body's first record and both leave in one write
+/// (CGnuTLSShims): libmicrohttpd would send it as a record and a segment of its own.
+private func queue(_ reply: HTTPResponse, on connection: OpaquePointer, sendsBody: Bool, context: ServerContext) -> MHD_Result {
     let payload = Unmanaged.passRetained(reply.payload)
     let vector = reply.payload.chunks.map { MHD_IoVec(iov_base: $0.baseAddress, iov_len: $0.count) }
     // MHD copies the vector (not the bytes) into the response.
@@ -742,6 +765,7 @@ private func queue(_ reply: HTTPResponse, on connection: OpaquePointer, context:
     for (name, value) in headers where MHD_add_response_header(response, name, value) != MHD_Result.YES {
         context.logger.error("cannot add an HTTP response header", ["header": name])
     }
+    if context.servesTLS && sendsBody && reply.payload.count > 0 { cgt_hold_next_header(connection) }
     return MHD_queue_response(connection, UInt32(reply.status), response)
 }
 
@@ -762,14 +786,20 @@ private let surveyHeaderField: MHD_KeyValueIterator = { cls, _, key, _ in
     return MHD_Result.YES
 }
 
-/// Called by MHD for each connection it starts serving (sets the send buffer), and again when it
-/// closes (counts it for the acceptor).
+/// Called by MHD for each connection it starts serving (sets the send buffer, and the TLS
+/// transport that writes a header with its body), and again when it closes (counts it for the
+/// acceptor).
 private let connectionStarted: MHD_NotifyConnectionCallback = { cls, connection, _, code in
     guard let cls, let connection else { return }
     let context = Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue()
     guard code == .CONNECTION_NOTIFY_STARTED else {
+        if context.servesTLS { cgt_forget(connection) }
         context.countClosedConnection()
         return
+    }
+    if context.servesTLS && cgt_install_transport(connection) != 0 {
+        // Only the number of records and writes depends on it.
+        context.logger.debug("a TLS connection has no TLS session to give a transport")
     }
     var bytes = context.sendBufferBytes
     let socket = cmhd_connection_socket(connection)
