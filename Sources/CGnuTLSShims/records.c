@@ -11,13 +11,14 @@
 #include <gnutls/gnutls.h>
 #include "CGnuTLSShims.h"
 
-/* A header record is a few hundred bytes (status line, about ten fields, TLS overhead); anything
- * larger is not held. */
-enum { HELD_CAPACITY = 2048, VECTOR_CAPACITY = 64 };
+/* A header (under 2 kB) and three full records (16 kB and some overhead each) fit. */
+enum { HELD_CAPACITY = 64 * 1024, MAX_HELD_BODY_RECORDS = 3, VECTOR_CAPACITY = 64 };
 
 static __thread int armed_socket = -1;
+static __thread int armed_writes = 0;
 static __thread struct {
-    int socket; /* -1: nothing held */
+    int socket;        /* -1: nothing held */
+    int writes_left;   /* record writes of the response still to come, this one included */
     size_t length;
     size_t written;
     unsigned char bytes[HELD_CAPACITY];
@@ -33,7 +34,24 @@ static ssize_t send_vector(int socket, struct iovec *vector, size_t count) {
     memset(&message, 0, sizeof message);
     message.msg_iov = vector;
     message.msg_iovlen = count;
-    return sendmsg(socket, &message, MSG_NOSIGNAL);
+    ssize_t sent;
+    do sent = sendmsg(socket, &message, MSG_NOSIGNAL); while (sent < 0 && errno == EINTR);
+    return sent;
+}
+
+/* Writes what is held on its own: 0 all of it, 1 the socket is full (the rest stays held), -1
+ * the write failed (errno; dropped, libmicrohttpd sees the connection fail on its next write). */
+static int write_held(void) {
+    struct iovec rest = { held.bytes + held.written, held.length - held.written };
+    const ssize_t sent = send_vector(held.socket, &rest, 1);
+    if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        held.socket = -1;
+        return -1;
+    }
+    if (sent >= 0) held.written += (size_t) sent;
+    if (held.written < held.length) return 1;
+    held.socket = -1;
+    return 0;
 }
 
 /* GnuTLS's vector push function: what it expects of a socket write (bytes written, or -1 with
@@ -48,37 +66,45 @@ static ssize_t push_records(gnutls_transport_ptr_t transport, const giovec_t *re
     size_t total = 0;
     for (int index = 0; index < count; index++) total += records[index].iov_len;
 
+    /* The event loop turned to another connection: the held one's turn is over. */
+    if (held.socket >= 0 && held.socket != socket) (void) write_held();
     if (armed_socket == socket) {
         armed_socket = -1;
-        if (held.socket < 0 && total <= HELD_CAPACITY) {
-            size_t offset = 0;
-            for (int index = 0; index < count; index++) {
-                memcpy(held.bytes + offset, records[index].iov_base, records[index].iov_len);
-                offset += records[index].iov_len;
-            }
+        if (held.socket < 0) {
             held.socket = socket;
-            held.length = total;
+            held.writes_left = armed_writes;
+            held.length = 0;
             held.written = 0;
-            return (ssize_t) total;
         }
     }
+    if (held.socket != socket) {
+        struct msghdr message;
+        memset(&message, 0, sizeof message);
+        message.msg_iov = (struct iovec *) records;
+        message.msg_iovlen = (size_t) count;
+        return sendmsg(socket, &message, MSG_NOSIGNAL);
+    }
 
+    if (held.written == 0 && held.writes_left > 1 && held.length + total <= HELD_CAPACITY) {
+        for (int index = 0; index < count; index++) {
+            memcpy(held.bytes + held.length, records[index].iov_base, records[index].iov_len);
+            held.length += records[index].iov_len;
+        }
+        held.writes_left--;
+        return (ssize_t) total;
+    }
+
+    /* The response's last record (or one that does not fit): everything goes now. */
     struct iovec vector[VECTOR_CAPACITY + 1];
-    size_t used = 0;
-    const int holding = held.socket == socket;
-    const size_t held_left = holding ? held.length - held.written : 0;
-    if (holding) {
-        vector[used].iov_base = held.bytes + held.written;
-        vector[used].iov_len = held_left;
-        used++;
-    }
+    const size_t held_left = held.length - held.written;
+    vector[0].iov_base = held.bytes + held.written;
+    vector[0].iov_len = held_left;
     for (int index = 0; index < count; index++) {
-        vector[used].iov_base = records[index].iov_base;
-        vector[used].iov_len = records[index].iov_len;
-        used++;
+        vector[index + 1].iov_base = records[index].iov_base;
+        vector[index + 1].iov_len = records[index].iov_len;
     }
-    const ssize_t sent = send_vector(socket, vector, used);
-    if (sent < 0 || !holding) return sent;
+    const ssize_t sent = send_vector(socket, vector, (size_t) count + 1);
+    if (sent < 0) return -1;
     if ((size_t) sent < held_left) {
         /* The socket is full: the held bytes go first next time, then these records again. */
         held.written += (size_t) sent;
@@ -100,20 +126,14 @@ int cgt_install_transport(struct MHD_Connection *connection) {
     return 0;
 }
 
-void cgt_hold_next_header(struct MHD_Connection *connection) {
+void cgt_hold_next_response(struct MHD_Connection *connection, size_t body_records) {
     armed_socket = connection_socket(connection);
+    armed_writes = 1 + (int) (body_records < MAX_HELD_BODY_RECORDS ? body_records : MAX_HELD_BODY_RECORDS);
 }
 
 int cgt_end_pass(void) {
     armed_socket = -1;
-    if (held.socket < 0) return 0;
-    const int socket = held.socket;
-    struct iovec rest = { held.bytes + held.written, held.length - held.written };
-    held.socket = -1;
-    ssize_t sent;
-    do sent = send_vector(socket, &rest, 1); while (sent < 0 && errno == EINTR);
-    if (sent >= 0 && (size_t) sent == rest.iov_len) return 0;
-    return shutdown(socket, SHUT_RDWR) == 0 ? -1 : -2;
+    return held.socket < 0 ? 0 : write_held();
 }
 
 void cgt_forget(struct MHD_Connection *connection) {

@@ -1,16 +1,22 @@
 #ifndef CGNUTLSSHIMS_H
 #define CGNUTLSSHIMS_H
-/* A response's header and the start of its body in one TLS record write.
+#include <stddef.h>
+/* A TLS response's records in one socket write.
  *
- * libmicrohttpd 0.9.75 hands GnuTLS a response's header and its body in two gnutls_record_send
- * calls, so over TLS the header goes out as a record and a TCP segment of its own (it also
- * pushes it at once for any response over 1,400 bytes): the client wakes up, decrypts a
- * header, and waits again for the body. These calls install a GnuTLS transport (the same
- * socket, sendmsg as GnuTLS's own) that holds a header record back and writes it together
- * with the record that follows it.
+ * libmicrohttpd 0.9.75 hands GnuTLS a response's header and its body in separate
+ * gnutls_record_send calls, one TLS record each (16 kB at most), and GnuTLS writes each record
+ * to the socket as it is made: the header goes out as a TCP segment of its own (pushed at once
+ * for any response over 1,400 bytes), then every body record, and the client wakes up for each.
+ * These calls install a GnuTLS transport (the same socket, sendmsg as GnuTLS's own) that holds
+ * the records of a response back and writes them together.
  *
- * All of it is per thread: an HTTP event loop arms, holds and flushes on its own thread, inside
- * one MHD_run pass, so nothing is shared and nothing outlives the pass. */
+ * Held bytes never wait for something that may not come: they leave with the response's last
+ * record (GnuTLS still owns that record, so a short write is retried through GnuTLS), or, when
+ * the event loop turns to another connection or ends its pass first, on their own; if the
+ * socket is full then, the rest leaves with the response's next record, which libmicrohttpd
+ * is bound to write.
+ *
+ * All of it is per thread: an event loop arms, holds and writes on its own thread. */
 
 struct MHD_Connection;
 
@@ -18,14 +24,14 @@ struct MHD_Connection;
  * connection): 0, or -1 when the connection has no TLS session. */
 int cgt_install_transport(struct MHD_Connection *connection);
 
-/* The next record this thread writes on `connection`, if no larger than a header, waits for the
- * one after it (call just before queueing a response that has a body). */
-void cgt_hold_next_header(struct MHD_Connection *connection);
+/* The response about to be queued on `connection` is held back and written at once: its header
+ * and `body_records` records (the body's TLS records as libmicrohttpd makes them; at most 3 are
+ * held). Call just before queueing a response that has a body. */
+void cgt_hold_next_response(struct MHD_Connection *connection, size_t body_records);
 
-/* Ends an MHD_run pass: disarms, and writes a header still held (its body's records did not
- * follow in the same pass: the body failed). 0 nothing was left or it was written; -1 it could
- * not be written at once, and the connection was shut down (libmicrohttpd then closes it)
- * rather than left waiting for bytes that would never come; -2 not even that (errno). */
+/* Ends an MHD_run pass: disarms, and writes what is held. 0 nothing was held or it was written;
+ * 1 the socket was full (the rest leaves with the response's next record); -1 the write failed
+ * (errno; libmicrohttpd will see the connection fail too). */
 int cgt_end_pass(void);
 
 /* Drops what is held for `connection` (call when libmicrohttpd closes it, before its socket

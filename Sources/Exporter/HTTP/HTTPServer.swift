@@ -570,13 +570,10 @@ private final class EventLoop: Sendable {
         }
     }
 
-    /// Writes a response header the pass held back for its body and never got the body for
-    /// (`queue`): it must not wait for a record that will not come.
+    /// Writes what the pass held back of a TLS response (`queue`) before the loop waits.
     private func endTLSPass() {
-        let ended = cgt_end_pass()
-        if ended != 0 {
-            context.logger.debug("a TLS response header could not be written after its body failed; the connection is shut down",
-                                 ["error": ended == -2 ? SystemError.reason(errno) : "the socket is full"])
+        if cgt_end_pass() < 0 {
+            context.logger.debug("cannot write a TLS response", ["error": SystemError.reason(errno)])
         }
     }
 
@@ -745,8 +742,8 @@ private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, m
 /// Queues `reply` on `connection`. Zero copy: MHD sends from the shared buffers (an I/O vector
 /// when the body is in pieces) and calls releasePayload when done with them.
 ///
-/// Over TLS the header waits for the body's first record and both leave in one write
-/// (CGnuTLSShims): libmicrohttpd would send it as a record and a segment of its own.
+/// Over TLS the response's records leave in one write (CGnuTLSShims): libmicrohttpd would
+/// send the header, then each 16 kB record of the body, as writes of their own.
 private func queue(_ reply: HTTPResponse, on connection: OpaquePointer, sendsBody: Bool, context: ServerContext) -> MHD_Result {
     let payload = Unmanaged.passRetained(reply.payload)
     let vector = reply.payload.chunks.map { MHD_IoVec(iov_base: $0.baseAddress, iov_len: $0.count) }
@@ -765,9 +762,16 @@ private func queue(_ reply: HTTPResponse, on connection: OpaquePointer, sendsBod
     for (name, value) in headers where MHD_add_response_header(response, name, value) != MHD_Result.YES {
         context.logger.error("cannot add an HTTP response header", ["header": name])
     }
-    if context.servesTLS && sendsBody && reply.payload.count > 0 { cgt_hold_next_header(connection) }
+    if context.servesTLS && sendsBody && reply.payload.count > 0 {
+        // libmicrohttpd sends each piece of the body in records of at most 16 kB.
+        let records = reply.payload.chunks.reduce(0) { $0 + ($1.count + tlsRecordCapacity - 1) / tlsRecordCapacity }
+        cgt_hold_next_response(connection, records)
+    }
     return MHD_queue_response(connection, UInt32(reply.status), response)
 }
+
+/// The most plaintext a TLS record carries (RFC 8446 5.1).
+private let tlsRecordCapacity = 16_384
 
 /// What `surveyHeaderField` finds among a request's header fields.
 private struct HeaderFieldSurvey {
