@@ -329,6 +329,23 @@ class NotMeasured(dict):
 NOT_MEASURED = NotMeasured()
 
 
+def print_secure(name, secure):
+    """The TLS + basic auth table: ours plain and over TLS, nginx plain and over TLS."""
+    print()
+    print(f"## TLS + basic auth, keep-alive ({name} dataset): ours plain HTTP vs ours over TLS with a password,")
+    print("## and nginx serving the same bytes both ways (OpenSSL, same certificate): what TLS costs on this machine")
+    print(f"{'':28}{'plain':>14}{'TLS + auth':>14}{'p99 ratio':>14}{'nginx':>14}{'nginx TLS':>14}{'nginx ratio':>14}")
+    for gzip in (False, True):
+        for connections in CONNECTIONS:
+            plain, tls = secure["plain"][(gzip, connections)], secure["tls"][(gzip, connections)]
+            nginx, nginx_tls = secure["nginx"][(gzip, connections)], secure["nginx TLS"][(gzip, connections)]
+            print(f"{f'req/s c={connections}' + (' gzip' if gzip else ''):28}{plain[0]:14.0f}{tls[0]:14.0f}{'':14}{nginx[0]:14.0f}{nginx_tls[0]:14.0f}")
+            print(f"{'  p99 ms':28}{plain[2]:14.2f}{tls[2]:14.2f}{tls[2] / max(plain[2], 1e-6):14.2f}"
+                  f"{nginx[2]:14.2f}{nginx_tls[2]:14.2f}{nginx_tls[2] / max(nginx[2], 1e-6):14.2f}")
+            print(f"{'  p99 ms, each run':28}{spread(plain[3]):>14}{spread(tls[3]):>14}{'':14}{spread(nginx[3]):>14}{spread(nginx_tls[3]):>14}")
+    print("(target: ours TLS + auth p99 within 2x of ours plain)")
+
+
 def main():
     print(f"machine: {os.cpu_count()} cores, {open('/proc/meminfo').readline().split()[1]} kB RAM; wrk -d {SECONDS}s, median of {REPEATS} runs, load generator on the same machine")
     size = os.path.getsize(OURS)
@@ -336,6 +353,15 @@ def main():
     shutil.copy(OURS, stripped)
     subprocess.run(["strip", stripped], check=True)
     print(f"binary: {size} bytes as built, {os.path.getsize(stripped)} stripped (static Swift runtime; the .deb ships it stripped)")
+    if sys.argv[1:] == ["secure"]:
+        work = tempfile.mkdtemp(prefix="barman-bench-")
+        os.chmod(work, 0o755)
+        try:
+            name, servers, backups, _ = DATASETS[0]
+            print_secure(name, run_ours_tls(work, servers, backups))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     if sys.argv[1:] == ["real-use"]:
         for label, (cpu, rss) in real_use().items():
             print(f"real use, 200 x 60, {label}: {cpu:.2f} CPU s a minute, resident {rss:.1f} MB")
@@ -372,19 +398,7 @@ def main():
             print(f"{'first data minus barman s':28}{ours['first_data'] - ours['barman_busy']:14.2f}{python['first_data'] - python['barman_busy']:14.2f}")
         name, servers, backups, _ = DATASETS[0]
         secure = run_ours_tls(work, servers, backups)
-        print()
-        print(f"## TLS + basic auth, keep-alive ({name} dataset): ours plain HTTP vs ours over TLS with a password,")
-        print("## and nginx serving the same bytes both ways (OpenSSL, same certificate): what TLS costs on this machine")
-        print(f"{'':28}{'plain':>14}{'TLS + auth':>14}{'p99 ratio':>14}{'nginx':>14}{'nginx TLS':>14}{'nginx ratio':>14}")
-        for gzip in (False, True):
-            for connections in CONNECTIONS:
-                plain, tls = secure["plain"][(gzip, connections)], secure["tls"][(gzip, connections)]
-                nginx, nginx_tls = secure["nginx"][(gzip, connections)], secure["nginx TLS"][(gzip, connections)]
-                print(f"{f'req/s c={connections}' + (' gzip' if gzip else ''):28}{plain[0]:14.0f}{tls[0]:14.0f}{'':14}{nginx[0]:14.0f}{nginx_tls[0]:14.0f}")
-                print(f"{'  p99 ms':28}{plain[2]:14.2f}{tls[2]:14.2f}{tls[2] / max(plain[2], 1e-6):14.2f}"
-                      f"{nginx[2]:14.2f}{nginx_tls[2]:14.2f}{nginx_tls[2] / max(nginx[2], 1e-6):14.2f}")
-                print(f"{'  p99 ms, each run':28}{spread(plain[3]):>14}{spread(tls[3]):>14}{'':14}{spread(nginx[3]):>14}{spread(nginx_tls[3]):>14}")
-        print("(target: ours TLS + auth p99 within 2x of ours plain)")
+        print_secure(name, secure)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()

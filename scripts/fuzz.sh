@@ -20,11 +20,16 @@ module CGlibcShims {
   header "$PWD/Sources/CGlibcShims/include/CGlibcShims.h"
   export *
 }
+module CGnuTLSShims {
+  header "$PWD/Sources/CGnuTLSShims/include/CGnuTLSShims.h"
+  export *
+}
 MAP
 includes=(-I "$modules" -I Sources/CYAML -I Sources/CMicroHTTPD -I Sources/CCrypt -I Sources/CZlib $(pkg-config --cflags-only-I yaml-0.1))
 flags=(-swift-version 6 -sanitize=fuzzer,address -O -enable-testing -package-name prometheus_barman_exporter -parse-as-library "${includes[@]}")
 clang -c -O1 -fsanitize=fuzzer-no-link,address -I Sources/CGlibcShims/include Sources/CGlibcShims/shims.c -o "$out/CGlibcShims.o"
-objects=("$out/CGlibcShims.o")
+clang -c -O1 -fsanitize=fuzzer-no-link,address -I Sources/CGnuTLSShims/include Sources/CGnuTLSShims/records.c -o "$out/CGnuTLSShims.o"
+objects=("$out/CGlibcShims.o" "$out/CGnuTLSShims.o")
 module() {  # NAME DIRECTORY
   swiftc "${flags[@]}" -wmo -module-name "$1" -emit-module -emit-module-path "$modules/$1.swiftmodule" \
     -c $(find "$2" -name '*.swift' | sort) -o "$out/$1.o" 2>&1 | grep -v "Cannot export local symbol" || true

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <microhttpd.h>
 #include <gnutls/gnutls.h>
@@ -21,7 +22,9 @@ static __thread struct {
     int writes_left;   /* record writes of the response still to come, this one included */
     size_t length;
     size_t written;
-    unsigned char bytes[HELD_CAPACITY];
+    /* HELD_CAPACITY bytes, allocated by the first hold: a thread-local array would be zeroed
+     * (made resident) in every thread of the process. */
+    unsigned char *bytes;
 } held = { .socket = -1 };
 
 static int connection_socket(struct MHD_Connection *connection) {
@@ -70,7 +73,8 @@ static ssize_t push_records(gnutls_transport_ptr_t transport, const giovec_t *re
     if (held.socket >= 0 && held.socket != socket) (void) write_held();
     if (armed_socket == socket) {
         armed_socket = -1;
-        if (held.socket < 0) {
+        if (held.socket < 0 && held.bytes == NULL) held.bytes = malloc(HELD_CAPACITY);
+        if (held.socket < 0 && held.bytes != NULL) {
             held.socket = socket;
             held.writes_left = armed_writes;
             held.length = 0;
@@ -134,6 +138,13 @@ void cgt_hold_next_response(struct MHD_Connection *connection, size_t body_recor
 int cgt_end_pass(void) {
     armed_socket = -1;
     return held.socket < 0 ? 0 : write_held();
+}
+
+void cgt_release_thread(void) {
+    free(held.bytes);
+    held.bytes = NULL;
+    held.socket = -1;
+    armed_socket = -1;
 }
 
 void cgt_forget(struct MHD_Connection *connection) {

@@ -25,14 +25,19 @@ struct MHD_Connection;
 int cgt_install_transport(struct MHD_Connection *connection);
 
 /* The response about to be queued on `connection` is held back and written at once: its header
- * and `body_records` records (the body's TLS records as libmicrohttpd makes them; at most 3 are
- * held). Call just before queueing a response that has a body. */
+ * and its `body_records` records (the body's TLS records as libmicrohttpd makes them), or the
+ * first three of them; the rest follow one write per record. Call just before queueing a
+ * response that has a body. */
 void cgt_hold_next_response(struct MHD_Connection *connection, size_t body_records);
 
 /* Ends an MHD_run pass: disarms, and writes what is held. 0 nothing was held or it was written;
  * 1 the socket was full (the rest leaves with the response's next record); -1 the write failed
  * (errno; libmicrohttpd will see the connection fail too). */
 int cgt_end_pass(void);
+
+/* Frees this thread's buffer (call when an event loop thread ends; what it still holds is for
+ * connections being closed). */
+void cgt_release_thread(void);
 
 /* Drops what is held for `connection` (call when libmicrohttpd closes it, before its socket
  * number can be reused). */

@@ -541,7 +541,10 @@ private final class EventLoop: Sendable {
     }
 
     private func run() {
-        defer { exited.store(true, ordering: .releasing) }
+        defer {
+            if context.servesTLS { cgt_release_thread() }
+            exited.store(true, ordering: .releasing)
+        }
         var failing = false
         while !stopping.load(ordering: .acquiring) {
             addHandedConnections()
