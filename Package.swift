@@ -41,8 +41,8 @@ let package = Package(
         ),
         // glibc calls Swift's Glibc module hides (pipe2, closefrom for posix_spawn, malloc tuning) and wait macros.
         .target(name: "CGlibcShims"),
-        // A TLS response's header written with its body's first record (a GnuTLS transport
-        // under libmicrohttpd's sessions).
+        // A TLS response's records in one socket write (a GnuTLS transport under
+        // libmicrohttpd's sessions).
         .target(name: "CGnuTLSShims", linkerSettings: [.linkedLibrary("gnutls"), .linkedLibrary("microhttpd")]),
         .target(name: "Platform", dependencies: ["CGlibcShims"], swiftSettings: strict),
         .target(name: "Exposition", dependencies: ["CZlib"], swiftSettings: strict),

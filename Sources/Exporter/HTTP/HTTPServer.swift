@@ -770,7 +770,10 @@ private func queue(_ reply: HTTPResponse, on connection: OpaquePointer, sendsBod
         let records = reply.payload.chunks.reduce(0) { $0 + ($1.count + tlsRecordCapacity - 1) / tlsRecordCapacity }
         cgt_hold_next_response(connection, records)
     }
-    return MHD_queue_response(connection, UInt32(reply.status), response)
+    let queued = MHD_queue_response(connection, UInt32(reply.status), response)
+    // Not queued: libmicrohttpd closes the connection, and nothing of it may be held.
+    if queued != MHD_Result.YES && context.servesTLS { cgt_forget(connection) }
+    return queued
 }
 
 /// The most plaintext a TLS record carries (RFC 8446 5.1).
@@ -794,8 +797,8 @@ private let surveyHeaderField: MHD_KeyValueIterator = { cls, _, key, _ in
 }
 
 /// Called by MHD for each connection it starts serving (sets the send buffer, and the TLS
-/// transport that writes a header with its body), and again when it closes (counts it for the
-/// acceptor).
+/// transport that writes a response's records at once), and again when it closes (counts it
+/// for the acceptor).
 private let connectionStarted: MHD_NotifyConnectionCallback = { cls, connection, _, code in
     guard let cls, let connection else { return }
     let context = Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue()
