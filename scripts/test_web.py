@@ -10,6 +10,9 @@ import base64
 import os
 import re
 import signal
+import socket
+import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -158,9 +161,6 @@ class RecordReader:
     plaintext sizes of the records that carried it."""
 
     def __init__(self, port, cafile, version):
-        import socket
-        import ssl
-        self.ssl = ssl
         context = ssl.create_default_context(cafile=cafile)
         context.check_hostname = False
         context.minimum_version = context.maximum_version = version
@@ -197,7 +197,7 @@ class RecordReader:
         while True:
             try:
                 plaintext += self.tls.read(65536)
-            except self.ssl.SSLWantReadError:
+            except ssl.SSLWantReadError:
                 return plaintext
 
     def request(self, method, path, headers):
@@ -222,16 +222,8 @@ class RecordReader:
     def data_segments_received(self):
         """TCP segments with data this connection has received (struct tcp_info's
         tcpi_data_segs_in; over loopback one segment per write the server made)."""
-        import socket
-        import struct
         info = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
         return struct.unpack_from("I", info, 152)[0]
-
-    def bytes_received(self):
-        import socket
-        import struct
-        info = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
-        return struct.unpack_from("Q", info, 128)[0]
 
     def close(self):
         self.sock.close()
@@ -297,7 +289,6 @@ def main():
         # their own, and GnuTLS wrote each record as it came (the header pushed as a segment of
         # its own); the exporter writes a response of up to three records at once. Counted by
         # the client: TCP segments with data per answer (over loopback, one per write).
-        import ssl
         for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
             reader = RecordReader(exporter.port, ca.cert, version)
             try:
@@ -322,7 +313,6 @@ def main():
                 reader.close()
         # A client that pipelines requests and reads late fills the socket: held records must
         # still all arrive, in order, once it reads.
-        import socket
         context = ssl.create_default_context(cafile=ca.cert)
         context.check_hostname = False
         with context.wrap_socket(socket.create_connection(("127.0.0.1", exporter.port), timeout=20)) as late:
