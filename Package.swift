@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "CGlibcShims"),
         // A TLS response's records in one socket write (a GnuTLS transport under
         // libmicrohttpd's sessions).
-        .target(name: "CGnuTLSShims", linkerSettings: [.linkedLibrary("gnutls"), .linkedLibrary("microhttpd")]),
+        .target(name: "CGnuTLSShims", linkerSettings: [.linkedLibrary("gnutls")]),
         .target(name: "Platform", dependencies: ["CGlibcShims"], swiftSettings: strict),
         .target(name: "Exposition", dependencies: ["CZlib"], swiftSettings: strict),
         .target(name: "Configuration", dependencies: ["Platform", "CYAML"], swiftSettings: strict),

@@ -1,14 +1,11 @@
 #define _GNU_SOURCE
 #include <sys/types.h>
-#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <microhttpd.h>
 #include <gnutls/gnutls.h>
 #include "CGnuTLSShims.h"
 
@@ -26,11 +23,6 @@ static __thread struct {
      * (made resident) in every thread of the process. */
     unsigned char *bytes;
 } held = { .socket = -1 };
-
-static int connection_socket(struct MHD_Connection *connection) {
-    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-    return info == NULL ? -1 : info->connect_fd;
-}
 
 static ssize_t send_vector(int socket, struct iovec *vector, size_t count) {
     struct msghdr message;
@@ -81,13 +73,8 @@ static ssize_t push_records(gnutls_transport_ptr_t transport, const giovec_t *re
             held.written = 0;
         }
     }
-    if (held.socket != socket) {
-        struct msghdr message;
-        memset(&message, 0, sizeof message);
-        message.msg_iov = (struct iovec *) records;
-        message.msg_iovlen = (size_t) count;
-        return sendmsg(socket, &message, MSG_NOSIGNAL);
-    }
+    /* giovec_t is struct iovec on POSIX systems. */
+    if (held.socket != socket) return send_vector(socket, (struct iovec *) records, (size_t) count);
 
     if (held.written == 0 && held.writes_left > 1 && held.length + total <= HELD_CAPACITY) {
         for (int index = 0; index < count; index++) {
@@ -123,15 +110,12 @@ static ssize_t push_records(gnutls_transport_ptr_t transport, const giovec_t *re
     return sent - (ssize_t) held_left;
 }
 
-int cgt_install_transport(struct MHD_Connection *connection) {
-    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_GNUTLS_SESSION);
-    if (info == NULL || info->tls_session == NULL) return -1;
-    gnutls_transport_set_vec_push_function((gnutls_session_t) info->tls_session, push_records);
-    return 0;
+void cgt_install_transport(void *tls_session) {
+    gnutls_transport_set_vec_push_function((gnutls_session_t) tls_session, push_records);
 }
 
-void cgt_hold_next_response(struct MHD_Connection *connection, size_t body_records) {
-    armed_socket = connection_socket(connection);
+void cgt_hold_next_response(int socket, size_t body_records) {
+    armed_socket = socket;
     armed_writes = 1 + (int) (body_records < MAX_HELD_BODY_RECORDS ? body_records : MAX_HELD_BODY_RECORDS);
 }
 
@@ -147,8 +131,7 @@ void cgt_release_thread(void) {
     armed_socket = -1;
 }
 
-void cgt_forget(struct MHD_Connection *connection) {
-    const int socket = connection_socket(connection);
+void cgt_forget(int socket) {
     if (socket >= 0 && held.socket == socket) held.socket = -1;
     if (socket >= 0 && armed_socket == socket) armed_socket = -1;
 }

@@ -21,14 +21,19 @@ static inline void cmhd_copy_reason(char *reason, size_t size, const char *text)
     if (reason != NULL && size > 0) snprintf(reason, size, "%s", text);
 }
 
+/* A connection's GnuTLS session, or NULL when it does not speak TLS. MHD_get_connection_info is
+ * variadic, so Swift cannot call it. */
+static inline gnutls_session_t cmhd_tls_session(struct MHD_Connection *connection) {
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    return info == NULL ? NULL : (gnutls_session_t) info->tls_session;
+}
+
 /* The TLS client certificate of a connection: -2 not a TLS connection, 0 none presented,
  * 1 presented and verified against the trusted CAs given to libmicrohttpd (signature, validity
- * dates), -1 presented and not verified (why in `reason`). MHD_get_connection_info is variadic,
- * so Swift cannot call it. */
+ * dates), -1 presented and not verified (why in `reason`). */
 static inline int cmhd_client_certificate(struct MHD_Connection *connection, char *reason, size_t reason_size) {
-    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_GNUTLS_SESSION);
-    if (info == NULL || info->tls_session == NULL) return -2;
-    gnutls_session_t session = (gnutls_session_t) info->tls_session;
+    gnutls_session_t session = cmhd_tls_session(connection);
+    if (session == NULL) return -2;
     unsigned int count = 0;
     if (gnutls_certificate_get_peers(session, &count) == NULL || count == 0) return 0;
     unsigned int status = 0;

@@ -18,17 +18,15 @@
  *
  * All of it is per thread: an event loop arms, holds and writes on its own thread. */
 
-struct MHD_Connection;
+/* Installs the transport on a connection's GnuTLS session (a gnutls_session_t; call when
+ * libmicrohttpd starts the connection). */
+void cgt_install_transport(void *tls_session);
 
-/* Installs the transport on a connection's TLS session (call when libmicrohttpd starts the
- * connection): 0, or -1 when the connection has no TLS session. */
-int cgt_install_transport(struct MHD_Connection *connection);
-
-/* The response about to be queued on `connection` is held back and written at once: its header
+/* The response about to be queued on the connection of `socket` is held back and written at once: its header
  * and its `body_records` records (the body's TLS records as libmicrohttpd makes them), or the
  * first three of them; the rest follow one write per record. Call just before queueing a
  * response that has a body. */
-void cgt_hold_next_response(struct MHD_Connection *connection, size_t body_records);
+void cgt_hold_next_response(int socket, size_t body_records);
 
 /* Ends an MHD_run pass: disarms, and writes what is held. 0 nothing was held or it was written;
  * 1 the socket was full (the rest leaves with the response's next record); -1 the write failed
@@ -39,8 +37,8 @@ int cgt_end_pass(void);
  * connections being closed). */
 void cgt_release_thread(void);
 
-/* Drops what is held for `connection` (call when libmicrohttpd closes it, before its socket
- * number can be reused). */
-void cgt_forget(struct MHD_Connection *connection);
+/* Drops what is held for the connection of `socket` (call when libmicrohttpd closes it, before
+ * the socket number can be reused). */
+void cgt_forget(int socket);
 
 #endif

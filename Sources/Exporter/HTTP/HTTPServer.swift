@@ -768,11 +768,11 @@ private func queue(_ reply: HTTPResponse, on connection: OpaquePointer, sendsBod
     if context.servesTLS && sendsBody && reply.payload.count > 0 {
         // libmicrohttpd sends each piece of the body in records of at most 16 kB.
         let records = reply.payload.chunks.reduce(0) { $0 + ($1.count + tlsRecordCapacity - 1) / tlsRecordCapacity }
-        cgt_hold_next_response(connection, records)
+        cgt_hold_next_response(cmhd_connection_socket(connection), records)
     }
     let queued = MHD_queue_response(connection, UInt32(reply.status), response)
     // Not queued: libmicrohttpd closes the connection, and nothing of it may be held.
-    if queued != MHD_Result.YES && context.servesTLS { cgt_forget(connection) }
+    if queued != MHD_Result.YES && context.servesTLS { cgt_forget(cmhd_connection_socket(connection)) }
     return queued
 }
 
@@ -803,13 +803,17 @@ private let connectionStarted: MHD_NotifyConnectionCallback = { cls, connection,
     guard let cls, let connection else { return }
     let context = Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue()
     guard code == .CONNECTION_NOTIFY_STARTED else {
-        if context.servesTLS { cgt_forget(connection) }
+        if context.servesTLS { cgt_forget(cmhd_connection_socket(connection)) }
         context.countClosedConnection()
         return
     }
-    if context.servesTLS && cgt_install_transport(connection) != 0 {
-        // Only the number of records and writes depends on it.
-        context.logger.debug("a TLS connection has no TLS session to give a transport")
+    if context.servesTLS {
+        if let session = cmhd_tls_session(connection) {
+            cgt_install_transport(UnsafeMutableRawPointer(session))
+        } else {
+            // Only the number of records and writes depends on it.
+            context.logger.debug("a TLS connection has no TLS session to give a transport")
+        }
     }
     var bytes = context.sendBufferBytes
     let socket = cmhd_connection_socket(connection)
