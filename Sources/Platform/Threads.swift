@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CGlibcShims
+import Synchronization
 
 /// Starts a detached OS thread for work that blocks (waitpid, poll, blocking reads), so it
 /// never occupies one of the few threads of Swift's cooperative pool.
@@ -9,26 +10,55 @@ public enum DetachedThread {
     /// `name` is what `top -H`, `ps -L` and perf show for the thread (Linux keeps 15 bytes);
     /// without one it keeps the name of the thread that started it.
     public static func start(name: String? = nil, _ body: @escaping @Sendable () -> Void) throws(SystemError) {
-        let box = Unmanaged.passRetained(ThreadBody(name: name, body))
-        var thread = pthread_t()
-        let status = pthread_create(&thread, nil, { raw in
-            guard let raw else { return nil }
-            let body = Unmanaged<ThreadBody>.fromOpaque(raw).takeRetainedValue()
-            if let name = body.name {
-                // Only a name over 15 bytes fails (ERANGE): cut to fit, and a name is cosmetic.
-                let fitted = String(decoding: name.utf8.prefix(15), as: UTF8.self)
-                _ = cgs_set_thread_name(fitted)
-            }
-            body.run()
-            return nil
-        }, box.toOpaque())
-        guard status == 0 else {
-            box.release()
-            throw SystemError("start", "a thread", call: "pthread_create", code: status)
-        }
+        let thread = try startThread(name: name, body)
         // Cannot fail: the thread was just created and nobody else has its handle.
         _ = pthread_detach(thread)
     }
+}
+
+/// An OS thread whose end can be waited for: for a loop whose stop must see it finish before
+/// what the loop uses is freed (an HTTP event loop and its daemon, the accepting thread).
+public final class JoinableThread: Sendable {
+    /// nil once joined; held while joining, so a second `join` also returns only after the end.
+    private let handle: Mutex<pthread_t?>
+
+    /// Starts `body` on a thread of its own; `name` as for `DetachedThread`.
+    public init(name: String? = nil, _ body: @escaping @Sendable () -> Void) throws(SystemError) {
+        handle = Mutex(try startThread(name: name, body))
+    }
+
+    /// Returns once the body has returned. Idempotent; never from the thread itself (that would
+    /// wait for itself).
+    public func join() {
+        handle.withLock { handle in
+            guard let thread = handle else { return }
+            let status = pthread_join(thread, nil)
+            // Only a join from the thread itself (EDEADLK) fails for a handle joined once: a bug.
+            precondition(status == 0, "pthread_join failed with error \(status)")
+            handle = nil
+        }
+    }
+}
+
+private func startThread(name: String?, _ body: @escaping @Sendable () -> Void) throws(SystemError) -> pthread_t {
+    let box = Unmanaged.passRetained(ThreadBody(name: name, body))
+    var thread = pthread_t()
+    let status = pthread_create(&thread, nil, { raw in
+        guard let raw else { return nil }
+        let body = Unmanaged<ThreadBody>.fromOpaque(raw).takeRetainedValue()
+        if let name = body.name {
+            // Only a name over 15 bytes fails (ERANGE): cut to fit, and a name is cosmetic.
+            let fitted = String(decoding: name.utf8.prefix(15), as: UTF8.self)
+            _ = cgs_set_thread_name(fitted)
+        }
+        body.run()
+        return nil
+    }, box.toOpaque())
+    guard status == 0 else {
+        box.release()
+        throw SystemError("start", "a thread", call: "pthread_create", code: status)
+    }
+    return thread
 }
 
 private final class ThreadBody: Sendable {

@@ -395,15 +395,14 @@ private final class ConnectionAcceptor: Sendable {
     private let loops: [EventLoop]
     private let context: ServerContext
     private let stopping = Atomic<Bool>(false)
-    private let exited = Atomic<Bool>(false)
-    private let exitWakeup: Wakeup
+    private let thread = Mutex<JoinableThread?>(nil)
 
     init(listener: ListenSocket, loops: [EventLoop], context: ServerContext) throws(SystemError) {
         self.listener = listener
         self.loops = loops
         self.context = context
-        exitWakeup = try Wakeup()
-        try DetachedThread.start(name: "http accept") { [self] in run() }
+        let started = try JoinableThread(name: "http accept") { [self] in run() }
+        thread.withLock { $0 = started }
     }
 
     /// Stops accepting and returns once the accepting thread has ended (the listening socket
@@ -411,14 +410,10 @@ private final class ConnectionAcceptor: Sendable {
     func stop() {
         stopping.store(true, ordering: .releasing)
         context.connectionClosed.signal()
-        while !exited.load(ordering: .acquiring) { exitWakeup.wait(timeout: .milliseconds(100)) }
+        thread.withLock { $0 }?.join()
     }
 
     private func run() {
-        defer {
-            exited.store(true, ordering: .releasing)
-            exitWakeup.signal()
-        }
         var handedOver = 0
         var next = 0
         var failing = false
@@ -498,7 +493,7 @@ private final class EventLoop: Sendable {
     private let inbox = Mutex<[AcceptedConnection]?>([])
     private let wakeup: Wakeup
     private let stopping = Atomic<Bool>(false)
-    private let exited = Atomic<Bool>(false)
+    private let thread = Mutex<JoinableThread?>(nil)
     private let yieldsWhileBusy: Bool
 
     init(daemon: OpaquePointer, context: ServerContext) throws(SystemError) {
@@ -512,7 +507,8 @@ private final class EventLoop: Sendable {
         let wakeup = try Wakeup()
         self.wakeup = wakeup
         context.register(loopWakeup: wakeup)
-        try DetachedThread.start(name: "http loop") { [self] in run() }
+        let started = try JoinableThread(name: "http loop") { [self] in run() }
+        thread.withLock { $0 = started }
     }
 
     /// Gives `connection` to this loop; false when it has stopped (the caller closes it).
@@ -531,9 +527,8 @@ private final class EventLoop: Sendable {
     func stop() {
         stopping.store(true, ordering: .releasing)
         wakeup.signal()
-        // Polled rather than signalled: a stop is rare, and a pipe per loop costs descriptors
-        // (`HTTPLimits.reservedDescriptors`). The loop ends within one MHD_run.
-        while !exited.load(ordering: .acquiring) { Deadline.sleep(.milliseconds(1)) }
+        // The loop ends within one MHD_run.
+        thread.withLock { $0 }?.join()
         for connection in inbox.withLock({ inbox in defer { inbox = nil }; return inbox ?? [] }) {
             System.close(connection.descriptor)
             context.countClosedConnection()
@@ -541,10 +536,7 @@ private final class EventLoop: Sendable {
     }
 
     private func run() {
-        defer {
-            if context.servesTLS { cgt_release_thread() }
-            exited.store(true, ordering: .releasing)
-        }
+        defer { if context.servesTLS { cgt_release_thread() } }
         var failing = false
         while !stopping.load(ordering: .acquiring) {
             addHandedConnections()
