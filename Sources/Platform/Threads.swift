@@ -27,6 +27,14 @@ public final class JoinableThread: Sendable {
         handle = Mutex(try startThread(name: name, body))
     }
 
+    /// Never joined: the thread's resources go back to the system when it ends.
+    deinit {
+        handle.withLock { handle in
+            // Cannot fail: the handle is valid and not joined (join sets it to nil).
+            if let thread = handle { _ = pthread_detach(thread) }
+        }
+    }
+
     /// Returns once the body has returned. Idempotent; never from the thread itself (that would
     /// wait for itself).
     public func join() {
