@@ -342,10 +342,9 @@ def print_secure(name, secure):
             print(f"{f'req/s c={connections}' + (' gzip' if gzip else ''):28}{plain[0]:14.0f}{tls[0]:14.0f}{'':14}{nginx[0]:14.0f}{nginx_tls[0]:14.0f}")
             # The median's ratio shows what throughput alone dictates: with every connection
             # busy, a request's mean time is connections / req/s (Little's law).
-            print(f"{'  p50 ms':28}{plain[1]:14.2f}{tls[1]:14.2f}{tls[1] / max(plain[1], 1e-6):14.2f}"
-                  f"{nginx[1]:14.2f}{nginx_tls[1]:14.2f}{nginx_tls[1] / max(nginx[1], 1e-6):14.2f}")
-            print(f"{'  p99 ms':28}{plain[2]:14.2f}{tls[2]:14.2f}{tls[2] / max(plain[2], 1e-6):14.2f}"
-                  f"{nginx[2]:14.2f}{nginx_tls[2]:14.2f}{nginx_tls[2] / max(nginx[2], 1e-6):14.2f}")
+            for label, index in (("  p50 ms", 1), ("  p99 ms", 2)):
+                print(f"{label:28}{plain[index]:14.2f}{tls[index]:14.2f}{tls[index] / max(plain[index], 1e-6):14.2f}"
+                      f"{nginx[index]:14.2f}{nginx_tls[index]:14.2f}{nginx_tls[index] / max(nginx[index], 1e-6):14.2f}")
             print(f"{'  p99 ms, each run':28}{spread(plain[3]):>14}{spread(tls[3]):>14}{'':14}{spread(nginx[3]):>14}{spread(nginx_tls[3]):>14}")
     print("(target: ours TLS + auth p99 within 2x of ours plain)")
 
