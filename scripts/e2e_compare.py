@@ -294,8 +294,8 @@ MOVING = {"barman_replication_client_sent_lag_bytes", "barman_replication_client
           "barman_replication_client_flush_lag_bytes", "barman_wal_archive_lag_bytes", "barman_replication_slot_retained_bytes"}
 
 # Values compared within a tolerance: free space changes with every file PostgreSQL and barman
-# write; a slot's restart_lsn comes from show-servers (cached for servers_cache_ttl), so the
-# retained bytes may be that much older than PostgreSQL's position (a segment or so).
+# write; barman's own retained bytes and archive lag take PostgreSQL's position and the slot's or
+# archive's from commands run moments apart (a segment or so while WAL streams).
 TOLERANCE = {"barman_filesystem_avail_bytes": 256 << 20, "barman_replication_slot_retained_bytes": 32 << 20,
              "barman_wal_archive_lag_bytes": 32 << 20}
 

@@ -127,6 +127,30 @@ struct WALPipelineTests {
         #expect(text.contains("barman_wal_archive_lag_bytes{server=\"pg\"} 96\n"))
     }
 
+    /// While receive-wal streams on the slot, PostgreSQL keeps WAL from the flush position the
+    /// client reported (replication-status, every refresh), not from the restart_lsn show-servers
+    /// printed up to servers_cache_ttl ago; with no client the cached restart_lsn is exact.
+    @Test func slotRetentionFollowsTheStreamingClient() {
+        let pg = ServerName("pg")
+        var snapshot = MetricsSnapshot(version: "test")
+        var info = ServerInfo(active: true)
+        info.replicationSlot = ReplicationSlot(name: "barman", active: true, restartLSN: 0x1000_0000)
+        snapshot.servers = [pg: info]
+        // Three segments streamed since show-servers ran: the slot followed the client.
+        snapshot.serverLSN = [pg: 0x1300_0060]
+        snapshot.replication = [pg: [StreamingClient(applicationName: "other", slot: "", flushLagBytes: 50_000_000),
+                                     StreamingClient(applicationName: "barman_receive_wal", slot: "barman", flushLagBytes: 96)]]
+        #expect(TestSupport.exposition(snapshot, now: 1_795_600_000)
+            .contains("barman_replication_slot_retained_bytes{server=\"pg\",slot=\"barman\"} 96\n"))
+        // receive-wal stopped: nobody moves the slot, PostgreSQL keeps everything since restart_lsn.
+        snapshot.replication = [pg: [StreamingClient(applicationName: "other", slot: "", flushLagBytes: 50_000_000)]]
+        #expect(TestSupport.exposition(snapshot, now: 1_795_600_000)
+            .contains("barman_replication_slot_retained_bytes{server=\"pg\",slot=\"barman\"} 50331744\n"))
+        // No position from replication-status: nothing to measure against.
+        snapshot.serverLSN = [:]
+        #expect(!TestSupport.exposition(snapshot, now: 1_795_600_000).contains("barman_replication_slot_retained_bytes{"))
+    }
+
     /// A server show-servers no longer lists loses its WAL archive and directory series.
     @Test func aVanishedServerLosesItsWALSeries() async throws {
         let barman = ScriptedBarman()

@@ -58,15 +58,27 @@ public final class ShowServersCollector: Collector {
             }
             if let slot = info.replicationSlot {
                 families.add(Metric.replicationSlotActive, [name.text, slot.name], slot.active ? 1 : 0)
-                // PostgreSQL's position now (replication-status, every refresh) minus where the
-                // slot holds WAL from; both are read at different moments, so never below 0.
-                if let restart = slot.restartLSN, let current = snapshot.serverLSN[name] {
-                    families.add(Metric.replicationSlotRetainedBytes, [name.text, slot.name], Double(current >= restart ? current - restart : 0))
-                }
+                families.add(Metric.replicationSlotRetainedBytes, [name.text, slot.name], Self.retainedBytes(slot, of: name, in: snapshot))
             }
             families.add(Metric.lastBackupMaximumAge, server, info.lastBackupMaximumAge)
             families.add(Metric.lastWALMaximumAge, server, info.lastWALMaximumAge)
         }
+    }
+}
+
+extension ShowServersCollector {
+    /// PostgreSQL's position (replication-status, every refresh) minus where the slot holds WAL
+    /// from. While a client streams on the slot, PostgreSQL moves the slot's restart_lsn to the
+    /// flush position that client reports, so its flush lag in the same replication-status
+    /// answer is the exact figure; show-servers' restart_lsn, up to servers_cache_ttl old, would
+    /// count every segment streamed since as retained. An inactive slot does not move, so its
+    /// cached restart_lsn stays exact. Never below 0 (the two commands run at different moments).
+    static func retainedBytes(_ slot: ReplicationSlot, of server: ServerName, in snapshot: MetricsSnapshot) -> Double? {
+        guard let current = snapshot.serverLSN[server] else { return nil }
+        let streamingFlushLags = (snapshot.replication?[server] ?? []).filter { $0.slot == slot.name }.compactMap(\.flushLagBytes)
+        if let flushLag = streamingFlushLags.max() { return max(0, flushLag) }
+        guard let restart = slot.restartLSN else { return nil }
+        return Double(current >= restart ? current - restart : 0)
     }
 }
 
@@ -107,7 +119,7 @@ extension Metric {
         labels: ["server", "slot"])
     public static let replicationSlotRetainedBytes = MetricDefinition(
         "barman_replication_slot_retained_bytes", .gauge,
-        "Bytes of WAL PostgreSQL keeps for barman's replication slot: the server's current LSN (replication-status) minus the slot's restart_lsn (show-servers). Cached for servers_cache_ttl (600 s by default).",
+        "Bytes of WAL PostgreSQL keeps for barman's replication slot: the server's current LSN minus the flush LSN of the client streaming on the slot (replication-status), or while none does, minus the slot's restart_lsn (show-servers, cached for servers_cache_ttl).",
         labels: ["server", "slot"])
     public static let lastBackupMaximumAge = MetricDefinition(
         "barman_server_last_backup_maximum_age_seconds", .gauge,
