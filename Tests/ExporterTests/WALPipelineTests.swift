@@ -129,26 +129,37 @@ struct WALPipelineTests {
 
     /// While receive-wal streams on the slot, PostgreSQL keeps WAL from the flush position the
     /// client reported (replication-status, every refresh), not from the restart_lsn show-servers
-    /// printed up to servers_cache_ttl ago; with no client the cached restart_lsn is exact.
-    @Test func slotRetentionFollowsTheStreamingClient() {
+    /// printed up to servers_cache_ttl ago; with no client the cached restart_lsn is exact, and
+    /// the slot is unused whatever show-servers said then.
+    @Test func slotStateFollowsTheStreamingClient() {
         let pg = ServerName("pg")
         var snapshot = MetricsSnapshot(version: "test")
         var info = ServerInfo(active: true)
         info.replicationSlot = ReplicationSlot(name: "barman", active: true, restartLSN: 0x1000_0000)
         snapshot.servers = [pg: info]
+        func served(_ metric: String) -> String? {
+            TestSupport.exposition(snapshot, now: 1_795_600_000).split(separator: "\n")
+                .first { $0.hasPrefix(metric + "{server=\"pg\",slot=\"barman\"} ") }.map { String($0.split(separator: " ")[1]) }
+        }
+        // Until replication-status answers: show-servers' view.
+        #expect(served("barman_replication_slot_active") == "1")
+        #expect(served("barman_replication_slot_retained_bytes") == nil)
         // Three segments streamed since show-servers ran: the slot followed the client.
         snapshot.serverLSN = [pg: 0x1300_0060]
         snapshot.replication = [pg: [StreamingClient(applicationName: "other", slot: "", flushLagBytes: 50_000_000),
                                      StreamingClient(applicationName: "barman_receive_wal", slot: "barman", flushLagBytes: 96)]]
-        #expect(TestSupport.exposition(snapshot, now: 1_795_600_000)
-            .contains("barman_replication_slot_retained_bytes{server=\"pg\",slot=\"barman\"} 96\n"))
+        #expect(served("barman_replication_slot_retained_bytes") == "96")
+        #expect(served("barman_replication_slot_active") == "1")
         // receive-wal stopped: nobody moves the slot, PostgreSQL keeps everything since restart_lsn.
         snapshot.replication = [pg: [StreamingClient(applicationName: "other", slot: "", flushLagBytes: 50_000_000)]]
-        #expect(TestSupport.exposition(snapshot, now: 1_795_600_000)
-            .contains("barman_replication_slot_retained_bytes{server=\"pg\",slot=\"barman\"} 50331744\n"))
-        // No position from replication-status: nothing to measure against.
-        snapshot.serverLSN = [:]
-        #expect(!TestSupport.exposition(snapshot, now: 1_795_600_000).contains("barman_replication_slot_retained_bytes{"))
+        #expect(served("barman_replication_slot_retained_bytes") == "50331744")
+        #expect(served("barman_replication_slot_active") == "0")
+        // ... and started again before show-servers ran again (it still says inactive).
+        info.replicationSlot?.active = false
+        snapshot.servers = [pg: info]
+        snapshot.replication = [pg: [StreamingClient(applicationName: "barman_receive_wal", slot: "barman", flushLagBytes: 0)]]
+        #expect(served("barman_replication_slot_active") == "1")
+        #expect(served("barman_replication_slot_retained_bytes") == "0")
     }
 
     /// A server show-servers no longer lists loses its WAL archive and directory series.

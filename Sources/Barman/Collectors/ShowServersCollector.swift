@@ -57,8 +57,9 @@ public final class ShowServersCollector: Collector {
                 families.add(Metric.archiverLastArchivedTimestamp, server, archiver.lastArchivedTime)
             }
             if let slot = info.replicationSlot {
-                families.add(Metric.replicationSlotActive, [name.text, slot.name], slot.active ? 1 : 0)
-                families.add(Metric.replicationSlotRetainedBytes, [name.text, slot.name], Self.retainedBytes(slot, of: name, in: snapshot))
+                let streaming = Self.clients(streamingOn: slot, of: name, in: snapshot)
+                families.add(Metric.replicationSlotActive, [name.text, slot.name], (streaming.map { !$0.isEmpty } ?? slot.active) ? 1 : 0)
+                families.add(Metric.replicationSlotRetainedBytes, [name.text, slot.name], Self.retainedBytes(slot, streaming, of: name, in: snapshot))
             }
             families.add(Metric.lastBackupMaximumAge, server, info.lastBackupMaximumAge)
             families.add(Metric.lastWALMaximumAge, server, info.lastWALMaximumAge)
@@ -67,16 +68,22 @@ public final class ShowServersCollector: Collector {
 }
 
 extension ShowServersCollector {
-    /// PostgreSQL's position (replication-status, every refresh) minus where the slot holds WAL
-    /// from. While a client streams on the slot, PostgreSQL moves the slot's restart_lsn to the
-    /// flush position that client reports, so its flush lag in the same replication-status
-    /// answer is the exact figure; show-servers' restart_lsn, up to servers_cache_ttl old, would
-    /// count every segment streamed since as retained. An inactive slot does not move, so its
-    /// cached restart_lsn stays exact. Never below 0 (the two commands run at different moments).
-    static func retainedBytes(_ slot: ReplicationSlot, of server: ServerName, in snapshot: MetricsSnapshot) -> Double? {
+    /// The clients streaming on the slot as of the last replication-status (every refresh),
+    /// which lists each walsender with the slot it uses; nil while it has no answer for the
+    /// server, when only show-servers' view (up to servers_cache_ttl old) is left.
+    static func clients(streamingOn slot: ReplicationSlot, of server: ServerName, in snapshot: MetricsSnapshot) -> [StreamingClient]? {
+        snapshot.replication?[server].map { $0.filter { $0.slot == slot.name } }
+    }
+
+    /// PostgreSQL's position (replication-status) minus where the slot holds WAL from. While a
+    /// client streams on the slot, PostgreSQL moves the slot's restart_lsn to the flush position
+    /// that client reports, so its flush lag in the same replication-status answer is the exact
+    /// figure; show-servers' restart_lsn would count every segment streamed since it ran as
+    /// retained. An unused slot does not move, so its cached restart_lsn stays exact. Never below
+    /// 0 (the two commands run at different moments).
+    static func retainedBytes(_ slot: ReplicationSlot, _ streaming: [StreamingClient]?, of server: ServerName, in snapshot: MetricsSnapshot) -> Double? {
         guard let current = snapshot.serverLSN[server] else { return nil }
-        let streamingFlushLags = (snapshot.replication?[server] ?? []).filter { $0.slot == slot.name }.compactMap(\.flushLagBytes)
-        if let flushLag = streamingFlushLags.max() { return max(0, flushLag) }
+        if let flushLag = (streaming ?? []).compactMap(\.flushLagBytes).max() { return max(0, flushLag) }
         guard let restart = slot.restartLSN else { return nil }
         return Double(current >= restart ? current - restart : 0)
     }
@@ -115,7 +122,7 @@ extension Metric {
         labels: ["server"])
     public static let replicationSlotActive = MetricDefinition(
         "barman_replication_slot_active", .gauge,
-        "1 when the server's replication slot for barman is in use by a WAL receiver, else 0 (replication_slot of barman show-servers). Cached for servers_cache_ttl (600 s by default).",
+        "1 when a WAL receiver streams on the server's replication slot for barman, else 0: as of the last replication-status (every refresh), or until it has answered for the server, active of the slot in barman show-servers (cached for servers_cache_ttl).",
         labels: ["server", "slot"])
     public static let replicationSlotRetainedBytes = MetricDefinition(
         "barman_replication_slot_retained_bytes", .gauge,
