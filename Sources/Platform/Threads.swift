@@ -48,6 +48,35 @@ public final class JoinableThread: Sendable {
     }
 }
 
+/// A thread that runs a loop until `stop`, which returns only once the loop has ended: for an
+/// owner that frees what the loop uses right after (an HTTP event loop and its daemon, the
+/// accepting thread). Made before the owner's other stored properties and started last, so
+/// the loop may capture the owner.
+public final class StoppableThread: Sendable {
+    private let stopRequested = Atomic<Bool>(false)
+    /// nil until `start`.
+    private let thread = Mutex<JoinableThread?>(nil)
+
+    public init() {}
+
+    /// True once `stop` was called: the loop checks it every turn.
+    public var isStopping: Bool { stopRequested.load(ordering: .acquiring) }
+
+    /// Starts `body` on a thread of its own (once); `name` as for `DetachedThread`.
+    public func start(name: String, _ body: @escaping @Sendable () -> Void) throws(SystemError) {
+        let started = try JoinableThread(name: name, body)
+        thread.withLock { $0 = started }
+    }
+
+    /// Asks the loop to end, calls `wake` so that a waiting loop sees it, and returns once the
+    /// loop has ended. Idempotent.
+    public func stop(waking wake: () -> Void) {
+        stopRequested.store(true, ordering: .releasing)
+        wake()
+        thread.withLock { $0 }?.join()
+    }
+}
+
 private func startThread(name: String?, _ body: @escaping @Sendable () -> Void) throws(SystemError) -> pthread_t {
     let box = Unmanaged.passRetained(ThreadBody(name: name, body))
     var thread = pthread_t()

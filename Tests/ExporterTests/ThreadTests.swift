@@ -42,4 +42,23 @@ struct ThreadTests {
         #expect(sawEnd.count == 2)
         thread.join()  // a third join, after the end, returns at once
     }
+
+    /// `stop` wakes a waiting loop and returns only once it has ended: what the loop uses may be
+    /// freed right after.
+    @Test func stopWakesTheLoopAndWaitsForItsEnd() throws {
+        let wakeup = try Wakeup()
+        let ended = Counter()
+        let loop = StoppableThread()
+        try loop.start(name: "test loop") {
+            while !loop.isStopping { _ = wakeup.wait(timeout: .seconds(10)) }
+            Deadline.sleep(.milliseconds(100))  // cleaning up after the last turn
+            ended.add()
+        }
+        Deadline.sleep(.milliseconds(20))
+        let asked = ContinuousClock.now
+        loop.stop(waking: { wakeup.signal() })
+        #expect(ended.count == 1)
+        #expect(ContinuousClock.now - asked < .seconds(5), "woken, not timed out")
+        loop.stop(waking: {})  // a second stop returns at once
+    }
 }

@@ -397,30 +397,26 @@ private final class ConnectionAcceptor: Sendable {
     private let listener: ListenSocket
     private let loops: [EventLoop]
     private let context: ServerContext
-    private let stopping = Atomic<Bool>(false)
-    private let thread = Mutex<JoinableThread?>(nil)
+    private let thread = StoppableThread()
 
     init(listener: ListenSocket, loops: [EventLoop], context: ServerContext) throws(SystemError) {
         self.listener = listener
         self.loops = loops
         self.context = context
-        let started = try JoinableThread(name: "http accept") { [self] in run() }
-        thread.withLock { $0 = started }
+        try thread.start(name: "http accept") { [self] in run() }
     }
 
     /// Stops accepting and returns once the accepting thread has ended (the listening socket
     /// stays open). Idempotent.
     func stop() {
-        stopping.store(true, ordering: .releasing)
-        context.connectionClosed.signal()
-        thread.withLock { $0 }?.join()
+        thread.stop(waking: { context.connectionClosed.signal() })
     }
 
     private func run() {
         var handedOver = 0
         var next = 0
         var failing = false
-        while !stopping.load(ordering: .acquiring) {
+        while !thread.isStopping {
             // Connections handed over and not started yet count as open, or a loop could get
             // more than the limit. One libmicrohttpd never starts (out of memory making its
             // pool) is never closed either: a slot lost, not a deadlock.
@@ -495,8 +491,7 @@ private final class EventLoop: Sendable {
     /// (MHD_add_connection is not thread-safe for a daemon without threads); nil once stopped.
     private let inbox = Mutex<[AcceptedConnection]?>([])
     private let wakeup: Wakeup
-    private let stopping = Atomic<Bool>(false)
-    private let thread = Mutex<JoinableThread?>(nil)
+    private let thread = StoppableThread()
     private let yieldsWhileBusy: Bool
 
     init(daemon: OpaquePointer, context: ServerContext) throws(SystemError) {
@@ -510,8 +505,7 @@ private final class EventLoop: Sendable {
         let wakeup = try Wakeup()
         self.wakeup = wakeup
         context.register(loopWakeup: wakeup)
-        let started = try JoinableThread(name: "http loop") { [self] in run() }
-        thread.withLock { $0 = started }
+        try thread.start(name: "http loop") { [self] in run() }
     }
 
     /// Gives `connection` to this loop; false when it has stopped (the caller closes it).
@@ -528,10 +522,8 @@ private final class EventLoop: Sendable {
     /// Returns once the thread has ended; connections handed over and never added are closed.
     /// Idempotent.
     func stop() {
-        stopping.store(true, ordering: .releasing)
-        wakeup.signal()
         // The loop ends within one MHD_run.
-        thread.withLock { $0 }?.join()
+        thread.stop(waking: { wakeup.signal() })
         for connection in inbox.withLock({ inbox in defer { inbox = nil }; return inbox ?? [] }) {
             System.close(connection.descriptor)
             context.countClosedConnection()
@@ -541,7 +533,7 @@ private final class EventLoop: Sendable {
     private func run() {
         defer { if context.servesTLS { cgt_release_thread() } }
         var failing = false
-        while !stopping.load(ordering: .acquiring) {
+        while !thread.isStopping {
             addHandedConnections()
             var due: UInt64 = 0
             let hasTimeout = MHD_get_timeout(daemon, &due) == MHD_Result.YES
