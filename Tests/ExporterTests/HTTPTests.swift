@@ -257,6 +257,7 @@ struct HTTPTests {
             #expect(try status("GET http://localhost/nope HTTP/1.1\r\nHost: localhost\r\n\r\n") == 404)
             #expect(try status("GET /metrics HTTP/1.1\r\n\r\n") == 400)
             #expect(try status("GET /metrics HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") == 400)
+            #expect(try status("GET /metrics HTTP/1.1\r\nhOsT: a\r\nHOST: b\r\n\r\n") == 400)
             #expect(try status("GET /metrics HTTP/1.1\r\nHost : x\r\n\r\n") == 400)
             #expect(try status("GET /metrics HTTP/1.0\r\n\r\n") == 200)
         }

@@ -66,6 +66,31 @@ struct WebConfigTests {
         }
     }
 
+    /// Any password bytes survive the header's base64, whatever their length (so the padding
+    /// of each last group), against an encoder written from RFC 4648 here.
+    @Test func base64DecodesWhatRFC4648Encodes() {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+        func encode(_ bytes: [UInt8]) -> [UInt8] {
+            var output: [UInt8] = []
+            for start in stride(from: 0, to: bytes.count, by: 3) {
+                let group = Array(bytes[start..<min(start + 3, bytes.count)])
+                let bits = group.enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << UInt32(16 - 8 * $1.offset) }
+                for index in 0..<4 {
+                    output.append(index <= group.count ? alphabet[Int(bits >> UInt32(18 - 6 * index) & 63)] : UInt8(ascii: "="))
+                }
+            }
+            return output
+        }
+        var generator = SystemRandomNumberGenerator()
+        for length in 0..<64 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            #expect(Base64.decode(encode(bytes)) == bytes, "\(bytes)")
+        }
+        for bad in ["dQ=", "d===", "====", "dQ==dQ==", "dQ=a", "d Q=", "dQ\u{0}="] {
+            #expect(Base64.decode(Array(bad.utf8)) == nil, "\(bad)")
+        }
+    }
+
     /// User names compare by bytes: "jose\u{301}" (NFD) is not the configured "jos\u{e9}" (NFC).
     @Test func userNamesCompareByBytes() {
         let authenticator = BasicAuthenticator(users: ["jos\u{e9}": WebConfigTests.hash])

@@ -777,11 +777,18 @@ private struct HeaderFieldSurvey {
 private let surveyHeaderField: MHD_KeyValueIterator = { cls, _, key, _ in
     guard let cls, let key else { return MHD_Result.YES }
     let survey = cls.assumingMemoryBound(to: HeaderFieldSurvey.self)
-    let name = String(cString: key)
-    if name.utf8.contains(where: { $0 == 0x20 || $0 == 0x09 }) { survey.pointee.malformed = true }
-    if name.lowercased().trimmingTrailingWhitespace() == "host" { survey.pointee.hosts += 1 }
+    // Bytes, not a String: this runs for every field of every request.
+    let name = UnsafeRawBufferPointer(start: key, count: strlen(key))
+    let isWhitespace = { (byte: UInt8) in byte == 0x20 || byte == 0x09 }
+    if name.contains(where: isWhitespace) { survey.pointee.malformed = true }
+    var end = name.count
+    while end > 0 && isWhitespace(name[end - 1]) { end -= 1 }
+    // ASCII case-insensitive, as HTTP field names compare.
+    if end == hostFieldName.count && zip(name, hostFieldName).allSatisfy({ $0 | 0x20 == $1 }) { survey.pointee.hosts += 1 }
     return MHD_Result.YES
 }
+
+private let hostFieldName = Array("host".utf8)
 
 /// Called by MHD for each connection it starts serving (sets the send buffer, and the TLS
 /// transport that writes a response's records at once), and again when it closes (counts it

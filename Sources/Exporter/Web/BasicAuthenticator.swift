@@ -36,7 +36,9 @@ public final class BasicAuthenticator: Sendable {
     public func isRemembered(user: ExactString, password: [UInt8]) -> Bool {
         verified.withLock { cache in
             // Every remembered password of the user is compared in full, whichever matches.
-            (cache.passwords[user] ?? []).map { constantTimeEqual($0, password) }.contains(true)
+            var found = false
+            for remembered in cache.passwords[user] ?? [] where constantTimeEqual(remembered, password) { found = true }
+            return found
         }
     }
 

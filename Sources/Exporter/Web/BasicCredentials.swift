@@ -20,7 +20,7 @@ public struct BasicCredentials: Sendable, Equatable {
               zip(authorization, scheme).allSatisfy({ ($0 | 0x20) == $1 }),
               authorization[scheme.count] == UInt8(ascii: " ") else { return nil }
         let token = authorization[(scheme.count + 1)...].drop { $0 == UInt8(ascii: " ") }
-        guard let decoded = Base64.decode(Array(token)), let colon = decoded.firstIndex(of: UInt8(ascii: ":")) else { return nil }
+        guard let decoded = Base64.decode(token), let colon = decoded.firstIndex(of: UInt8(ascii: ":")) else { return nil }
         // A user name that is not UTF-8 cannot be a configured one; refused like an unknown user.
         guard let user = String(validating: decoded[..<colon], as: UTF8.self) else { return nil }
         self.init(user: ExactString(user), password: Array(decoded[(colon + 1)...]))
@@ -29,31 +29,44 @@ public struct BasicCredentials: Sendable, Equatable {
 
 /// Standard base64 (RFC 4648, padding required), as basic auth sends it.
 enum Base64 {
-    private static let values: [UInt8: UInt8] = {
-        var table: [UInt8: UInt8] = [:]
-        for (index, byte) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8.enumerated() { table[byte] = UInt8(index) }
+    /// Each byte's 6-bit value; `invalid` for bytes outside the alphabet. A table, not a
+    /// dictionary: decoding runs on every authenticated request.
+    private static let values: [UInt8] = {
+        var table = [UInt8](repeating: invalid, count: 256)
+        for (index, byte) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8.enumerated() { table[Int(byte)] = UInt8(index) }
         return table
     }()
+    private static let invalid: UInt8 = 0xFF
+    private static let pad = UInt8(ascii: "=")
 
-    static func decode(_ text: [UInt8]) -> [UInt8]? {
+    static func decode<Text: RandomAccessCollection<UInt8>>(_ text: Text) -> [UInt8]? {
         guard text.count % 4 == 0 else { return nil }
+        // Padding only at the very end, at most two characters.
+        let padding = text.reversed().prefix { $0 == pad }.count
+        guard padding <= 2 else { return nil }
         var output: [UInt8] = []
         output.reserveCapacity(text.count / 4 * 3)
-        var index = 0
-        while index < text.count {
-            let chunk = text[index..<(index + 4)]
-            let padding = chunk.reversed().prefix { $0 == UInt8(ascii: "=") }.count
-            // Padding only at the very end, at most two characters.
-            guard padding <= 2, padding == 0 || index + 4 == text.count else { return nil }
-            var bits: UInt32 = 0
-            for byte in chunk.dropLast(padding) {
-                guard let value = values[byte] else { return nil }
-                bits = bits << 6 | UInt32(value)
+        var bits: UInt32 = 0
+        var position = 0
+        let dataCount = text.count - padding
+        for byte in text.prefix(dataCount) {
+            let value = values[Int(byte)]
+            guard value != invalid else { return nil }
+            bits = bits << 6 | UInt32(value)
+            position += 1
+            if position == 4 {
+                output.append(UInt8(truncatingIfNeeded: bits >> 16))
+                output.append(UInt8(truncatingIfNeeded: bits >> 8))
+                output.append(UInt8(truncatingIfNeeded: bits))
+                bits = 0
+                position = 0
             }
+        }
+        // The last group: 2 or 3 characters carry 1 or 2 bytes.
+        if padding > 0 {
             bits <<= UInt32(6 * padding)
-            let bytes = [UInt8(truncatingIfNeeded: bits >> 16), UInt8(truncatingIfNeeded: bits >> 8), UInt8(truncatingIfNeeded: bits)]
-            output.append(contentsOf: bytes.prefix(3 - padding))
-            index += 4
+            output.append(UInt8(truncatingIfNeeded: bits >> 16))
+            if padding == 1 { output.append(UInt8(truncatingIfNeeded: bits >> 8)) }
         }
         return output
     }
