@@ -783,8 +783,7 @@ private let surveyHeaderField: MHD_KeyValueIterator = { cls, _, key, _ in
     if name.contains(where: isWhitespace) { survey.pointee.malformed = true }
     var end = name.count
     while end > 0 && isWhitespace(name[end - 1]) { end -= 1 }
-    // ASCII case-insensitive, as HTTP field names compare.
-    if end == hostFieldName.count && zip(name, hostFieldName).allSatisfy({ $0 | 0x20 == $1 }) { survey.pointee.hosts += 1 }
+    if name.prefix(end).equalsIgnoringASCIICase(hostFieldName) { survey.pointee.hosts += 1 }
     return MHD_Result.YES
 }
 

@@ -17,7 +17,7 @@ public struct BasicCredentials: Sendable, Equatable {
     public init?(authorization: [UInt8]) {
         let scheme = Array("basic".utf8)
         guard authorization.count > scheme.count,
-              zip(authorization, scheme).allSatisfy({ ($0 | 0x20) == $1 }),
+              authorization.prefix(scheme.count).equalsIgnoringASCIICase(scheme),
               authorization[scheme.count] == UInt8(ascii: " ") else { return nil }
         let token = authorization[(scheme.count + 1)...].drop { $0 == UInt8(ascii: " ") }
         guard let decoded = Base64.decode(token), let colon = decoded.firstIndex(of: UInt8(ascii: ":")) else { return nil }
