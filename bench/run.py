@@ -72,9 +72,10 @@ REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
 
 
 def wrk_matrix(urls, headers=None):
-    """name -> (gzip, connections) -> (req/s, p50 ms, p99 ms, every run's p99) for every
-    combination measured: the median of each over BENCH_REPEATS runs (default 5), and the p99 of
-    each run to show how far they spread. wrk corrects its latencies for coordinated omission (a
+    """name -> (gzip, connections) -> (req/s, p50 ms, p99 ms, every run's p99, every run) for
+    every combination measured: the median of each over BENCH_REPEATS runs (default 5), the p99
+    of each run sorted to show how far they spread, and each run's (req/s, p50, p99) in the order
+    run, so that the servers' runs of the same round can be compared pair by pair (`paired`). wrk corrects its latencies for coordinated omission (a
     response that took D adds samples at D - T, D - 2T... where T is a connection's mean time per
     request), so a single preemption of a few milliseconds on a 2-core machine shared with wrk
     puts hundreds of samples in the tail: one run's p99 moves by up to 10x, nginx's too. The
@@ -90,7 +91,7 @@ def wrk_matrix(urls, headers=None):
 
     def median(values):
         return sorted(values)[len(values) // 2]
-    return {name: {key: tuple(median([run[index] for run in results]) for index in range(3)) + (sorted(run[2] for run in results),)
+    return {name: {key: tuple(median([run[index] for run in results]) for index in range(3)) + (sorted(run[2] for run in results), results)
                    for key, results in cells.items()}
             for name, cells in runs.items()}
 
@@ -98,6 +99,18 @@ def wrk_matrix(urls, headers=None):
 def spread(values):
     """A cell's p99 over its runs, lowest-highest."""
     return f"{values[0]:.2f}-{values[-1]:.2f}" if values else ""
+
+
+def paired(ours, theirs, index, meets):
+    """Figure `index` (0 req/s, 2 p99) of ours over theirs, round by round (the two were measured
+    one after the other in each round): lowest-highest, and in how many rounds the ratio `meets`
+    the target. A cell whose medians sit near a target (one keep-alive connection, where both
+    servers mostly wait for the client's wakeups) flips from run to run; the rounds show whether
+    a miss is one unlucky round or the whole cell."""
+    ratios = [mine[index] / max(other[index], 1e-6) for mine, other in zip(ours[4], theirs[4])]
+    if not ratios:
+        return ""
+    return f"{min(ratios):.2f}-{max(ratios):.2f} ({sum(map(meets, ratios))}/{len(ratios)})"
 
 
 def wait_for(url, pattern, timeout):
@@ -346,6 +359,7 @@ def print_secure(name, secure):
                 print(f"{label:28}{plain[index]:14.2f}{tls[index]:14.2f}{tls[index] / max(plain[index], 1e-6):14.2f}"
                       f"{nginx[index]:14.2f}{nginx_tls[index]:14.2f}{nginx_tls[index] / max(nginx[index], 1e-6):14.2f}")
             print(f"{'  p99 ms, each run':28}{spread(plain[3]):>14}{spread(tls[3]):>14}{'':14}{spread(nginx[3]):>14}{spread(nginx_tls[3]):>14}")
+            print(f"{'  each round: p99 ratio':28}{'':14}{'':14}{paired(tls, plain, 2, lambda r: r <= 2):>20}")
     print("(target: ours TLS + auth p99 within 2x of ours plain)")
 
 
@@ -391,6 +405,9 @@ def main():
                           f"{spread(nginx['wrk'][(gzip, connections)][3]):>14}")
                     ratio = ours["wrk"][(gzip, connections)][2] / max(nginx["wrk"][(gzip, connections)][2], 1e-6)
                     print(f"{'  p99 ours / nginx':28}{ratio:14.2f}{'':14}{'(target <= 2)':>14}")
+                    cell, nginx_cell = ours["wrk"][(gzip, connections)], nginx["wrk"][(gzip, connections)]
+                    print(f"{'  each round: req/s ratio':28}{paired(cell, nginx_cell, 0, lambda r: r >= 1):>20}"
+                          f"{'  p99 ratio':>14}{paired(cell, nginx_cell, 2, lambda r: r <= 2):>20}")
             print(f"{'resident MB 1 s after scrape':28}{ours['just_scraped_rss'] / 1024:14.1f}")
             print(f"{'resident MB idle':28}{ours['idle_rss'] / 1024:14.1f}{python['idle_rss'] / 1024:14.1f}")
             print(f"{'resident MB peak':28}{ours['peak_rss'] / 1024:14.1f}{python['peak_rss'] / 1024:14.1f}")
