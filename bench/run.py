@@ -75,12 +75,12 @@ def wrk_matrix(urls, headers=None):
     """name -> (gzip, connections) -> (req/s, p50 ms, p99 ms, every run's p99, every run) for
     every combination measured: the median of each over BENCH_REPEATS runs (default 5), the p99
     of each run sorted to show how far they spread, and each run's (req/s, p50, p99) in the order
-    run, so that the servers' runs of the same round can be compared pair by pair (`paired`). wrk corrects its latencies for coordinated omission (a
-    response that took D adds samples at D - T, D - 2T... where T is a connection's mean time per
-    request), so a single preemption of a few milliseconds on a 2-core machine shared with wrk
-    puts hundreds of samples in the tail: one run's p99 moves by up to 10x, nginx's too. The
-    servers compared are measured cell by cell in turn, in the same minutes, and the median of
-    five runs lets two unlucky ones pass."""
+    run, so that the servers' runs of the same round can be compared pair by pair (`paired`).
+    wrk corrects its latencies for coordinated omission (a response that took D adds samples at
+    D - T, D - 2T... where T is a connection's mean time per request), so a single preemption of
+    a few milliseconds on a 2-core machine shared with wrk puts hundreds of samples in the tail:
+    one run's p99 moves by up to 10x, nginx's too. The servers compared are measured cell by
+    cell in turn, in the same minutes, and the median of five runs lets two unlucky ones pass."""
     runs = {}
     for _ in range(REPEATS):
         for gzip in (False, True):
