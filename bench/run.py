@@ -80,12 +80,18 @@ def wrk_matrix(urls, headers=None):
     D - T, D - 2T... where T is a connection's mean time per request), so a single preemption of
     a few milliseconds on a 2-core machine shared with wrk puts hundreds of samples in the tail:
     one run's p99 moves by up to 10x, nginx's too. The servers compared are measured cell by
-    cell in turn, in the same minutes, and the median of five runs lets two unlucky ones pass."""
+    cell in turn, in the same minutes, and the median of five runs lets two unlucky ones pass.
+    Every other round takes the servers in the opposite order: a run right after another
+    server's 64 plain-body connections is slower than the runs after it (docs/performance.md,
+    "Fourteenth run"), and a fixed order handed that cost to the same server in every round."""
     runs = {}
-    for _ in range(REPEATS):
+    for repeat in range(REPEATS):
+        order = list(urls.items())
+        if repeat % 2:
+            order.reverse()
         for gzip in (False, True):
             for connections in CONNECTIONS:
-                for name, url in urls.items():
+                for name, url in order:
                     runs.setdefault(name, {}).setdefault((gzip, connections), []).append(
                         wrk(url, connections, gzip, (headers or {}).get(name, ())))
 
