@@ -82,8 +82,9 @@ def wrk_matrix(urls, headers=None):
     one run's p99 moves by up to 10x, nginx's too. The servers compared are measured cell by
     cell in turn, in the same minutes, and the median of five runs lets two unlucky ones pass.
     Every other round takes the servers in the opposite order: a run right after another
-    server's 64 plain-body connections is slower than the runs after it (docs/performance.md,
-    "Fourteenth run"), and a fixed order handed that cost to the same server in every round."""
+    server's 64 plain-body connections can be slower (nginx's at 1 gzip connection on 1,000
+    servers by a quarter; docs/performance.md, "Fourteenth run"), and a fixed order gave that
+    place to the same server in every round."""
     runs = {}
     for repeat in range(REPEATS):
         order = list(urls.items())
