@@ -5,7 +5,8 @@ For each dataset the fake barman (bench/fake-barman.py) generates, it measures o
 exporter (PyPI barman-exporter 1.0.10) and nginx serving our exact bytes (plain and pre-gzipped):
 requests/s and latency p50/p99 with wrk at 1, 16 and 64 keep-alive connections, plain and with
 Accept-Encoding: gzip; bytes served; resident memory idle and peak; time from start to the first
-scrape with data; barman processes and wall time per full refresh. Then the render benchmark.
+scrape with data; barman processes and wall time per full refresh; the TLS + basic auth table;
+then one verdict line per target (`print_targets`). Then the render benchmark.
 """
 import base64
 import os
