@@ -110,13 +110,28 @@ def spread(values):
     return f"{values[0]:.2f}-{values[-1]:.2f}" if values else ""
 
 
+def ratio(mine, other):
+    """mine / other, a zero in `other` read as a microsecond (p99s round to 0.00 ms)."""
+    return mine / max(other, 1e-6)
+
+
+def p99_within_target(p99_ratio):
+    """The p99 target, against nginx and TLS against plain: at most twice."""
+    return p99_ratio <= 2
+
+
+def rate_within_target(rate_ratio):
+    """The throughput target against nginx: at least its rate."""
+    return rate_ratio >= 1
+
+
 def paired(ours, theirs, index, meets):
     """Figure `index` (0 req/s, 2 p99) of ours over theirs, round by round (the two were measured
     one after the other in each round): lowest-highest, and in how many rounds the ratio `meets`
     the target. A cell whose medians sit near a target (one keep-alive connection, where both
     servers mostly wait for the client's wakeups) flips from run to run; the rounds show whether
     a miss is one unlucky round or the whole cell."""
-    ratios = [mine[index] / max(other[index], 1e-6) for mine, other in zip(ours[4], theirs[4])]
+    ratios = [ratio(mine[index], other[index]) for mine, other in zip(ours[4], theirs[4])]
     if not ratios:
         return ""
     return f"{min(ratios):.2f}-{max(ratios):.2f} ({sum(map(meets, ratios))}/{len(ratios)})"
@@ -365,10 +380,10 @@ def print_secure(name, secure):
             # The median's ratio shows what throughput alone dictates: with every connection
             # busy, a request's mean time is connections / req/s (Little's law).
             for label, index in (("  p50 ms", 1), ("  p99 ms", 2)):
-                print(f"{label:28}{plain[index]:14.2f}{tls[index]:14.2f}{tls[index] / max(plain[index], 1e-6):14.2f}"
-                      f"{nginx[index]:14.2f}{nginx_tls[index]:14.2f}{nginx_tls[index] / max(nginx[index], 1e-6):14.2f}")
+                print(f"{label:28}{plain[index]:14.2f}{tls[index]:14.2f}{ratio(tls[index], plain[index]):14.2f}"
+                      f"{nginx[index]:14.2f}{nginx_tls[index]:14.2f}{ratio(nginx_tls[index], nginx[index]):14.2f}")
             print(f"{'  p99 ms, each run':28}{spread(plain[3]):>14}{spread(tls[3]):>14}{'':14}{spread(nginx[3]):>14}{spread(nginx_tls[3]):>14}")
-            print(f"{'  each round: p99 ratio':28}{'':14}{'':14}{paired(tls, plain, 2, lambda r: r <= 2):>20}")
+            print(f"{'  each round: p99 ratio':28}{'':14}{'':14}{paired(tls, plain, 2, p99_within_target):>20}")
     print("(target: ours TLS + auth p99 within 2x of ours plain)")
 
 
@@ -398,9 +413,9 @@ def print_targets(measured, secure):
             for connections in CONNECTIONS:
                 mine, nginx = ours["wrk"][(gzip, connections)], ours["nginx_wrk"][(gzip, connections)]
                 cell = cell_name(dataset, gzip, connections)
-                ratio = mine[2] / max(nginx[2], 1e-6)
-                p99.append((cell, f"{ratio:.2f}x", ratio <= 2))
-                rates = (cell, f"{mine[0]:,.0f} against {nginx[0]:,.0f}", mine[0] >= nginx[0])
+                p99_ratio = ratio(mine[2], nginx[2])
+                p99.append((cell, f"{p99_ratio:.2f}x", p99_within_target(p99_ratio)))
+                rates = (cell, f"{mine[0]:,.0f} against {nginx[0]:,.0f}", rate_within_target(ratio(mine[0], nginx[0])))
                 (information if dataset == "1000 servers" else throughput).append(rates)
     verdict("p99 within 2x of nginx's, every dataset", p99)
     verdict("throughput at least nginx's, small and large", throughput)
@@ -414,8 +429,8 @@ def print_targets(measured, secure):
     for gzip in (False, True):
         for connections in CONNECTIONS:
             plain, secured = secure["plain"][(gzip, connections)], secure["tls"][(gzip, connections)]
-            ratio = secured[2] / max(plain[2], 1e-6)
-            tls.append((cell_name("small", gzip, connections), f"{ratio:.2f}x", ratio <= 2))
+            p99_ratio = ratio(secured[2], plain[2])
+            tls.append((cell_name("small", gzip, connections), f"{p99_ratio:.2f}x", p99_within_target(p99_ratio)))
     verdict("TLS + auth p99 within 2x of plain", tls)
 
 
@@ -463,11 +478,11 @@ def main():
                         print(f"{'  ' + percentile + ' ms':28}" + "".join(f"{value:14.2f}" for value in row))
                     print(f"{'  p99 ms, each run':28}{spread(ours['wrk'][(gzip, connections)][3]):>14}{'':14}"
                           f"{spread(nginx['wrk'][(gzip, connections)][3]):>14}")
-                    ratio = ours["wrk"][(gzip, connections)][2] / max(nginx["wrk"][(gzip, connections)][2], 1e-6)
-                    print(f"{'  p99 ours / nginx':28}{ratio:14.2f}{'':14}{'(target <= 2)':>14}")
+                    p99_ratio = ratio(ours["wrk"][(gzip, connections)][2], nginx["wrk"][(gzip, connections)][2])
+                    print(f"{'  p99 ours / nginx':28}{p99_ratio:14.2f}{'':14}{'(target <= 2)':>14}")
                     cell, nginx_cell = ours["wrk"][(gzip, connections)], nginx["wrk"][(gzip, connections)]
-                    print(f"{'  each round: req/s ratio':28}{paired(cell, nginx_cell, 0, lambda r: r >= 1):>20}"
-                          f"{'  p99 ratio':>14}{paired(cell, nginx_cell, 2, lambda r: r <= 2):>20}")
+                    print(f"{'  each round: req/s ratio':28}{paired(cell, nginx_cell, 0, rate_within_target):>20}"
+                          f"{'  p99 ratio':>14}{paired(cell, nginx_cell, 2, p99_within_target):>20}")
             print(f"{'resident MB 1 s after scrape':28}{ours['just_scraped_rss'] / 1024:14.1f}")
             print(f"{'resident MB idle':28}{ours['idle_rss'] / 1024:14.1f}{python['idle_rss'] / 1024:14.1f}")
             print(f"{'resident MB peak':28}{ours['peak_rss'] / 1024:14.1f}{python['peak_rss'] / 1024:14.1f}")
